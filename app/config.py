@@ -1,0 +1,66 @@
+"""Configuration, read in one place from the environment (and `.env`).
+
+Every setting of `shared/contracts/interfaces.md` is read here and nowhere
+else; the rest of the app reads `current_app.config` (or the dict this
+returns, for the worker). Nothing is read at import time.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key(instance_path: Path) -> str:
+    """Return SECRET_KEY, generating one under instance/ on first use."""
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def load_settings(instance_path: Path, environ=None) -> dict:
+    """Build the Flask config dict from the environment (and `.env`)."""
+    if environ is None:
+        load_dotenv(PROJECT_ROOT / ".env")
+        environ = os.environ
+    env = environ.get
+    account_sid = env("TWILIO_ACCOUNT_SID") or None
+    auth_token = env("TWILIO_AUTH_TOKEN") or None
+    has_credentials = bool(account_sid and auth_token)
+    database_url = env("DATABASE_URL") or f"sqlite:///{instance_path / 'journeys.sqlite3'}"
+    return {
+        "SECRET_KEY": env("SECRET_KEY") or _secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": env("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "TWILIO_ACCOUNT_SID": account_sid,
+        "TWILIO_AUTH_TOKEN": auth_token,
+        "TWILIO_FROM": env("TWILIO_FROM") or None,
+        "TWILIO_MESSAGING_SERVICE_SID": env("TWILIO_MESSAGING_SERVICE_SID") or None,
+        "TWILIO_WHATSAPP_FROM": env("TWILIO_WHATSAPP_FROM") or None,
+        "TWILIO_API_BASE_URL": env("TWILIO_API_BASE_URL") or None,
+        "PUBLIC_BASE_URL": (env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        "DRY_RUN": _flag(env("DRY_RUN"), default=not has_credentials),
+        "MESSAGE_RATE_LIMIT": float(env("MESSAGE_RATE_LIMIT") or 50),
+        "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
+        "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
+        "MAX_CONTENT_LENGTH": int(env("MAX_UPLOAD_MB") or 20) * 1024 * 1024,
+        "SEND_BATCH_SIZE": int(env("SEND_BATCH_SIZE") or 200),
+        "SEND_CONCURRENCY": int(env("SEND_CONCURRENCY") or 100),
+        "RETRY_BACKOFF": [float(s) for s in (env("RETRY_BACKOFF") or "2,4,8").split(",")],
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }

@@ -1,0 +1,3 @@
+"""JSON API: audiences."""
+
+from . import bp  # noqa: F401

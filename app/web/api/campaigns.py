@@ -1,0 +1,3 @@
+"""JSON API: campaigns."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""JSON API: journeys."""
+
+from . import bp  # noqa: F401

@@ -1,0 +1,3 @@
+"""JSON API: runs."""
+
+from . import bp  # noqa: F401

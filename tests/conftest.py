@@ -1,0 +1,167 @@
+"""Shared fixtures: the app on SQLite *and* PostgreSQL, real Redis, real RQ, a fake Twilio.
+
+Every test that uses `app` runs twice, once per database (ids `[sqlite]`
+and `[postgresql]`). Each pytest session gets its own PostgreSQL database
+(dropped at the end) and uses the Redis DB of `TEST_REDIS_URL` (default
+DB 15), flushed before every test, so parallel sessions don't collide.
+"""
+
+import os
+import re
+import threading
+import uuid
+
+import pytest
+from flask_migrate import upgrade
+from rq import SimpleWorker
+from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.extensions import db
+from app.models import ApiToken, User
+from app.queues import QUEUE_NAMES, get_queue, get_redis
+
+pytest_plugins = ["tests.fake_twilio"]
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DATABASES = [name for name in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if name]
+TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+USER_EMAIL, USER_PASSWORD = "operator@example.com", "correct horse battery"
+
+
+def _postgres_database():
+    """Create a fresh PostgreSQL database for this session; yield its URL; drop it."""
+    name = f"jd_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture(scope="session")
+def base_app(database_url, tmp_path_factory, fake_twilio_server):
+    """One app per database for the session, schema made by the real migrations."""
+    app = create_app({
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "RQ_DASHBOARD_REDIS_URL": TEST_REDIS_URL,
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+        "TWILIO_FROM": "+15005550001",
+        "TWILIO_WHATSAPP_FROM": "whatsapp:+15005550002",
+        "TWILIO_MESSAGING_SERVICE_SID": None,
+        "TWILIO_API_BASE_URL": fake_twilio_server.base_url,
+        "PUBLIC_BASE_URL": "http://testserver.local",
+        "DRY_RUN": False,
+        "MESSAGE_RATE_LIMIT": 0,
+        "DEFAULT_REGION": "US",
+        "API_NODE_ALLOW_PRIVATE": True,
+        "RETRY_BACKOFF": [0.05, 0.1, 0.2],
+    })
+    with app.app_context():
+        upgrade()
+    return app
+
+
+def _clear_database() -> None:
+    tables = [table.name for table in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        quoted = ", ".join(f'"{name}"' for name in tables)
+        db.session.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    else:
+        for name in tables:
+            db.session.execute(text(f'DELETE FROM "{name}"'))
+    db.session.commit()
+
+
+@pytest.fixture
+def app(base_app, fake_twilio_server):
+    """The session app with empty tables, an empty Redis DB and a reset fake Twilio."""
+    saved_config = dict(base_app.config)
+    with base_app.app_context():
+        _clear_database()
+        get_redis().flushdb()
+        fake_twilio_server.reset()
+        yield base_app
+        db.session.remove()
+    base_app.config.clear()
+    base_app.config.update(saved_config)
+
+
+@pytest.fixture
+def user(app):
+    account = User(email=USER_EMAIL)
+    account.set_password(USER_PASSWORD)
+    db.session.add(account)
+    db.session.commit()
+    return account
+
+
+def csrf_token_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(r'"X-CSRFToken": "([^"]+)"', html)
+    assert match, "no CSRF token in page"
+    return match.group(1)
+
+
+@pytest.fixture
+def client(app, user):
+    """A test client logged in through the real login form; it sends the CSRF header on every request."""
+    test_client = app.test_client()
+    login_page = test_client.get("/login")
+    response = test_client.post(
+        "/login", data={"email": USER_EMAIL, "password": USER_PASSWORD, "csrf_token": csrf_token_of(login_page.text)}
+    )
+    assert response.status_code == 302, response.text
+    test_client.environ_base["HTTP_X_CSRFTOKEN"] = csrf_token_of(test_client.get("/").text)
+    return test_client
+
+
+@pytest.fixture
+def api_token(app, user):
+    row, token = ApiToken.issue(user)
+    db.session.add(row)
+    db.session.commit()
+    return token
+
+
+@pytest.fixture
+def api(app, api_token):
+    """A test client that sends the bearer token."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
+    return test_client
+
+
+def drain(queues=QUEUE_NAMES) -> None:
+    """Run every queued job in this process with a real RQ SimpleWorker (burst)."""
+    worker = SimpleWorker([get_queue(name) for name in queues], connection=get_redis())
+    worker.work(burst=True, with_scheduler=False)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over real HTTP in a thread, for the browser tests."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_port}"
+    yield server
+    server.shutdown()
+    thread.join(timeout=5)

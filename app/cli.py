@@ -1,13 +1,29 @@
-"""`flask --app wsgi …` commands of the contract: users (and journeys, from their area)."""
+"""`flask --app wsgi …` commands of the contract: users, journeys import/export, and the first-run `demo`."""
+
+import json
+import os
+import secrets
+from pathlib import Path
 
 import click
-from flask import Flask
-from flask.cli import AppGroup
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 
+from . import audiences, journeys
 from .extensions import db
-from .models import ApiToken, User
+from .models import ApiToken, Audience, Journey, User
 
 users = AppGroup("users", help="Manage operator accounts.")
+journeys_group = AppGroup("journeys", help="Import and export journey/v1 files.")
+
+DEMO_JOURNEY = Path(__file__).with_name("demo_journey.json")
+DEMO_ADMIN = "admin@example.com"
+DEMO_AUDIENCE_CSV = (
+    "phone,name,order_id\n"
+    "+1 500 555 0101,Ana Demo,A-1001\n"
+    "+1 500 555 0102,Bruno Demo,A-1002\n"
+    "+1 500 555 0103,Carla Demo,A-1003\n"
+)
 
 
 @users.command("create")
@@ -43,5 +59,87 @@ def create_token(email: str) -> None:
     click.echo(token)
 
 
+@journeys_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_journey(file: Path) -> None:
+    """Import a journey/v1 FILE as a new journey and print its id; nothing is written if it has problems."""
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise click.ClickException(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise click.ClickException(
+            f"{file}: not JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        ) from None
+    try:
+        journey = journeys.import_document(doc)
+    except journeys.InvalidJourney as error:
+        click.echo(f"{file}: not imported, {len(error.problems)} problem(s):", err=True)
+        for problem in error.problems:
+            click.echo(f"  - {journeys.describe_problem(problem)}", err=True)
+        raise SystemExit(1) from None
+    click.echo(journey.id)
+
+
+@journeys_group.command("export")
+@click.argument("journey_id")
+def export_journey(journey_id: str) -> None:
+    """Print journey JOURNEY_ID (its draft) as journey/v1 JSON."""
+    journey = journeys.get(journey_id)
+    if journey is None:
+        raise click.ClickException(f"no journey {journey_id!r}")
+    click.echo(json.dumps(journeys.export_document(journey), indent=2, ensure_ascii=False))
+
+
+@journeys_group.command("list")
+def list_journeys() -> None:
+    """List journeys: id, status, latest version and name."""
+    for journey in journeys.all_journeys():
+        status = journeys.status_of(journey)
+        version = f"v{status.version}" if status.version else "-"
+        click.echo(f"{journey.id}\t{status.status}\t{version}\t{journey.name}")
+
+
+@click.command("demo")
+@with_appcontext
+def demo() -> None:
+    """First-run setup (idempotent): an admin user, a published demo journey and a small demo audience."""
+    did_something = False
+    if db.session.scalar(db.select(User).limit(1)) is None:
+        _create_demo_admin()
+        did_something = True
+    if db.session.scalar(db.select(Journey).limit(1)) is None:
+        journey = journeys.import_document(json.loads(DEMO_JOURNEY.read_text(encoding="utf-8")))
+        version = journeys.publish(journey, note="demo journey")
+        click.echo(f"Imported and published the demo journey “{journey.name}” (id {journey.id}, v{version.number}).")
+        did_something = True
+    if db.session.scalar(db.select(Audience).limit(1)) is None:
+        audience, _ = audiences.import_audience("Demo audience", DEMO_AUDIENCE_CSV.encode(), default_region="US")
+        click.echo(f"Created the demo audience “{audience.name}” "
+                   f"(id {audience.id}, {audience.total} fictional contacts).")
+        did_something = True
+    if not did_something:
+        click.echo("Demo setup: nothing to do (users, journeys and audiences already exist).")
+
+
+def _create_demo_admin() -> None:
+    password = secrets.token_urlsafe(12)
+    user = User(email=DEMO_ADMIN)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    credentials_file = Path(current_app.instance_path) / "first-login.txt"
+    credentials_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(f"email: {DEMO_ADMIN}\npassword: {password}\n")
+    credentials_file.chmod(0o600)
+    banner = "=" * 60
+    click.echo(f"{banner}\nCreated the first user. Log in with:\n  email:    {DEMO_ADMIN}\n"
+               f"  password: {password}\n(saved in {credentials_file}, readable only by you)\n{banner}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users)
+    app.cli.add_command(journeys_group)
+    app.cli.add_command(demo)

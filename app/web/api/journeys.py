@@ -1,3 +1,102 @@
-"""JSON API: journeys."""
+"""JSON API: journeys (create, read, replace the draft, list, publish, delete), through `app.journeys`.
 
-from . import bp  # noqa: F401
+`PUT` takes an optional `If-Match: <revision>` header: a draft saved elsewhere since then is not
+overwritten (409). Journey runs (`/api/journeys/<id>/runs`) live in `runs.py`.
+"""
+
+from flask import abort, g, jsonify, request
+
+from ... import journeys
+from . import bp
+
+
+@bp.get("/journeys")
+def list_journeys():
+    return jsonify([_summary(journey) for journey in journeys.all_journeys()])
+
+
+@bp.post("/journeys")
+def create_journey():
+    try:
+        journey = journeys.create_journey(_document(), user=g.api_user)
+    except journeys.InvalidJourney as error:
+        return _invalid(error)
+    return jsonify(id=journey.id), 201
+
+
+@bp.get("/journeys/<int:journey_id>")
+def get_journey(journey_id: int):
+    return jsonify(journeys.export_document(_journey(journey_id)))
+
+
+@bp.put("/journeys/<int:journey_id>")
+def replace_draft(journey_id: int):
+    journey = _journey(journey_id)
+    try:
+        journeys.update_draft(journey, _document(), expected_revision=_expected_revision())
+    except journeys.InvalidJourney as error:
+        return _invalid(error)
+    except journeys.StaleDraft as error:
+        return jsonify(error=str(error), revision=error.current_revision), 409
+    return jsonify(_summary(journey))
+
+
+@bp.post("/journeys/<int:journey_id>/publish")
+def publish_journey(journey_id: int):
+    journey = _journey(journey_id)
+    body = request.get_json(silent=True)
+    note = body.get("note", "") if isinstance(body, dict) else ""
+    try:
+        version = journeys.publish(journey, note=str(note), user=g.api_user)
+    except journeys.InvalidJourney as error:
+        return _invalid(error)
+    return jsonify(id=journey.id, version=version.number, version_id=version.id)
+
+
+@bp.delete("/journeys/<int:journey_id>")
+def delete_journey(journey_id: int):
+    try:
+        journeys.delete(_journey(journey_id))
+    except journeys.JourneyInUse as error:
+        return jsonify(error=str(error)), 409
+    return jsonify(deleted=journey_id)
+
+
+def _journey(journey_id: int):
+    journey = journeys.get(journey_id)
+    if journey is None:
+        abort(404, f"no journey {journey_id}")
+    return journey
+
+
+def _document() -> dict:
+    doc = request.get_json(silent=True)
+    if not isinstance(doc, dict):
+        abort(400, "the body must be a journey/v1 JSON object (Content-Type: application/json)")
+    return doc
+
+
+def _expected_revision() -> int | None:
+    header = request.headers.get("If-Match", "").strip().strip('"')
+    if not header:
+        return None
+    if not header.isdigit():
+        abort(400, "If-Match must be the draft revision number you loaded")
+    return int(header)
+
+
+def _invalid(error: journeys.InvalidJourney):
+    problems = [journeys.problem_json(problem) for problem in error.problems]
+    return jsonify(error=str(error), problems=problems), 422
+
+
+def _summary(journey) -> dict:
+    status = journeys.status_of(journey)
+    return {
+        "id": journey.id,
+        "name": journey.name,
+        "status": status.status,
+        "version": status.version,
+        "revision": journey.draft_revision,
+        "updated_at": journey.updated_at.isoformat(),
+    }

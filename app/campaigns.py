@@ -1,0 +1,405 @@
+"""Bulk campaigns: one templated message to every row of a CSV or of an API call.
+
+The pages and the JSON API share this service, so both read CSV with the one
+importer, validate the same way and queue messages the same way: one Campaign
+row, its Message rows in ONE bulk insert, then `messaging.enqueue_messages`.
+The upload form first stores a *draft* (the parsed rows kept on the campaign)
+so the preview and the send never trust data sent back by the browser.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import insert, select, update
+
+from . import messaging
+from .channels import CHANNELS
+from .csv_import import (
+    CsvImportError, ImportResult, RejectedRow, import_contacts_csv, normalise_phone, rejected_rows_csv,
+)
+from .engine.templates import PLACEHOLDER_RE, SmsInfo, placeholders, render, sms_info, template_problems
+from .extensions import db
+from .models import Campaign, Message, utcnow
+
+NAME_MAX = 200
+PREVIEW_ROWS = 5
+# The preview's figures (segments, blank values) come from at most this many rows, so typing stays fast.
+PREVIEW_SCAN_ROWS = 10_000
+TWILIO_BODY_MAX = 1600
+
+
+class CampaignError(ValueError):
+    """Input that cannot make a campaign; `field` names what to fix (form field or JSON path).
+
+    `columns` is the CSV header when the phone column must be chosen; `rejected`
+    lists the rows refused when no row at all is usable.
+    """
+
+    def __init__(self, field: str, message: str, *, columns=None, rejected=None):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.columns = columns or []
+        self.rejected = rejected or []
+
+
+@dataclass(slots=True)
+class Recipient:
+    """One message to queue: `key` is the CSV line (or API index) it came from."""
+
+    key: int
+    phone: str
+    fields: dict
+    body: str | None = None  # a per-message template (API `messages` form); None = the campaign's
+    channel: str | None = None
+
+
+@dataclass(slots=True)
+class PreviewRow:
+    line: int
+    phone: str
+    parts: list[tuple[str, str | None]]  # (text, missing placeholder path or None), for highlighting
+    info: SmsInfo
+
+
+@dataclass
+class Preview:
+    """What the operator checks before sending: sample messages and the problems of the template."""
+
+    rows: list[PreviewRow]
+    total: int
+    scanned: int
+    problems: list[str]
+    unfilled: list[str]  # placeholders that no column fills and that have no default
+    defaulted: list[str]  # placeholders that no column fills but that have a default
+    blank_counts: dict[str, int] = field(default_factory=dict)  # path -> rows where its value is blank
+    empty_messages: int = 0
+    too_long: int = 0
+    ucs2_messages: int = 0
+    max_segments: int = 0
+    total_segments: int = 0
+
+
+# -- validation ---------------------------------------------------------------
+
+def check_body(body, field_name: str = "body") -> str:
+    """The message template, or CampaignError naming `field_name`."""
+    if not isinstance(body, str) or not body.strip():
+        raise CampaignError(field_name, "the message template is empty: write the message to send")
+    problems = template_problems(body)
+    if problems:
+        raise CampaignError(field_name, "the message template is not valid: " + "; ".join(problems))
+    return body.strip()
+
+
+def check_channel(channel, field_name: str = "channel") -> str:
+    """The channel name (sms when not given), or CampaignError naming `field_name`."""
+    if channel is None or channel == "":
+        return "sms"
+    if isinstance(channel, str) and channel.strip().lower() in CHANNELS:
+        return channel.strip().lower()
+    raise CampaignError(field_name, f"unknown channel {channel!r}: use one of {', '.join(sorted(CHANNELS))}")
+
+
+def check_name(name, fallback: str) -> str:
+    if name is not None and not isinstance(name, str):
+        raise CampaignError("name", "the name must be text")
+    name = (name or "").strip() or fallback
+    if len(name) > NAME_MAX:
+        raise CampaignError("name", f"the name is longer than {NAME_MAX} characters")
+    return name
+
+
+def default_name(source: str | None = None) -> str:
+    stamp = utcnow().strftime("%Y-%m-%d %H:%M")
+    return f"{source} ({stamp})" if source else f"Campaign {stamp}"
+
+
+# -- reading input ------------------------------------------------------------
+
+def read_csv(data: bytes, phone_column: str | None = None) -> ImportResult:
+    """Parse an uploaded CSV with the shared importer; CampaignError names `file` or `phone_column`."""
+    if not data:
+        raise CampaignError("file", "the file is empty: choose a CSV file with a header line and contacts")
+    try:
+        result = import_contacts_csv(data, current_app.config["DEFAULT_REGION"], phone_column or None)
+    except CsvImportError as error:
+        field_name = "phone_column" if error.columns else "file"
+        raise CampaignError(field_name, str(error), columns=error.columns) from None
+    if not result.contacts:
+        raise CampaignError(
+            "file", f"no row of the file has a usable phone number ({len(result.rejected)} rejected)",
+            columns=result.columns, rejected=[rejected_entry("line", row.line, row.reason, row.raw)
+                                              for row in result.rejected],
+        )
+    return result
+
+
+def recipients_from_rows(rows) -> tuple[list[Recipient], list[dict], list[str]]:
+    """API `rows` ([{"phone", ...}]) -> recipients, rejected entries (by index) and the column names seen."""
+    if not isinstance(rows, list) or not rows:
+        raise CampaignError("rows", "rows must be a non-empty list of objects such as {\"phone\": \"+15551234567\"}")
+    region = current_app.config["DEFAULT_REGION"]
+    columns: dict[str, None] = {}
+    first_index: dict[str, int] = {}
+    recipients, rejected = [], []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CampaignError(f"rows[{index}]", "each row must be an object such as {\"phone\": \"+15551234567\"}")
+        columns.update(dict.fromkeys(str(key) for key in row))
+        try:
+            phone = normalise_phone(_text(row.get("phone")), region)
+        except ValueError as error:
+            rejected.append(rejected_entry("index", index, str(error), row))
+            continue
+        seen = first_index.setdefault(phone, index)
+        if seen != index:
+            rejected.append(rejected_entry("index", index, f"duplicate of index {seen} ({phone})", row))
+            continue
+        recipients.append(Recipient(index, phone, {**row, "phone": phone}))
+    return recipients, rejected, list(columns)
+
+
+def recipients_from_messages(messages, default_channel: str) -> tuple[list[Recipient], list[dict]]:
+    """API `messages` ([{"to", "body", "channel", "vars"?}]): each its own template, rendered with its vars."""
+    if not isinstance(messages, list) or not messages:
+        raise CampaignError("messages", "messages must be a non-empty list of {\"to\", \"body\", \"channel\"}")
+    region = current_app.config["DEFAULT_REGION"]
+    recipients, rejected = [], []
+    for index, item in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(item, dict):
+            raise CampaignError(where, "each message must be an object with to, body and channel")
+        body = check_body(item.get("body"), f"{where}.body")
+        channel = check_channel(item.get("channel") or default_channel, f"{where}.channel")
+        variables = item.get("vars") or {}
+        if not isinstance(variables, dict):
+            raise CampaignError(f"{where}.vars", "vars must be an object of placeholder values")
+        try:
+            phone = normalise_phone(_text(item.get("to")), region)
+        except ValueError as error:
+            rejected.append(rejected_entry("index", index, str(error), item))
+            continue
+        recipients.append(Recipient(index, phone, {**variables, "phone": phone}, body, channel))
+    return recipients, rejected
+
+
+def recipients_from_csv(result: ImportResult) -> tuple[list[Recipient], list[dict]]:
+    """The importer's contacts and rejected rows (by line) in the campaign's terms."""
+    recipients = [Recipient(contact.line, contact.phone, contact.fields) for contact in result.contacts]
+    return recipients, [rejected_entry("line", row.line, row.reason, row.raw) for row in result.rejected]
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def rejected_entry(key: str, position: int, reason: str, raw: dict) -> dict:
+    """A rejected row as stored on the campaign; cells as text so the CSV download can show them."""
+    cells = {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in raw.items()}
+    return {key: position, "reason": reason, "raw": cells}
+
+
+# -- drafts and preview -------------------------------------------------------
+
+def create_draft(*, name: str, body: str, channel: str, upload: ImportResult, user_id: int | None) -> Campaign:
+    """Store the parsed upload as a draft campaign, to preview and then send without uploading again."""
+    recipients, rejected = recipients_from_csv(upload)
+    campaign = Campaign(
+        name=name, body=body, channel=channel, status="draft", total=len(recipients), columns=upload.columns,
+        rejected=rejected, created_by_id=user_id, dry_run=current_app.config["DRY_RUN"],
+        draft={"phone_column": upload.phone_column, "rows": [[r.key, r.phone, r.fields] for r in recipients]},
+    )
+    db.session.add(campaign)
+    db.session.commit()
+    return campaign
+
+
+def draft_recipients(campaign: Campaign) -> list[Recipient]:
+    return [Recipient(line, phone, fields) for line, phone, fields in (campaign.draft or {}).get("rows", [])]
+
+
+def preview(recipients: list[Recipient], body: str, channel: str, columns: list[str]) -> Preview:
+    """Render the first rows and scan up to PREVIEW_SCAN_ROWS rows for blanks, length and segments."""
+    problems = template_problems(body) if body.strip() else ["the message template is empty"]
+    known = {name.casefold() for name in columns} | {"phone"}
+    if recipients:
+        known |= {str(key).casefold() for key in recipients[0].fields}
+    unfilled, defaulted = {}, {}
+    for placeholder in placeholders(body):
+        if placeholder.path.split(".")[0].strip().casefold() not in known:
+            (unfilled if placeholder.default is None else defaulted).setdefault(placeholder.path, None)
+    result = Preview(rows=[], total=len(recipients), scanned=min(len(recipients), PREVIEW_SCAN_ROWS),
+                     problems=problems, unfilled=list(unfilled), defaulted=list(defaulted))
+    for position, recipient in enumerate(recipients[:PREVIEW_SCAN_ROWS]):
+        rendered = render(body, recipient.fields)
+        info = _message_info(rendered.text, channel)
+        for path in rendered.missing:
+            if path not in unfilled:
+                result.blank_counts[path] = result.blank_counts.get(path, 0) + 1
+        result.empty_messages += not rendered.text.strip()
+        result.too_long += info.characters > TWILIO_BODY_MAX
+        result.ucs2_messages += info.encoding == "UCS-2"
+        result.max_segments = max(result.max_segments, info.segments)
+        result.total_segments += info.segments
+        if position < PREVIEW_ROWS:
+            result.rows.append(PreviewRow(recipient.key, recipient.phone, highlight(body, recipient.fields), info))
+    return result
+
+
+def _message_info(text: str, channel: str) -> SmsInfo:
+    """SMS encoding and segments; a WhatsApp message is one message whatever its length."""
+    info = sms_info(text)
+    return info if channel == "sms" else SmsInfo(info.encoding, len(text), 1 if text else 0)
+
+
+def highlight(template: str, variables: dict) -> list[tuple[str, str | None]]:
+    """The rendered message as pieces; a placeholder without value is kept as (its text, its path)."""
+    parts: list[tuple[str, str | None]] = []
+    position = 0
+    for match in PLACEHOLDER_RE.finditer(template):
+        parts.append((template[position:match.start()], None))
+        rendered = render(match.group(0), variables)
+        missing = rendered.missing[0] if rendered.missing else None
+        parts.append((match.group(0), missing) if missing else (rendered.text, None))
+        position = match.end()
+    parts.append((template[position:], None))
+    return [part for part in parts if part[0]]
+
+
+# -- sending ------------------------------------------------------------------
+
+def send_draft(campaign: Campaign, *, name: str, body: str, channel: str) -> int:
+    """Turn a draft into queued messages; returns how many. Sending a draft twice sends it once."""
+    claimed = db.session.execute(
+        update(Campaign).where(Campaign.id == campaign.id, Campaign.status == "draft")
+        .values(status="queued", name=name, body=body, channel=channel, dry_run=current_app.config["DRY_RUN"])
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        raise CampaignError("campaign", "this campaign was already sent")
+    return _queue(campaign, draft_recipients(campaign), "line")
+
+
+def create_and_send(*, name: str, body: str, channel: str, recipients: list[Recipient], rejected: list[dict],
+                    columns: list[str], user_id: int | None, key_name: str = "index") -> Campaign:
+    """Store a campaign and queue its messages at once (the JSON API); `key_name` is line (CSV) or index."""
+    campaign = Campaign(name=name, body=body, channel=channel, status="queued", columns=columns,
+                        rejected=rejected, created_by_id=user_id, dry_run=current_app.config["DRY_RUN"])
+    db.session.add(campaign)
+    db.session.flush()
+    _queue(campaign, recipients, key_name)
+    return campaign
+
+
+def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> int:
+    """Render every body, insert every Message in one statement, commit, then enqueue the ids.
+
+    A row whose message renders empty is not sent and joins the rejected rows
+    with its reason: nothing is skipped silently.
+    """
+    now, dry_run = utcnow(), campaign.dry_run
+    rows, rejected = [], list(campaign.rejected or [])
+    for recipient in recipients:
+        template = recipient.body if recipient.body is not None else campaign.body
+        text = render(template, recipient.fields).text.strip()
+        if not text:
+            rejected.append(rejected_entry(key_name, recipient.key, "the message is empty for this row",
+                                            recipient.fields))
+            continue
+        rows.append({
+            "campaign_id": campaign.id, "to_phone": recipient.phone, "channel": recipient.channel or campaign.channel,
+            "body": text, "status": "queued", "attempts": 0, "dry_run": dry_run, "created_at": now,
+            "updated_at": now,
+        })
+    if not rows:
+        db.session.rollback()
+        raise CampaignError("body", "the message is empty for every row: check the template's placeholders",
+                            rejected=rejected)
+    # A Core executemany: measured faster than the ORM bulk path and than RETURNING on PostgreSQL.
+    db.session.execute(insert(Message.__table__), rows)
+    campaign.total, campaign.rejected, campaign.draft = len(rows), rejected, None
+    db.session.commit()
+    ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id).order_by(Message.id)).all()
+    messaging.enqueue_messages(ids)
+    return len(rows)
+
+
+# -- reading and deleting -----------------------------------------------------
+
+def visible_campaigns():
+    """Campaigns not deleted, newest first (a select to paginate or limit)."""
+    return select(Campaign).where(Campaign.deleted_at.is_(None)).order_by(Campaign.id.desc())
+
+
+def get_campaign(campaign_id: int) -> Campaign | None:
+    campaign = db.session.get(Campaign, campaign_id)
+    return None if campaign is None or campaign.deleted_at is not None else campaign
+
+
+def counts(campaign: Campaign) -> dict:
+    """total, queued, sent, delivered, failed, canceled (cumulative, as the contract defines them)."""
+    return counts_of([campaign])[campaign.id]
+
+
+def counts_of(campaigns: list[Campaign]) -> dict[int, dict]:
+    """`counts` of many campaigns in one query; a draft counts its rows as its total."""
+    found = messaging.campaigns_counts([campaign.id for campaign in campaigns if campaign.status != "draft"])
+    for campaign in campaigns:
+        if campaign.status == "draft":
+            found[campaign.id] = {"total": campaign.total, "queued": 0, "sent": 0, "delivered": 0, "failed": 0,
+                                  "canceled": 0}
+    return found
+
+
+def is_finished(campaign: Campaign, campaign_counts: dict) -> bool:
+    """Nothing left to send: the live view can stop polling."""
+    return campaign.status != "draft" and campaign_counts["queued"] == 0
+
+
+def delete_campaign(campaign: Campaign) -> None:
+    """Stop its queued messages, then delete it.
+
+    A draft sent nothing and is removed. A sent campaign is hidden (deleted_at)
+    while its message log stays: what was sent to whom remains on record in the
+    outbox, and late status callbacks still find their messages.
+    """
+    if campaign.status == "draft":
+        db.session.delete(campaign)
+        db.session.commit()
+        return
+    messaging.cancel_campaign(campaign.id)
+    db.session.execute(update(Campaign).where(Campaign.id == campaign.id).values(deleted_at=utcnow()))
+    db.session.commit()
+
+
+def rejected_csv(campaign: Campaign) -> str:
+    """The rejected rows as CSV (line, reason, the original columns) for the operator to fix."""
+    rows = [RejectedRow(entry.get("line", entry.get("index")), entry["reason"], entry.get("raw") or {})
+            for entry in campaign.rejected or []]
+    columns = list(campaign.columns or [])
+    for entry in campaign.rejected or []:
+        columns.extend(key for key in entry.get("raw") or {} if key not in columns)
+    return rejected_rows_csv(rows, columns)
+
+
+def rejected_summary(rejected: list[dict]) -> list[dict]:
+    """Rejected rows as the API shows them: line (or index) and reason."""
+    return [{key: value for key, value in entry.items() if key != "raw"} for entry in rejected]
+
+
+def as_json(campaign: Campaign, campaign_counts: dict, *, detail: bool = False) -> dict:
+    """The API's view of a campaign with its counts; `detail` adds the template and the rejected rows."""
+    answer = {
+        "id": campaign.id, "name": campaign.name, "status": campaign.status, "channel": campaign.channel,
+        "dry_run": campaign.dry_run, **campaign_counts, "rejected_count": len(campaign.rejected or []),
+        "created_at": campaign.created_at.isoformat() + "Z",
+        "finished_at": campaign.finished_at.isoformat() + "Z" if campaign.finished_at else None,
+    }
+    if detail:
+        answer["body"] = campaign.body
+        answer["rejected"] = rejected_summary(campaign.rejected or [])
+    return answer

@@ -1,0 +1,107 @@
+"""Shared browser fixtures: one headless Chromium per session, pages that fail the test on any console error.
+
+Playwright's sync API keeps an asyncio loop running in the main thread for
+as long as the browser is open; the app is served by the `live_server`
+fixture (werkzeug in a thread). Jobs that drive their own event loop (the
+Twilio sender) cannot run in a thread with a running loop, so:
+- `drain_in_thread` runs the RQ worker in a thread of its own, with its own
+  app context, as a worker process would;
+- browser tests run after every other test, so the session's browser never
+  shares the main thread with the `drain()` of the other tests.
+"""
+
+import threading
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+from rq import SimpleWorker
+from rq.timeouts import TimerDeathPenalty
+
+from app.queues import QUEUE_NAMES, get_queue, get_redis
+from tests.conftest import USER_EMAIL, USER_PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+BROWSER_TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Move the browser tests to the end of the session (a stable sort: every other order is kept)."""
+    items.sort(key=lambda item: item.path.is_relative_to(BROWSER_TESTS))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _is_favicon(message) -> bool:
+    return (message.location or {}).get("url", "").endswith("/favicon.ico")
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh 1280x800 page; the test fails if the browser logged an error or a script threw."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(10_000)
+    new_page = context.new_page()
+    errors = []
+    new_page.on("console", lambda message: errors.append(f"console: {message.text}")
+                if message.type == "error" and not _is_favicon(message) else None)
+    new_page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    yield new_page
+    context.close()
+    assert not errors, "browser errors:\n" + "\n".join(errors)
+
+
+def login(page, live_server, email: str = USER_EMAIL, password: str = USER_PASSWORD) -> None:
+    """Log in through the real form."""
+    page.goto(f"{live_server.url}/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+@pytest.fixture
+def logged_in_page(page, live_server, user):
+    """A page logged in as the `user` fixture."""
+    login(page, live_server)
+    return page
+
+
+class ThreadWorker(SimpleWorker):
+    """A SimpleWorker that runs outside the main thread: no signal handlers, job timeouts by timer."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self):
+        pass
+
+
+def drain_in_thread(app, queues=QUEUE_NAMES, timeout: float = 60) -> None:
+    """Run every queued job with a real RQ worker (burst) in another thread; return when it is done."""
+    failures = []
+
+    def work():
+        try:
+            with app.app_context():
+                worker = ThreadWorker([get_queue(name) for name in queues], connection=get_redis())
+                worker.work(burst=True, with_scheduler=False)
+        except BaseException as error:  # noqa: BLE001 - reported to the test below
+            failures.append(error)
+
+    thread = threading.Thread(target=work, name="rq-drain", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"the worker did not finish within {timeout} s"
+    assert not failures, failures

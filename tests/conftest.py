@@ -12,6 +12,8 @@ import threading
 import uuid
 
 import pytest
+from flask import g, has_app_context
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from rq import SimpleWorker
 from sqlalchemy import create_engine, text
@@ -24,7 +26,15 @@ from app.queues import QUEUE_NAMES, get_queue, get_redis
 
 pytest_plugins = ["tests.fake_twilio"]
 
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+def _test_redis_url() -> str:
+    """TEST_REDIS_URL, or DB 15 (14, 13, … for further pytest-xdist workers)."""
+    if "TEST_REDIS_URL" in os.environ:
+        return os.environ["TEST_REDIS_URL"]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return f"redis://127.0.0.1:6379/{15 - int(worker.removeprefix('gw'))}"
+
+
+TEST_REDIS_URL = _test_redis_url()
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASES = [name for name in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if name]
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -53,6 +63,20 @@ def database_url(request, tmp_path_factory):
         yield from _postgres_database()
 
 
+class TestClient(FlaskClient):
+    """A test client whose requests don't see a user cached by an earlier request.
+
+    Requests reuse the test's app context (the `app` fixture keeps one
+    pushed), where Flask-Login caches the user in `g`; a real server starts
+    every request with a fresh context, so forget it before each request.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            g.pop("_login_user", None)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def base_app(database_url, tmp_path_factory, fake_twilio_server):
     """One app per database for the session, schema made by the real migrations."""
@@ -75,6 +99,7 @@ def base_app(database_url, tmp_path_factory, fake_twilio_server):
         "API_NODE_ALLOW_PRIVATE": True,
         "RETRY_BACKOFF": [0.05, 0.1, 0.2],
     })
+    app.test_client_class = TestClient
     with app.app_context():
         upgrade()
     return app

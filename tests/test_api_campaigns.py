@@ -10,8 +10,9 @@ from app.extensions import db
 from app.models import Campaign, Message
 from app.queues import get_queue
 from tests.conftest import drain
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 MESSY = (EXAMPLES / "contacts-messy.csv").read_bytes()
 
 

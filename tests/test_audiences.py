@@ -10,8 +10,9 @@ from app import audiences, journeys
 from app.csv_import import CsvImportError
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Run
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 MESSY = (EXAMPLES / "contacts-messy.csv").read_bytes()
 CLEAN = (EXAMPLES / "contacts.csv").read_bytes()
 

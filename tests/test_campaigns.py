@@ -16,8 +16,9 @@ from app.extensions import db
 from app.models import Campaign, Message
 from tests.conftest import TEST_AUTH_TOKEN, drain
 from tests.fake_twilio import sign, status_callback_params
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 CONTACTS = (EXAMPLES / "contacts.csv").read_bytes()
 MESSY = (EXAMPLES / "contacts-messy.csv").read_bytes()
 STATUS_URL = "http://testserver.local/webhooks/twilio/status"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey, JourneyVersion, User
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 
 
 def count(model) -> int:

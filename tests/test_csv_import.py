@@ -18,8 +18,9 @@ from app.csv_import import (
     normalise_phone,
     rejected_rows_csv,
 )
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 
 
 def rejected_of(result):

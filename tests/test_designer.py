@@ -11,8 +11,9 @@ import pytest
 from app import journeys
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey, JourneyVersion, Run
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 HX = {"HX-Request": "true"}
 
 

@@ -5,8 +5,9 @@ import json
 from pathlib import Path
 
 from app.journey_diff import diff
+from tests.examples import EXAMPLES_DIR
 
-WELCOME = json.loads(Path("/work/shared/examples/welcome.json").read_text())
+WELCOME = json.loads((EXAMPLES_DIR / "welcome.json").read_text())
 
 
 def test_same_document_has_no_changes():

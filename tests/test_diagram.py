@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from app import diagram
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 
 
 def example(name: str) -> dict:

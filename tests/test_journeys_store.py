@@ -9,9 +9,10 @@ import pytest
 from app import journeys
 from app.extensions import db
 from app.models import Journey, JourneyVersion, Run
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = sorted(Path("/work/shared/examples").glob("*.json"))
-WELCOME = json.loads(Path("/work/shared/examples/welcome.json").read_text())
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.json"))
+WELCOME = json.loads((EXAMPLES_DIR / "welcome.json").read_text())
 
 
 def welcome(**changes) -> dict:

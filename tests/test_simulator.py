@@ -7,9 +7,10 @@ import pytest
 
 from app import simulator
 from app.queues import get_redis
+from tests.examples import EXAMPLES_DIR
 
 pytest_plugins = ["tests.fake_api"]
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 
 
 def example(name: str) -> dict:

@@ -9,8 +9,9 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from tests.browser.conftest import drain_in_thread
+from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = EXAMPLES_DIR
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 

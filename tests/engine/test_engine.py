@@ -25,18 +25,15 @@ from app.engine import (
 )
 from app.engine.conditions import REPLY_LIMIT, compile_regex, normalize_words
 from app.engine.templates import PLACEHOLDER_RE, Placeholder, Rendered, SmsInfo, placeholders, render, sms_info
+from tests.examples import EXAMPLES_DIR
 
-SHARED_EXAMPLES = Path("/work/shared/examples")
 CASES_DIR = Path(__file__).parent / "cases"
 NOW = 1_700_000_000.0
 
 
 def _example_definitions():
-    """The shared examples when present, and the copies the journeys cases carry (so CI checks them too)."""
-    found = {path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(SHARED_EXAMPLES.glob("*.json"))}
-    for case in json.loads((CASES_DIR / "journeys.json").read_text(encoding="utf-8"))["cases"]:
-        found.setdefault(case["definition"]["name"], case["definition"])
-    return found
+    """The shared examples (copied into tests/examples)."""
+    return {path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(EXAMPLES_DIR.glob("*.json"))}
 
 
 @pytest.mark.parametrize(("name", "definition"), sorted(_example_definitions().items()))

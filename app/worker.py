@@ -2,27 +2,71 @@
 
 Starts N SimpleWorker processes (no fork per job: jobs reuse the app, its
 database pool and Twilio connections), each with RQ's scheduler enabled so
-retries and `enqueue_in` fire. The app is built here, never at import.
+retries and `enqueue_in` fire, and with a sweeper thread for journey runs'
+durable timers and crash recovery (`runner.sweep`). The app is built here,
+never at import.
 """
 
 import argparse
+import ctypes
 import multiprocessing
 import os
 import signal
+import threading
 
 from rq import SimpleWorker
 
-from . import create_app
+from . import create_app, runner
 from .queues import QUEUE_NAMES, get_queue, get_redis
+
+SWEEP_INTERVAL = 0.5
+PR_SET_PDEATHSIG = 1
 
 
 def run_worker(burst: bool = False) -> None:
     """Run one worker in this process until stopped (or the queues are empty, with burst)."""
+    os.register_at_fork(after_in_child=_die_with_parent)
     app = create_app()
-    with app.app_context():
-        queues = [get_queue(name) for name in QUEUE_NAMES]
-        worker = SimpleWorker(queues, connection=get_redis())
-        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    stop_sweeping = threading.Event()
+    sweeper = threading.Thread(target=sweep_forever, args=(app, stop_sweeping), name="runner-sweeper", daemon=True)
+    sweeper.start()
+    try:
+        with app.app_context():
+            queues = [get_queue(name) for name in QUEUE_NAMES]
+            worker = SimpleWorker(queues, connection=get_redis())
+            worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        stop_sweeping.set()
+        sweeper.join(5)
+
+
+def _die_with_parent() -> None:
+    """In RQ's forked scheduler process: end when this worker ends, even by `kill -9` (Linux).
+
+    Otherwise a killed worker leaves its scheduler running as an orphan for good.
+    """
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) -> None:
+    """The journey runs' sweeper (`runner.sweep`): due timers, lost jobs, stale sends, until `stop` is set.
+
+    Every worker process runs one; they take turns through a Redis lock, so
+    timers fire within about `interval` of their time even if all but one
+    worker are down.
+    """
+    pause = interval
+    while not stop.wait(pause):
+        try:
+            with app.app_context():
+                runner.sweep()
+            pause = interval
+        except Exception:
+            pause = min(max(pause * 2, 1.0), 30.0)  # e.g. the database is down: don't flood the log
+            app.logger.exception("runner sweep failed; trying again in %s s", pause)
 
 
 def main() -> None:

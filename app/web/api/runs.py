@@ -1,3 +1,92 @@
-"""JSON API: runs."""
+"""JSON API: journey runs (start, statistics, contacts, stop), through `app.runner` and `app.run_stats`.
 
-from . import bp  # noqa: F401
+`GET /api/runs/<id>/contacts` is paginated: `?page=1&per_page=100` by
+default, `per_page` at most 1000; the answer carries `page`, `per_page`,
+`total` and `pages` next to `contacts`.
+"""
+
+from flask import abort, g, jsonify, request
+
+from ... import journeys, run_stats, runner
+from ...extensions import db
+from ...models import Run
+from . import bp
+
+
+@bp.post("/journeys/<int:journey_id>/runs")
+def start_run(journey_id: int):
+    """Start a run for `{"audience_id": …}` or `{"contacts": [{"phone": …}, …]}`: 202 `{"run_id"}`."""
+    journey = journeys.get(journey_id)
+    if journey is None:
+        abort(404, f"no journey {journey_id}")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, 'the body must be a JSON object: {"audience_id": …} or {"contacts": [{"phone": …}, …]}')
+    audience_id, contacts = body.get("audience_id"), body.get("contacts")
+    if (audience_id is None) == (contacts is None):
+        abort(400, "give exactly one of audience_id or contacts")
+    if audience_id is not None and (isinstance(audience_id, bool) or not isinstance(audience_id, int)):
+        abort(400, "audience_id must be a whole number")
+    if contacts is not None:
+        _check_contacts(contacts)
+    try:
+        run = runner.start_run(journey, audience_id=audience_id, contacts=contacts, user=g.api_user)
+    except journeys.InvalidJourney as error:
+        return jsonify(error=f"journey {journey_id} has errors: fix them before starting a run",
+                       problems=[journeys.problem_json(problem) for problem in error.problems]), 422
+    except LookupError as error:
+        abort(404, str(error))
+    except ValueError as error:
+        abort(400, f"contacts: {error}")
+    return jsonify(run_id=run.id), 202
+
+
+@bp.get("/runs/<int:run_id>")
+def run_summary(run_id: int):
+    return jsonify(run_stats.run_summary(_run(run_id)))
+
+
+@bp.get("/runs/<int:run_id>/contacts")
+def run_contacts(run_id: int):
+    run = _run(run_id)
+    page = _positive_int("page", 1)
+    per_page = _positive_int("per_page", run_stats.DEFAULT_PER_PAGE)
+    return jsonify(run_stats.contacts_page(run, page, per_page))
+
+
+@bp.post("/runs/<int:run_id>/stop")
+def stop_run(run_id: int):
+    run = _run(run_id)
+    stopped = runner.stop_run(run)
+    db.session.refresh(run)
+    return jsonify(id=run.id, status=run.status, stopped=stopped)
+
+
+def _run(run_id: int) -> Run:
+    run = db.session.get(Run, run_id)
+    if run is None:
+        abort(404, f"no run {run_id}")
+    return run
+
+
+def _check_contacts(contacts) -> None:
+    if not isinstance(contacts, list) or not contacts:
+        abort(400, "contacts must be a non-empty list of objects with a phone")
+    for index, contact in enumerate(contacts):
+        if not isinstance(contact, dict):
+            abort(400, f"contacts[{index}] must be an object with a phone")
+        if not str(contact.get("phone") or "").strip():
+            abort(400, f"contacts[{index}].phone is missing")
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        abort(400, f"{name} must be a whole number of at least 1")
+    return number

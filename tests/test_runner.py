@@ -1,0 +1,264 @@
+"""Exactness of the runner under failure: lost and repeated jobs, duplicated outcomes, two sweepers,
+two replies at once, a flushed Redis. Real Redis and RQ, the fake Twilio, both databases."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app import audiences, messaging, runner
+from app.extensions import db
+from app.models import Contact, InboundMessage, Message, Participation, utcnow
+from app.queues import get_queue, get_redis
+from tests.conftest import drain
+from tests.fake_api import fake_api, fake_api_server  # noqa: F401  (fixtures)
+from tests.test_runs_helpers import (
+    bodies_to, create_journey, example, linear_journey, participations, phones, run_row, settle, start,
+    sweep_at,
+)
+
+LEASE = 60
+
+
+def _delay_journey(seconds: int = 30) -> dict:
+    doc = linear_journey("before", "after")
+    doc["nodes"].insert(2, {"id": "pause", "type": "delay", "duration": seconds})
+    doc["edges"] = [{"from": "start", "to": "m1"}, {"from": "m1", "to": "pause"},
+                    {"from": "pause", "to": "m2"}, {"from": "m2", "to": "done"}]
+    return doc
+
+
+def _ids(run_id: int) -> list[int]:
+    return sorted(p.id for p in participations(run_id).values())
+
+
+def test_two_sweeps_at_the_same_moment_fire_each_timer_once(app, api, fake_twilio):
+    numbers = phones(20)
+    run_id = start(api, create_journey(_delay_journey()).id, [{"phone": phone} for phone in numbers])
+    settle()
+    runner.sweep()  # first sweep of a fresh Redis: sets its marker
+    now = utcnow() + timedelta(seconds=31)
+    results = []
+
+    def claim():
+        with app.app_context():
+            results.append(runner._dispatch_due(now, runner.SWEEP_LIMIT)["timers"])
+            db.session.remove()
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [0, 20]
+    settle()
+    assert all(bodies_to(fake_twilio, phone) == ["before", "after"] for phone in numbers)
+    assert run_row(run_id).status == "completed"
+
+
+def test_a_timer_delivered_twice_moves_the_contact_once(app, api, fake_twilio):
+    numbers = phones(5)
+    run_id = start(api, create_journey(_delay_journey()).id, [{"phone": phone} for phone in numbers])
+    settle()
+    items = [(p.id, "pause", 1) for p in participations(run_id).values()]
+    assert runner.fire_timers(items) == 5
+    assert runner.fire_timers(items) == 0
+    assert runner.fire_timers([(pid, "pause", 2) for pid, _, _ in items]) == 0  # a visit that never was
+    settle()
+    assert all(bodies_to(fake_twilio, phone) == ["before", "after"] for phone in numbers)
+
+
+def test_repeated_jobs_and_outcomes_never_send_twice(app, api, fake_twilio):
+    numbers = phones(10)
+    run_id = start(api, create_journey(linear_journey("one", "two", "three")).id,
+                   [{"phone": phone} for phone in numbers])
+    drain(["flows"])
+    ids = _ids(run_id)
+    assert runner.advance(ids) == 0  # a re-delivered first step: nothing to do
+    first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
+    get_queue("messages").empty()
+    outcomes = messaging.deliver(first)
+    assert runner.on_message_outcomes(outcomes) == 10
+    assert runner.on_message_outcomes(outcomes) == 0  # the same outcomes again
+    settle()
+    assert runner.on_message_outcomes(outcomes) == 0  # and once more, long after
+    for phone in numbers:
+        assert bodies_to(fake_twilio, phone) == ["one", "two", "three"]
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 30
+
+
+def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
+    run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in phones(8)])
+    runner.sweep()
+    drain(["flows"])  # prepare_run also enqueued the first steps: lose them
+    assert get_queue("flows").count == 0
+    db.session.execute(update(Participation).values(node_id=None, engine_state={}, state="active"))
+    db.session.execute(Message.__table__.delete())
+    db.session.commit()
+    get_queue("messages").empty()
+    sweep_at(LEASE - 5)
+    assert fake_twilio.calls == []
+    sweep_at(LEASE + 1)
+    assert len(fake_twilio.calls) == 16
+    assert run_row(run_id).status == "completed"
+
+
+def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
+    numbers = phones(6)
+    run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
+    runner.sweep()
+    drain(["flows"])
+    get_queue("messages").empty()  # the send jobs are gone
+    settle()
+    assert fake_twilio.calls == []
+    sweep_at(LEASE + 1)
+    sweep_at(2 * LEASE + 2)  # a later check finds nothing left to do
+    assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
+    assert run_row(run_id).status == "completed"
+
+
+def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio):
+    numbers = phones(6)
+    run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
+    runner.sweep()
+    drain(["flows"])
+    get_queue("messages").empty()
+    messaging.deliver(list(db.session.scalars(select(Message.id))))  # sent, but the runner never heard
+    assert {p.state for p in participations(run_id).values()} == {"sending"}
+    sweep_at(LEASE + 1)
+    assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
+    assert run_row(run_id).status == "completed"
+
+
+def test_message_left_sending_by_a_dead_job_is_sent_again(app, api, fake_twilio):
+    app.config["MESSAGE_STALE_SECONDS"] = 30
+    phone = phones(1)[0]
+    run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone}])
+    runner.sweep()
+    drain(["flows"])
+    get_queue("messages").empty()
+    # A worker claimed the message and died before Twilio answered.
+    db.session.execute(update(Message).values(status="sending", attempts=1, updated_at=utcnow() - timedelta(minutes=1)))
+    db.session.commit()
+    get_redis().delete(runner.REQUEUE_STALE_KEY)
+    sweep_at(LEASE + 1)
+    assert bodies_to(fake_twilio, phone) == ["one", "two"]
+    assert run_row(run_id).status == "completed"
+
+
+def test_lost_api_call_is_made_again(app, api, fake_twilio, fake_api):
+    fake_api.orders["5"] = {"status": "shipped", "tracking": "T5"}
+    doc = example("order-status")
+    next(node for node in doc["nodes"] if node["id"] == "lookup")["url"] = fake_api.url("/orders/<<order_id>>")
+    phone = phones(1)[0]
+    run_id = start(api, create_journey(doc).id, [{"phone": phone, "order_id": "5"}])
+    runner.sweep()
+    get_queue("flows").empty()
+    runner.advance(_ids(run_id))
+    get_queue("flows").empty()  # the call_apis job is lost
+    assert participations(run_id)[phone].state == "active"
+    sweep_at(LEASE + 1)
+    assert fake_api.requests == []  # within the call's own timeout (5 s) + lease: not yet
+    sweep_at(LEASE + 5 + 1)
+    assert len(fake_api.requests) == 1
+    assert bodies_to(fake_twilio, phone) == ["Hi, order 5 shipped with our courier: track T5."]
+
+
+def test_flushed_redis_loses_nothing(app, api, fake_twilio):
+    numbers = phones(12)
+    delayed_run = start(api, create_journey(_delay_journey(3600)).id, [{"phone": p} for p in numbers[6:]])
+    settle()
+    sending_run = start(api, create_journey(linear_journey("one", "two", "three")).id,
+                        [{"phone": p} for p in numbers[:6]])
+    runner.sweep()
+    drain(["flows"])  # first messages queued in Redis, not sent
+    get_redis().flushdb()  # every queued job and the sweeper's marker are gone
+    runner.sweep()  # notices, and re-dispatches every active and sending participation now
+    settle()
+    assert all(bodies_to(fake_twilio, phone) == ["one", "two", "three"] for phone in numbers[:6])
+    get_redis().flushdb()
+    sweep_at(3601)
+    assert all(bodies_to(fake_twilio, phone) == ["before", "after"] for phone in numbers[6:])
+    assert run_row(sending_run).status == "completed" and run_row(delayed_run).status == "completed"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_replies_at_once_advance_the_contact_once(app, api, fake_twilio, attempt):
+    phone = phones(1)[0]
+    run_id = start(api, create_journey(example("welcome")).id, [{"phone": phone}])
+    settle()
+    contact_id = db.session.scalar(select(Contact.id).where(Contact.phone == phone))
+    inbound = [InboundMessage(sid=f"SM{attempt}{n}", from_phone=phone, channel="sms", body=body,
+                              contact_id=contact_id, outcome="received") for n, body in enumerate(("yes", "no"))]
+    db.session.add_all(inbound)
+    db.session.commit()
+    inbound_ids = [row.id for row in inbound]
+    barrier, outcomes = threading.Barrier(2), {}
+
+    def handle(inbound_id):
+        with app.app_context():
+            barrier.wait()
+            outcomes[inbound_id] = runner.handle_inbound(inbound_id)
+            db.session.remove()
+
+    threads = [threading.Thread(target=handle, args=(inbound_id,)) for inbound_id in inbound_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    settle()
+    assert sorted(outcomes.values()) == ["matched", "not_waiting"]
+    assert len(bodies_to(fake_twilio, phone)) == 2
+    winner = next(inbound_id for inbound_id, outcome in outcomes.items() if outcome == "matched")
+    expected = "Great, thanks friend!" if winner == inbound_ids[0] else "Sorry about that! Someone will call you today."
+    assert bodies_to(fake_twilio, phone)[1] == expected
+    assert participations(run_id)[phone].state == "completed"
+
+
+def test_stopping_at_once_sends_nothing(app, api, fake_twilio):
+    run_id = start(api, create_journey(linear_journey("one")).id, [{"phone": p} for p in phones(4)])
+    assert api.post(f"/api/runs/{run_id}/stop").status_code == 200
+    settle()
+    sweep_at(LEASE + 1)
+    assert fake_twilio.calls == []
+    assert {p.state for p in participations(run_id).values()} == {"stopped"}
+    assert run_row(run_id).status == "stopped"
+
+
+def test_audience_run_stopped_before_preparation_starts_nobody(app, api, fake_twilio):
+    audience, _ = audiences.import_audience("A", ("phone\n" + "\n".join(phones(4))).encode())
+    run_id = api.post(f"/api/journeys/{create_journey(linear_journey('one')).id}/runs",
+                      json={"audience_id": audience.id}).json["run_id"]
+    assert api.post(f"/api/runs/{run_id}/stop").status_code == 200
+    settle()
+    assert fake_twilio.calls == [] and participations(run_id) == {}
+    assert run_row(run_id).status == "stopped"
+
+
+def test_lost_preparation_is_redone(app, api, fake_twilio):
+    audience, _ = audiences.import_audience("A", ("phone\n" + "\n".join(phones(4))).encode())
+    run_id = api.post(f"/api/journeys/{create_journey(linear_journey('one')).id}/runs",
+                      json={"audience_id": audience.id}).json["run_id"]
+    runner.sweep()
+    get_queue("flows").empty()  # prepare_run is lost
+    sweep_at(LEASE + 1)
+    assert len(fake_twilio.calls) == 4 and run_row(run_id).status == "completed"
+
+
+def test_replayed_step_reuses_its_message_and_its_outcome(app, api, fake_twilio):
+    numbers = phones(3)
+    run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
+    runner.sweep()
+    drain(["flows"])
+    get_queue("messages").empty()
+    first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
+    messaging.deliver(first[:2])  # two were accepted by Twilio, the third is still queued
+    # As if the participations' first step had never been stored (a crash before its commit).
+    db.session.execute(update(Participation).values(node_id=None, engine_state={}, state="active"))
+    db.session.commit()
+    assert runner.advance(_ids(run_id)) == 3
+    settle()
+    assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 6
+    assert run_row(run_id).status == "completed"

@@ -5,7 +5,6 @@ import json
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
@@ -16,14 +15,15 @@ from app.extensions import db
 from app.models import InboundMessage, Participation, Run, Step, utcnow
 from app.queues import QUEUE_NAMES, get_queue, get_redis
 from tests.conftest import drain
+from tests.examples import EXAMPLES_DIR
 from tests.fake_twilio import sign
 
-EXAMPLES = Path("/work/shared/examples")
+
 INBOUND_URL = "http://testserver.local/webhooks/twilio/inbound"
 
 
 def example(name: str) -> dict:
-    return json.loads((EXAMPLES / f"{name}.json").read_text())
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
 
 
 def phones(count: int, start: int = 0) -> list[str]:

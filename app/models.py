@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy.orm import deferred
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
@@ -78,16 +79,18 @@ class Campaign(db.Model):
     body = db.Column(db.Text, nullable=False)
     channel = db.Column(db.String(16), nullable=False, default="sms")
     status = db.Column(db.String(16), nullable=False, default="queued")
+    # Sent/delivered/failed counts are not stored: `messaging.campaign_counts()` counts the message log.
     total = db.Column(db.Integer, nullable=False, default=0)
-    sent = db.Column(db.Integer, nullable=False, default=0)
-    delivered = db.Column(db.Integer, nullable=False, default=0)
-    failed = db.Column(db.Integer, nullable=False, default=0)
     rejected = db.Column(JSON, nullable=False, default=list)
     columns = db.Column(JSON, nullable=False, default=list)
     dry_run = db.Column(db.Boolean, nullable=False, default=False)
+    # A draft keeps the parsed upload ({"phone_column", "rows"}) between preview and send; cleared on send.
+    draft = deferred(db.Column(JSON))
     created_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     finished_at = db.Column(db.DateTime)
+    # Deleting hides a sent campaign but keeps its message log (what was sent to whom stays on record).
+    deleted_at = db.Column(db.DateTime)
 
 
 class Message(db.Model):
@@ -238,7 +241,8 @@ class Participation(db.Model):
 
     __table_args__ = (
         UniqueConstraint("run_id", "contact_id"),
-        Index("ix_participation_run_state", "run_id", "state"),
+        # Covers the run page's grouped counts (state x node) without touching the rows.
+        Index("ix_participation_run_state", "run_id", "state", "node_id"),
         Index("ix_participation_run_node", "run_id", "node_id"),
         Index("ix_participation_wake_at", "wake_at"),
         Index("ix_participation_contact_state", "contact_id", "state"),
@@ -249,10 +253,13 @@ class Step(db.Model):
     """One entry of a participation's history, for the timeline and the per-node counts.
 
     `kind` and its `detail`: `enter` {visit} a node was entered; `edge` {from,
-    to, index, label} an edge was taken; `message` {message_id, status} a
-    message was queued or its outcome came; `reply` {text, payload, matched,
-    inbound_id}; `api` {method, url, status, duration_ms, error}; `timer`
-    {visit} a delay or timeout fired; `ignored` {reason}; `error` {message}.
+    to, index, label} an edge was taken; `message` {message_id, status,
+    channel, missing} a message was queued; `outcome` {ok, error, message_id,
+    sid} its send was accepted or failed for good; `reply` {text, payload,
+    matched, inbound_id}; `api` {method, url, status, duration_ms, error};
+    `timer` {visit} a delay or timeout fired; `set` {vars}; `finish` {status,
+    reason} the contact reached a final state; `ignored` {reason}; `error`
+    {message}. Written by `app.runner` from the engine's trail.
     """
 
     id = db.Column(db.Integer, primary_key=True)
@@ -268,4 +275,6 @@ class Step(db.Model):
     __table_args__ = (
         Index("ix_step_participation", "participation_id", "id"),
         Index("ix_step_run_kind_node", "run_id", "kind", "node_id"),
+        # The run page reads a run's newest steps of a kind (counts since a mark, latest unmatched replies).
+        Index("ix_step_run_kind_id", "run_id", "kind", "id"),
     )

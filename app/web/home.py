@@ -1,10 +1,27 @@
-"""The operator's home page."""
+"""The operator's home page: what is running, what was sent lately, and whether the workers keep up."""
 
 from flask import Blueprint, render_template
+from sqlalchemy import select
+
+from .. import campaigns
+from ..extensions import db
+from ..models import Run
+from ..queue_health import queue_health
+from .runs import LIVE_STATUSES, progress_of
 
 bp = Blueprint("home", __name__)
+
+RECENT_CAMPAIGNS = 5
+ACTIVE_RUNS_SHOWN = 20
 
 
 @bp.get("/")
 def index():
-    return render_template("home.html")
+    active_runs = db.session.scalars(
+        select(Run).where(Run.status.in_(LIVE_STATUSES)).order_by(Run.id.desc()).limit(ACTIVE_RUNS_SHOWN)
+    ).all()
+    recent = db.session.scalars(campaigns.visible_campaigns().limit(RECENT_CAMPAIGNS)).all()
+    return render_template(
+        "home.html", active_runs=active_runs, progress=progress_of(active_runs), campaigns=recent,
+        campaign_counts=campaigns.counts_of(recent), health=queue_health(),
+    )

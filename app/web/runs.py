@@ -1,10 +1,226 @@
-"""Runs pages."""
+"""Runs pages: start a run, list runs, and the live run page (where every contact is, what went wrong, act).
 
-from flask import Blueprint, render_template
+The run page is one page plus fragments it includes (`templates/runs/_partials/`): the live block
+(polled every second while the run is active: counts, diagram with per-node and per-edge numbers,
+messages, failures, overdue contacts, unmatched replies), the contacts table (filters and keyset
+pagination) and a contact's timeline. Numbers come from `run_stats.live_stats`, which reads grouped
+counts and a per-run tally, never the participations themselves, so an open page costs little.
+"""
+
+from flask import (
+    Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for,
+)
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from .. import journeys, run_stats, runner
+from ..channels import explain_error
+from ..diagram import render_svg
+from ..extensions import db
+from ..models import ACTIVE_STATES, FINAL_STATES, Audience, Participation, Run, User, utcnow
+from ..results_export import export_csv
 
 bp = Blueprint("runs", __name__, url_prefix="/runs")
+
+RUNS_PER_PAGE = 25
+LIVE_STATUSES = ("preparing", "active")
+STATES = ACTIVE_STATES + FINAL_STATES
 
 
 @bp.get("/")
 def index():
-    return render_template("placeholder.html", title="Runs")
+    page = max(1, request.args.get("page", 1, type=int))
+    runs = db.session.scalars(
+        select(Run).order_by(Run.id.desc()).offset((page - 1) * RUNS_PER_PAGE).limit(RUNS_PER_PAGE + 1)
+    ).all()
+    has_next, runs = len(runs) > RUNS_PER_PAGE, runs[:RUNS_PER_PAGE]
+    return render_template("runs/index.html", runs=runs, progress=progress_of(runs), page=page, has_next=has_next)
+
+
+def progress_of(runs: list[Run]) -> dict[int, dict]:
+    """Contacts per state for the runs still moving (finished runs show their status instead)."""
+    live = [run.id for run in runs if run.status in LIVE_STATUSES]
+    counts = {run_id: dict.fromkeys(STATES, 0) for run_id in live}
+    if live:
+        rows = db.session.execute(
+            select(Participation.run_id, Participation.state, func.count())
+            .where(Participation.run_id.in_(live)).group_by(Participation.run_id, Participation.state)
+        )
+        for run_id, state, number in rows:
+            counts[run_id][state] = number
+    return counts
+
+
+# -- starting a run ------------------------------------------------------------------
+
+
+@bp.get("/new")
+def new():
+    return render_template("runs/new.html", **_start_context(request.args))
+
+
+@bp.get("/new/_partials/summary")
+def start_summary():
+    """htmx: what starting this journey for this audience will do, as the operator picks them."""
+    return render_template("runs/_partials/start_summary.html", **_start_context(request.args))
+
+
+@bp.post("/")
+def start():
+    context = _start_context(request.form)
+    journey, audience = context["journey"], context["audience"]
+    errors = {}
+    if journey is None:
+        errors["journey_id"] = "Choose a journey to run."
+    if audience is None:
+        errors["audience_id"] = "Choose an audience to run it for."
+    elif not audience.total:
+        errors["audience_id"] = f"Audience “{audience.name}” has no contacts."
+    if not errors:
+        try:
+            run = runner.start_run(journey, audience_id=audience.id, user=current_user)
+        except journeys.InvalidJourney as error:
+            errors["journey_id"] = f"The journey cannot run: {error}. Fix it in the designer first."
+        except LookupError as error:
+            errors["audience_id"] = str(error)
+        else:
+            flash(f"Run started: {audience.total:,} contacts are being added.", "success")
+            return redirect(url_for(".show", run_id=run.id))
+    context["errors"] = errors
+    return render_template("runs/new.html", **context), 400
+
+
+def _start_context(values) -> dict:
+    journey = journeys.get(values.get("journey_id")) if values.get("journey_id") else None
+    audience_id = values.get("audience_id", type=int)
+    audience = db.session.get(Audience, audience_id) if audience_id else None
+    context = {
+        "journeys": journeys.all_journeys(),
+        "audiences": db.session.scalars(
+            select(Audience).order_by(Audience.created_at.desc(), Audience.id.desc())
+        ).all(),
+        "journey": journey, "audience": audience, "errors": {},
+        "status": None, "problems": [], "next_version": None,
+    }
+    if journey is not None:
+        status = journeys.status_of(journey)
+        context["status"] = status
+        context["problems"] = journeys.problems_of(journey.draft)
+        context["next_version"] = (status.version or 0) + (0 if status.status == "published" else 1)
+    return context
+
+
+# -- the run page --------------------------------------------------------------------
+
+
+def _run_or_404(run_id: int) -> Run:
+    return db.get_or_404(Run, run_id)
+
+
+@bp.get("/<int:run_id>")
+def show(run_id: int):
+    run = _run_or_404(run_id)
+    filters = _filters()
+    created_by = db.session.get(User, run.created_by_id) if run.created_by_id else None
+    live_context = _live_context(run)
+    contacts_page = _contacts_page(run, filters, total=sum(live_context["stats"].states.values()))
+    return render_template(
+        "runs/show.html", run=run, created_by=created_by, filters=filters, nodes=_node_ids(run),
+        contacts=contacts_page, **live_context,
+    )
+
+
+@bp.get("/<int:run_id>/_partials/live")
+def live(run_id: int):
+    """htmx, every second while the run moves: the live block, rendered without its trigger once finished."""
+    run = _run_or_404(run_id)
+    return render_template("runs/_partials/live.html", run=run, **_live_context(run))
+
+
+def _live_context(run: Run) -> dict:
+    now = utcnow()
+    stats = run_stats.live_stats(run, now)
+    definition = run.version.definition
+    diagram = render_svg(
+        definition, node_counts=stats.nodes, edge_counts=stats.edges,
+        link_template=url_for(".contacts", run_id=run.id) + "?node={id}",
+    )
+    return {
+        "stats": stats, "diagram": diagram, "now": now, "live": run.status in LIVE_STATUSES,
+        "errors": [(code, number, explain_error(None if code == run_stats.NO_CODE else code))
+                   for code, number in stats.errors],
+        "failure_reasons": run_stats.remembered(run, "failure-reasons", stats.states["failed"],
+                                                lambda: run_stats.failure_reasons(run.id)),
+        "unmatched": run_stats.remembered(run, "unmatched", stats.unmatched,
+                                          lambda: run_stats.unmatched_replies(run.id)),
+        "elapsed": ((run.finished_at or now) - run.created_at).total_seconds(),
+    }
+
+
+@bp.get("/<int:run_id>/contacts")
+def contacts(run_id: int):
+    """htmx: the contacts table with its filters and page; a plain request opens the run page on it."""
+    run = _run_or_404(run_id)
+    filters = _filters()
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for(".show", run_id=run.id, **filters.as_args()) + "#contacts")
+    return render_template("runs/_partials/contacts.html", run=run, filters=filters, nodes=_node_ids(run),
+                           contacts=_contacts_page(run, filters), now=utcnow())
+
+
+def _contacts_page(run: Run, filters: run_stats.ContactFilter, total: int | None = None) -> run_stats.ContactsPage:
+    return run_stats.contacts_table(
+        run, filters, after=request.args.get("after", type=int), before=request.args.get("before", type=int),
+        total=total,
+    )
+
+
+def _filters() -> run_stats.ContactFilter:
+    args = request.args
+    state = args.get("state") or None
+    return run_stats.ContactFilter(
+        state=state if state in STATES else None, node=args.get("node") or None,
+        search=(args.get("q") or "").strip()[:100] or None, error=args.get("error") or None,
+        overdue=args.get("overdue") == "1",
+    )
+
+
+def _node_ids(run: Run) -> list[str]:
+    return [node.id for node in runner.journey_for_version(run.version_id).nodes]
+
+
+@bp.get("/<int:run_id>/contacts/<int:participation_id>")
+def timeline(run_id: int, participation_id: int):
+    """A contact's timeline: a panel of the run page (htmx) or a page of its own."""
+    run = _run_or_404(run_id)
+    participation = db.session.get(Participation, participation_id)
+    if participation is None or participation.run_id != run.id:
+        abort(404)
+    context = {"run": run, "participation": participation, "now": utcnow(),
+               "entries": run_stats.contact_timeline(participation), "limit": run_stats.TIMELINE_LIMIT}
+    if request.headers.get("HX-Request"):
+        return render_template("runs/_partials/timeline.html", **context)
+    return render_template("runs/contact.html", **context)
+
+
+@bp.route("/<int:run_id>/stop", methods=["GET", "POST"])
+def stop(run_id: int):
+    """GET asks for confirmation; POST stops every contact not yet finished and cancels queued messages."""
+    run = _run_or_404(run_id)
+    if run.status not in LIVE_STATUSES:
+        flash(f"This run is already {run.status}.", "info")
+        return redirect(url_for(".show", run_id=run.id))
+    if request.method == "GET":
+        return render_template("runs/stop.html", run=run, states=run_stats.state_counts(run.id))
+    stopped = runner.stop_run(run)
+    flash(f"Run stopped: {stopped:,} contacts were stopped; their queued messages will not be sent.", "success")
+    return redirect(url_for(".show", run_id=run.id))
+
+
+@bp.get("/<int:run_id>/export.csv")
+def export(run_id: int):
+    """Every contact's state, node, variables and replies, streamed page by page."""
+    run = _run_or_404(run_id)
+    filename = f"run-{run.id}-results-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(stream_with_context(export_csv(run)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})

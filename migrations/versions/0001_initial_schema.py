@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:12:27.818271
+Create Date: 2026-11-29 00:24:13.127145
 
 """
 from alembic import op
@@ -80,15 +80,14 @@ def upgrade():
     sa.Column('channel', sa.String(length=16), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('total', sa.Integer(), nullable=False),
-    sa.Column('sent', sa.Integer(), nullable=False),
-    sa.Column('delivered', sa.Integer(), nullable=False),
-    sa.Column('failed', sa.Integer(), nullable=False),
     sa.Column('rejected', sa.JSON(), nullable=False),
     sa.Column('columns', sa.JSON(), nullable=False),
     sa.Column('dry_run', sa.Boolean(), nullable=False),
+    sa.Column('draft', sa.JSON(), nullable=True),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('deleted_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['user.id'], name=op.f('fk_campaign_created_by_id_user'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_campaign'))
     )
@@ -142,7 +141,7 @@ def upgrade():
     with op.batch_alter_table('participation', schema=None) as batch_op:
         batch_op.create_index('ix_participation_contact_state', ['contact_id', 'state'], unique=False)
         batch_op.create_index('ix_participation_run_node', ['run_id', 'node_id'], unique=False)
-        batch_op.create_index('ix_participation_run_state', ['run_id', 'state'], unique=False)
+        batch_op.create_index('ix_participation_run_state', ['run_id', 'state', 'node_id'], unique=False)
         batch_op.create_index('ix_participation_wake_at', ['wake_at'], unique=False)
 
     op.create_table('inbound_message',
@@ -214,6 +213,7 @@ def upgrade():
     )
     with op.batch_alter_table('step', schema=None) as batch_op:
         batch_op.create_index('ix_step_participation', ['participation_id', 'id'], unique=False)
+        batch_op.create_index('ix_step_run_kind_id', ['run_id', 'kind', 'id'], unique=False)
         batch_op.create_index('ix_step_run_kind_node', ['run_id', 'kind', 'node_id'], unique=False)
 
     op.create_table('message_event',
@@ -234,6 +234,7 @@ def downgrade():
     op.drop_table('message_event')
     with op.batch_alter_table('step', schema=None) as batch_op:
         batch_op.drop_index('ix_step_run_kind_node')
+        batch_op.drop_index('ix_step_run_kind_id')
         batch_op.drop_index('ix_step_participation')
 
     op.drop_table('step')

@@ -1,0 +1,193 @@
+"""Twilio webhooks: signatures, inbound messages (once per MessageSid), STOP/START, status callbacks."""
+
+import pytest
+from sqlalchemy import select
+
+from app import messaging
+from app.extensions import db
+from app.models import Contact, InboundMessage, MessageEvent
+from tests.conftest import TEST_AUTH_TOKEN
+from tests.fake_twilio import sign, status_callback_params
+from tests.test_messaging import make_campaign, message, phones, send
+
+PUBLIC = "http://testserver.local"
+INBOUND = "/webhooks/twilio/inbound"
+STATUS = "/webhooks/twilio/status"
+CONTACT = "+15557770001"
+
+
+def post_signed(app, path, params, url=None, token=TEST_AUTH_TOKEN):
+    """POST like Twilio: form fields and the signature of (public URL, fields)."""
+    signature = sign(url or PUBLIC + path, params, token)
+    return app.test_client().post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+
+def inbound(sid="SM" + "1" * 32, body="Hello", sender=CONTACT, **fields) -> dict:
+    return {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender, "To": "+15005550001",
+            "Body": body, "NumMedia": "0", **fields}
+
+
+def contact(phone=CONTACT) -> Contact | None:
+    db.session.expire_all()
+    return db.session.scalar(select(Contact).where(Contact.phone == phone))
+
+
+def inbound_rows() -> list[InboundMessage]:
+    db.session.expire_all()
+    return db.session.scalars(select(InboundMessage).order_by(InboundMessage.id)).all()
+
+
+@pytest.mark.parametrize("path", [INBOUND, STATUS])
+def test_bad_or_missing_signature_is_refused(app, path):
+    params = inbound(body="STOP") if path == INBOUND else status_callback_params("SMx", "delivered")
+    client = app.test_client()
+
+    assert client.post(path, data=params).status_code == 403
+    bad = sign(PUBLIC + path, params, "not-the-auth-token")
+    assert client.post(path, data=params, headers={"X-Twilio-Signature": bad}).status_code == 403
+    tampered = sign(PUBLIC + path, {**params, "Body": "other"})
+    assert client.post(path, data=params, headers={"X-Twilio-Signature": tampered}).status_code == 403
+
+    assert inbound_rows() == [] and contact() is None
+
+
+def test_no_auth_token_refuses_every_webhook(app):
+    app.config["TWILIO_AUTH_TOKEN"] = None
+    assert post_signed(app, INBOUND, inbound(body="STOP")).status_code == 403
+    assert inbound_rows() == []
+
+
+def test_signature_uses_the_request_url_without_public_base_url(app):
+    app.config["PUBLIC_BASE_URL"] = None
+    params = inbound()
+    assert post_signed(app, INBOUND, params).status_code == 403  # signed for another host
+    assert post_signed(app, INBOUND, params, url="http://localhost" + INBOUND).status_code == 200
+
+
+def test_inbound_message_is_stored_and_answered_with_empty_twiml(app):
+    answer = post_signed(app, INBOUND, inbound(
+        sender="whatsapp:" + CONTACT, body="Yes please", ButtonPayload="yes", ButtonText="Yes please",
+        To="whatsapp:+15005550002",
+    ))
+
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/xml"
+    assert answer.text.endswith("<Response/>")
+    [row] = inbound_rows()
+    assert (row.sid, row.from_phone, row.to_address, row.channel, row.body, row.payload) == (
+        "SM" + "1" * 32, CONTACT, "whatsapp:+15005550002", "whatsapp", "Yes please", "yes",
+    )
+    assert row.outcome not in ("opted_out", "opted_in")  # a reply: the journey runner routes it
+    assert row.contact_id is None and contact() is None  # a reply alone makes no contact
+
+
+def test_inbound_is_linked_to_a_known_contact(app):
+    known = Contact(phone=CONTACT, fields={})
+    db.session.add(known)
+    db.session.commit()
+    post_signed(app, INBOUND, inbound())
+    assert inbound_rows()[0].contact_id == known.id
+
+
+def test_repeated_message_sid_is_processed_once(app):
+    assert post_signed(app, INBOUND, inbound(body="Hello")).status_code == 200
+    # Twilio retried, and even if the body differed, it is the same message: not processed again.
+    assert post_signed(app, INBOUND, inbound(body="STOP")).status_code == 200
+    assert post_signed(app, INBOUND, inbound(body="STOP")).status_code == 200
+
+    assert [row.body for row in inbound_rows()] == ["Hello"]
+    assert contact() is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["STOP", "stop", "  Stop!  ", "StopAll", "STOP ALL", "unsubscribe.", "Cancel", "END", "quit", "Parar", "SAIR"],
+)
+def test_stop_keywords_opt_the_contact_out(app, body):
+    post_signed(app, INBOUND, inbound(body=body))
+
+    assert contact().opted_out and contact().opted_out_at is not None
+    [row] = inbound_rows()
+    assert (row.outcome, row.contact_id) == ("opted_out", contact().id)
+
+
+@pytest.mark.parametrize("body", ["please stop", "stop it", "STOPPED", "don't stop", "", "START NOW"])
+def test_other_messages_change_no_opt_out(app, body):
+    post_signed(app, INBOUND, inbound(body=body))
+    assert contact() is None
+    assert inbound_rows()[0].outcome not in ("opted_out", "opted_in")
+
+
+def test_stop_then_start(app, fake_twilio):
+    post_signed(app, INBOUND, inbound(sid="SM" + "a" * 32, body="STOP"))
+    _, [blocked] = make_campaign([CONTACT])
+    send([blocked])
+
+    assert fake_twilio.attempts == []
+    assert message(blocked).status == "failed" and "opted out" in message(blocked).error_message
+
+    post_signed(app, INBOUND, inbound(sid="SM" + "b" * 32, body="Start"))
+    assert not contact().opted_out and contact().opted_out_at is None
+    assert inbound_rows()[1].outcome == "opted_in"
+    _, [allowed] = make_campaign([CONTACT])
+    send([allowed])
+    assert [call.to for call in fake_twilio.calls] == [CONTACT]
+    assert message(allowed).status == "sent"
+
+
+def test_whatsapp_stop_opts_out_the_number(app, fake_twilio):
+    post_signed(app, INBOUND, inbound(body="STOP", sender="whatsapp:" + CONTACT))
+    _, [blocked] = make_campaign([CONTACT], channel="whatsapp")
+    send([blocked])
+    assert fake_twilio.attempts == [] and message(blocked).status == "failed"
+
+
+def callback(app, sid, status, error_code=None):
+    answer = post_signed(app, STATUS, status_callback_params(sid, status, error_code))
+    assert answer.status_code == 200, answer.text
+
+
+def test_status_callbacks_move_statuses_and_counts(app, fake_twilio):
+    campaign_id, ids = make_campaign(phones(5))
+    send(ids)
+    sids = [message(message_id).sid for message_id in ids]
+    counts = messaging.campaign_counts(campaign_id)
+    assert (counts["sent"], counts["delivered"], counts["failed"], counts["queued"]) == (5, 0, 0, 0)
+
+    callback(app, sids[0], "sent")
+    callback(app, sids[0], "delivered")
+    callback(app, sids[0], "delivered")  # a repeat
+    callback(app, sids[1], "delivered")
+    callback(app, sids[1], "sent")  # late and out of order: stays delivered
+    callback(app, sids[1], "read")
+    callback(app, sids[2], "failed", 30003)
+    callback(app, sids[3], "undelivered", 30005)
+    callback(app, sids[4], "queued")  # Twilio's own queue: still "sent" for us
+
+    assert [message(message_id).status for message_id in ids] == ["delivered", "read", "failed", "undelivered", "sent"]
+    failed = message(ids[2])
+    assert failed.error_code == 30003 and "unreachable" in failed.error_message
+    assert message(ids[3]).error_code == 30005
+    assert messaging.campaign_counts(campaign_id) == {
+        "total": 5, "queued": 0, "sent": 5, "delivered": 2, "failed": 2, "canceled": 0,
+    }
+    events = db.session.scalars(select(MessageEvent.status).where(MessageEvent.message_id == ids[1])).all()
+    assert sorted(events) == ["delivered", "read", "sent"]
+
+
+def test_a_final_status_is_not_replaced(app, fake_twilio):
+    _, [message_id] = make_campaign(phones(1))
+    send([message_id])
+    sid = message(message_id).sid
+
+    callback(app, sid, "delivered")
+    callback(app, sid, "failed", 30008)
+    callback(app, sid, "undelivered", 30008)
+
+    row = message(message_id)
+    assert (row.status, row.error_code, row.error_message) == ("delivered", None, None)
+
+
+def test_callback_for_an_unknown_message_is_acknowledged(app):
+    callback(app, "SM" + "f" * 32, "delivered")
+    callback(app, "", "delivered")

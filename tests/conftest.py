@@ -24,7 +24,7 @@ from app.extensions import db
 from app.models import ApiToken, User
 from app.queues import QUEUE_NAMES, get_queue, get_redis
 
-pytest_plugins = ["tests.fake_twilio"]
+pytest_plugins = ["tests.fake_twilio", "tests.fake_api"]
 
 def _test_redis_url() -> str:
     """TEST_REDIS_URL, or DB 15 (14, 13, … for further pytest-xdist workers)."""

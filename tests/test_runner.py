@@ -12,7 +12,6 @@ from app.extensions import db
 from app.models import Contact, InboundMessage, Message, Participation, utcnow
 from app.queues import get_queue, get_redis
 from tests.conftest import drain
-from tests.fake_api import fake_api, fake_api_server  # noqa: F401  (fixtures)
 from tests.test_runs_helpers import (
     bodies_to, create_journey, example, linear_journey, participations, phones, run_row, settle, start,
     sweep_at,

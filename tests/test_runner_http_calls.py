@@ -3,7 +3,6 @@
 import pytest
 
 from app.http_calls import MAX_RESPONSE_BYTES, ApiCall, address_problem, perform_calls
-from tests.fake_api import fake_api, fake_api_server  # noqa: F401  (fixtures)
 
 
 def _one(call: ApiCall, allow_private: bool = True):

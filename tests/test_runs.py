@@ -13,7 +13,6 @@ from app import journeys, runner
 from app.extensions import db
 from app.models import Message, utcnow
 from tests.conftest import drain
-from tests.fake_api import fake_api, fake_api_server  # noqa: F401  (fixtures)
 from tests.test_runs_helpers import (
     bodies_to, create_journey, example, inbound_outcome, linear_journey, participations, phones,
     reply, run_row, settle, start, steps_of, sweep_at,

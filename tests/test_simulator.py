@@ -9,12 +9,10 @@ from app import simulator
 from app.queues import get_redis
 from tests.examples import EXAMPLES_DIR
 
-pytest_plugins = ["tests.fake_api"]
-EXAMPLES = EXAMPLES_DIR
 
 
 def example(name: str) -> dict:
-    return json.loads((EXAMPLES / f"{name}.json").read_text())
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
 
 
 def said(simulation) -> list[str]:

@@ -98,7 +98,7 @@ class Message(db.Model):
 
     id = db.Column(db.Integer, primary_key=True)
     campaign_id = db.Column(db.Integer, db.ForeignKey("campaign.id", ondelete="CASCADE"))
-    participation_id = db.Column(db.Integer, db.ForeignKey("participation.id", ondelete="CASCADE"))
+    participation_id = db.Column(db.Integer, db.ForeignKey("participation.id", ondelete="SET NULL"))
     node_id = db.Column(db.String(64))
     idempotency_key = db.Column(db.String(120), unique=True)
     contact_id = db.Column(db.Integer, db.ForeignKey("contact.id", ondelete="SET NULL"))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:24:13.127145
+Create Date: 2026-11-29 01:46:44.781360
 
 """
 from alembic import op
@@ -189,7 +189,7 @@ def upgrade():
     sa.Column('next_attempt_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_message_campaign_id_campaign'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], name=op.f('fk_message_contact_id_contact'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['participation_id'], ['participation.id'], name=op.f('fk_message_participation_id_participation'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['participation_id'], ['participation.id'], name=op.f('fk_message_participation_id_participation'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_message')),
     sa.UniqueConstraint('idempotency_key', name=op.f('uq_message_idempotency_key')),
     sa.UniqueConstraint('sid', name=op.f('uq_message_sid'))

@@ -23,11 +23,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 # CsvImportError is re-exported: callers catch audiences.CsvImportError.
 from .csv_import import CsvImportError, RejectedRow, import_contacts_csv, normalise_phone  # noqa: F401
 from .extensions import db
-from .models import Audience, AudienceContact, Contact, Run, utcnow
+from .models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Contact, Run, utcnow
 
 CHUNK_SIZE = 1000
 NAME_MAX = 200
-FINISHED_RUN_STATUSES = ("completed", "stopped", "failed")
 
 contact_table = Contact.__table__
 membership_table = AudienceContact.__table__

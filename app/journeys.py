@@ -25,10 +25,8 @@ from sqlalchemy.exc import IntegrityError
 
 from . import engine
 from .extensions import db
-from .models import Journey, JourneyVersion, Run, User, utcnow
+from .models import FINISHED_RUN_STATUSES, Journey, JourneyVersion, Run, User, utcnow
 
-# A run in any other status may still send messages, so its journey must stay.
-FINISHED_RUN_STATUSES = ("completed", "stopped", "failed")
 NAME_MAX = 200
 UNTITLED = "Untitled journey"
 

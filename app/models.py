@@ -17,6 +17,10 @@ from .extensions import db
 
 FINAL_STATES = ("completed", "failed", "filtered", "stopped", "opted_out")
 ACTIVE_STATES = ("active", "sending", "waiting", "delayed")
+# Run statuses: `preparing` -> `active` -> `completed` or `stopped`.
+LIVE_RUN_STATUSES = ("preparing", "active")
+# A run in any other status may still send messages: its journey and audience must stay.
+FINISHED_RUN_STATUSES = ("completed", "stopped", "failed")
 
 
 def utcnow() -> datetime:

@@ -5,9 +5,9 @@ from sqlalchemy import select
 
 from .. import campaigns
 from ..extensions import db
-from ..models import Run
+from ..models import LIVE_RUN_STATUSES, Run
 from ..queue_health import queue_health
-from .runs import LIVE_STATUSES, progress_of
+from .runs import progress_of
 
 bp = Blueprint("home", __name__)
 
@@ -18,7 +18,7 @@ ACTIVE_RUNS_SHOWN = 20
 @bp.get("/")
 def index():
     active_runs = db.session.scalars(
-        select(Run).where(Run.status.in_(LIVE_STATUSES)).order_by(Run.id.desc()).limit(ACTIVE_RUNS_SHOWN)
+        select(Run).where(Run.status.in_(LIVE_RUN_STATUSES)).order_by(Run.id.desc()).limit(ACTIVE_RUNS_SHOWN)
     ).all()
     recent = db.session.scalars(campaigns.visible_campaigns().limit(RECENT_CAMPAIGNS)).all()
     return render_template(

@@ -17,13 +17,12 @@ from .. import journeys, run_stats, runner
 from ..channels import explain_error
 from ..diagram import render_svg
 from ..extensions import db
-from ..models import ACTIVE_STATES, FINAL_STATES, Audience, Participation, Run, User, utcnow
+from ..models import ACTIVE_STATES, FINAL_STATES, LIVE_RUN_STATUSES, Audience, Participation, Run, User, utcnow
 from ..results_export import export_csv
 
 bp = Blueprint("runs", __name__, url_prefix="/runs")
 
 RUNS_PER_PAGE = 25
-LIVE_STATUSES = ("preparing", "active")
 STATES = ACTIVE_STATES + FINAL_STATES
 
 
@@ -39,7 +38,7 @@ def index():
 
 def progress_of(runs: list[Run]) -> dict[int, dict]:
     """Contacts per state for the runs still moving (finished runs show their status instead)."""
-    live = [run.id for run in runs if run.status in LIVE_STATUSES]
+    live = [run.id for run in runs if run.status in LIVE_RUN_STATUSES]
     counts = {run_id: dict.fromkeys(STATES, 0) for run_id in live}
     if live:
         rows = db.session.execute(
@@ -146,7 +145,7 @@ def _live_context(run: Run) -> dict:
         link_template=url_for(".contacts", run_id=run.id) + "?node={id}",
     )
     return {
-        "stats": stats, "diagram": diagram, "now": now, "live": run.status in LIVE_STATUSES,
+        "stats": stats, "diagram": diagram, "now": now, "live": run.status in LIVE_RUN_STATUSES,
         "errors": [(code, number, explain_error(None if code == run_stats.NO_CODE else code))
                    for code, number in stats.errors],
         "failure_reasons": run_stats.remembered(run, "failure-reasons", stats.states["failed"],
@@ -207,7 +206,7 @@ def timeline(run_id: int, participation_id: int):
 def stop(run_id: int):
     """GET asks for confirmation; POST stops every contact not yet finished and cancels queued messages."""
     run = _run_or_404(run_id)
-    if run.status not in LIVE_STATUSES:
+    if run.status not in LIVE_RUN_STATUSES:
         flash(f"This run is already {run.status}.", "info")
         return redirect(url_for(".show", run_id=run.id))
     if request.method == "GET":

@@ -10,6 +10,7 @@ Twilio sender) cannot run in a thread with a running loop, so:
   shares the main thread with the `drain()` of the other tests.
 """
 
+import os
 import threading
 from pathlib import Path
 
@@ -28,6 +29,21 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 BROWSER_TESTS = Path(__file__).resolve().parent
+README_SCREENSHOTS = BROWSER_TESTS.parents[1] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def screenshot(tmp_path):
+    """Take a named screenshot: into docs/screenshots/ with UPDATE_SCREENSHOTS=1, else a temp dir."""
+    folder = README_SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str, **options) -> Path:
+        path = folder / name
+        page.screenshot(path=str(path), **options)
+        return path
+
+    return take
 
 
 @pytest.hookimpl(trylast=True)

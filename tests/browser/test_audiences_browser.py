@@ -1,13 +1,11 @@
 """Audiences in a real browser: upload through the form, page through contacts with HTMX, delete."""
 
-from pathlib import Path
-
 from app import audiences
 from app.extensions import db
 from app.models import Audience
 from tests.examples import EXAMPLES_DIR
 
-MESSY = (EXAMPLES_DIR / "contacts-messy.csv")
+MESSY = EXAMPLES_DIR / "contacts-messy.csv"
 
 
 def test_upload_view_paginate_and_delete(logged_in_page, live_server, app):

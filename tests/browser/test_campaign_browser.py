@@ -1,10 +1,9 @@
 """A campaign in a real headless Chromium: upload, live preview, send, counts updating without a reload.
 
-Also saves the README screenshots (1280x800) of the form, the preview and the detail page.
+Also takes the README screenshots (1280x800) of the form, the preview and the detail page (written to docs/screenshots/ with UPDATE_SCREENSHOTS=1).
 """
 
 import re
-from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -12,12 +11,10 @@ from tests.browser.conftest import drain_in_thread
 from tests.examples import EXAMPLES_DIR
 
 EXAMPLES = EXAMPLES_DIR
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-def test_campaign_from_upload_to_delivered_counts(app, logged_in_page, live_server, fake_twilio):
+def test_campaign_from_upload_to_delivered_counts(app, logged_in_page, live_server, fake_twilio, screenshot):
     page = logged_in_page
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     page.goto(f"{live_server.url}/campaigns/new")
     page.fill("#name", "Order updates")
@@ -25,7 +22,7 @@ def test_campaign_from_upload_to_delivered_counts(app, logged_in_page, live_serv
     expect(page.locator("#phone_column option").first).to_have_text("Found automatically: phone")
     expect(page.locator("#phone_column option")).to_have_count(5)
     page.fill("#body", "Hi <<name>>, order <<order_id>> ships to <<city>>.")
-    page.screenshot(path=str(SCREENSHOTS / "campaign-form.png"))
+    screenshot(page, "campaign-form.png")
     page.get_by_role("button", name="Preview").click()
 
     page.wait_for_url("**/preview")
@@ -41,7 +38,7 @@ def test_campaign_from_upload_to_delivered_counts(app, logged_in_page, live_serv
     expect(page.locator("#unfilled")).to_contain_text("No column fills <<coupon>>")
     page.fill("#body", "Hello <<name>>! Order <<order_id>> ships to <<city>>.")
     expect(rows.first.locator(".rendered")).to_have_text("Hello Ana! Order A-1001 ships to Curitiba.")
-    page.screenshot(path=str(SCREENSHOTS / "campaign-preview.png"), full_page=True)
+    screenshot(page, "campaign-preview.png", full_page=True)
     page.click("#send")
 
     page.wait_for_url(re.compile(r"/campaigns/\d+$"))
@@ -60,4 +57,4 @@ def test_campaign_from_upload_to_delivered_counts(app, logged_in_page, live_serv
         "Hello Bruno! Order A-1002 ships to São Paulo.",
         "Hello Carla! Order A-1003 ships to Oakland.",
     ]
-    page.screenshot(path=str(SCREENSHOTS / "campaign-detail.png"), full_page=True)
+    screenshot(page, "campaign-detail.png", full_page=True)

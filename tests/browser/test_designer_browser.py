@@ -15,7 +15,6 @@ from playwright.sync_api import expect
 from tests.examples import EXAMPLES_DIR
 
 EXAMPLES = EXAMPLES_DIR
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def example(name: str) -> dict:
@@ -77,10 +76,9 @@ def sim_reply(page, text: str) -> None:
     expect(page.locator("#simulator .bubble-contact").last).to_have_text(text)
 
 
-def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, live_server):
+def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, live_server, screenshot):
     page = logged_in_page
     page.on("dialog", lambda dialog: dialog.accept())
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     welcome = example("welcome")
 
     page.goto(f"{live_server.url}/journeys/")
@@ -146,7 +144,7 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
     open_node(page, "hello")
     page.evaluate("window.scrollTo(0, 0)")
     page.locator("#preview").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "designer-editor.png"))
+    screenshot(page, "designer-editor.png")
 
     # Simulator: unclear reply, then YES; then NO; then the timeout.
     page.click("#simulator button:text('Start simulation')")
@@ -159,7 +157,7 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
     expect(page.locator("#diagram-node-thanks")).to_have_class("node node-message node-path")
     page.evaluate("window.scrollTo(0, 0)")
     page.locator("#simulator .sim-state").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "designer-simulator.png"))
+    screenshot(page, "designer-simulator.png")
     page.click("#simulator button:text('New simulation')")
     page.click("#simulator button:text('Start simulation')")
     sim_reply(page, "não")

@@ -14,7 +14,6 @@ from app.models import Audience, AudienceContact, Contact, Journey
 from tests.browser.conftest import drain_in_thread
 from tests.test_run_stats import build_run
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 HELLO = {
     "format": "journey/v1", "name": "Welcome", "channel": "sms",
     "nodes": [{"id": "start", "type": "audience"}, {"id": "hello", "type": "message", "body": "Hi <<name>>!"},
@@ -82,7 +81,7 @@ def test_start_a_run_watch_it_live_open_a_timeline_and_export(app, logged_in_pag
     assert {row["state"] for row in lines} == {"completed"}
 
 
-def test_stop_a_waiting_run_and_see_the_home_page(app, logged_in_page, live_server):
+def test_stop_a_waiting_run_and_see_the_home_page(app, logged_in_page, live_server, screenshot):
     page = logged_in_page
     journey_id, audience_id = journey_and_audience(ASK, 4)
     run_id = runner.start_run(db.session.get(Journey, journey_id), audience_id=audience_id).id
@@ -91,8 +90,7 @@ def test_stop_a_waiting_run_and_see_the_home_page(app, logged_in_page, live_serv
     page.goto(f"{live_server.url}/")
     expect(page.locator("#active-runs")).to_contain_text("Survey")
     expect(page.locator("#no-worker")).to_be_visible()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "home.png"))
+    screenshot(page, "home.png")
 
     page.goto(f"{live_server.url}/runs/{run_id}")
     expect(page.locator("#state-waiting")).to_have_attribute("data-count", "4")
@@ -105,15 +103,14 @@ def test_stop_a_waiting_run_and_see_the_home_page(app, logged_in_page, live_serv
     expect(page.locator("#stop-run")).to_have_count(0)
 
 
-def test_run_page_screenshot_with_failures_replies_and_a_timeline(app, logged_in_page, live_server):
+def test_run_page_screenshot_with_failures_replies_and_a_timeline(app, logged_in_page, live_server, screenshot):
     page = logged_in_page
     built = build_run()
     page.goto(f"{live_server.url}/runs/{built['run'].id}")
     expect(page.locator("#overdue-alarm")).to_contain_text("2")
     expect(page.locator("#unmatched-replies")).to_contain_text("maybe")
     expect(page.locator("#message-failures")).to_contain_text("30003")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "run-page.png"))
+    screenshot(page, "run-page.png")
     page.locator("#contacts-table a", has_text="+15550000001").click()
     expect(page.locator("#timeline-steps")).to_contain_text("because of the reply yes")
-    page.screenshot(path=str(SCREENSHOTS / "run-contacts.png"))
+    screenshot(page, "run-contacts.png")

@@ -12,16 +12,23 @@ ids, all enqueued in one Redis round trip. Each job runs `deliver(ids)`:
    `queued` and are skipped the same way.
 2. Send what was claimed, many calls in flight (`sender.send_many`), paced by
    the global `MESSAGE_RATE_LIMIT` window (`app.limiter`) in small chunks.
-3. Record every result with one executemany UPDATE, bulk-insert the
-   `MessageEvent`s, mark campaigns with nothing left to send `completed`,
-   then re-enqueue transient failures with `RETRY_BACKOFF` (`enqueue_in`).
+3. Record the results as they arrive, every `RECORD_EVERY` messages (or
+   each rate-limited chunk): one executemany UPDATE, the `MessageEvent`s, one
+   commit; so a crash loses only the answers not recorded yet. Then mark
+   campaigns with nothing left to send `completed` and re-enqueue transient
+   failures with `RETRY_BACKOFF` (`enqueue_in`).
 
 Crash recovery: a job killed between claim and record leaves its rows in
-`sending` without a sid. We cannot know whether Twilio got those calls, so
-`requeue_stale()` (run periodically by the worker) puts rows that stayed in
-`sending` longer than `STALE_AFTER` back to `queued` and re-enqueues them:
-at-least-once for that rare case, rather than silently never sending.
-`STALE_AFTER` is longer than the job timeout, so a live job is never robbed.
+`sending` without a sid, and Twilio may or may not have accepted them.
+`requeue_stale()` (run periodically by the worker's sweeper) takes the rows
+that stayed `sending` longer than `stale_after()` (the job timeout plus a
+margin, or `MESSAGE_STALE_SECONDS`: no live job still holds them) and asks
+Twilio first (`sender.find_sent`, its Messages list): a message Twilio knows
+is recorded as sent with its sid, exactly as if the send had answered, and
+its journey contact moves on (`StaleRecovery.accepted`, for
+`runner.on_message_outcomes`); only a message Twilio does not know goes back
+to `queued`. When Twilio cannot be asked, nothing is resent: the rows wait
+for the next sweep. So a crash never sends a message twice.
 
 Status callbacks (`record_status`) only move a message forward (queued <
 sending < sent < delivered/undelivered/failed < read). A callback can beat the
@@ -31,18 +38,19 @@ applied as soon as the sid is stored.
 
 import json
 import os
+import queue
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .channels import OutboundMessage, SenderSettings, explain_error, get_sender
+from .channels import OutboundMessage, SenderSettings, SendResult, SentLookup, explain_error, get_sender
 from .extensions import db
 from .limiter import SendRateLimiter
 from .models import Campaign, Contact, Message, MessageEvent, utcnow
@@ -50,8 +58,15 @@ from .queues import JOB_DEFAULTS, get_queue, get_redis
 
 SEND_JOB = "app.tasks.messages.send_batch"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
-# Longer than the `messages` queue's job timeout (600 s): no live job still holds such a row.
-STALE_AFTER = timedelta(minutes=15)
+# RQ ends a send job after this long; no job still holds a message claimed longer ago than that.
+SEND_JOB_TIMEOUT = 600
+# Added to it for the default `stale_after`: chunks still in flight when the timeout hits finish within a send
+# timeout (15 s), and worker clocks may differ a little.
+STALE_MARGIN = timedelta(seconds=60)
+# Twilio's clock against ours, and its dates' whole seconds: the margin around a stuck message's lookup window.
+CLOCK_SKEW = timedelta(seconds=60)
+# Without a rate limit, results are recorded (and committed) every this many answers.
+RECORD_EVERY = 50
 # A rate-limited job should finish well within the job timeout: at most about this much sending per job.
 SECONDS_PER_LIMITED_JOB = 60
 # Rate-limited chunks in flight at once in one worker process (each chunk is one concurrent send_many).
@@ -86,6 +101,22 @@ class Outcome:
     error_message: str | None = None
 
 
+@dataclass(frozen=True)
+class StaleRecovery:
+    """What one `requeue_stale` did.
+
+    `requeued`: messages enqueued again (stuck sends Twilio does not know, and
+    lost retries). `accepted`: outcomes of stuck sends Twilio had accepted, now
+    recorded as sent; give them to `runner.on_message_outcomes` like a send
+    job's. `unresolved`: stuck sends Twilio could not be asked about, left for
+    the next sweep.
+    """
+
+    requeued: int = 0
+    accepted: tuple[Outcome, ...] = ()
+    unresolved: int = 0
+
+
 # -- queueing ------------------------------------------------------------------
 
 
@@ -101,7 +132,7 @@ def enqueue_messages(message_ids: Iterable[int]) -> int:
     size = batch_size(current_app.config)
     queue = get_queue("messages")
     jobs = [
-        queue.prepare_data(SEND_JOB, args=(ids[start:start + size],), **JOB_DEFAULTS)
+        queue.prepare_data(SEND_JOB, args=(ids[start:start + size],), timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
         for start in range(0, len(ids), size)
     ]
     with get_redis().pipeline() as pipe:
@@ -140,18 +171,19 @@ def deliver(message_ids: Iterable[int]) -> list[Outcome]:
         Outcome(row.id, row.participation_id, ok=False, final=True, error_message=OPTED_OUT_REASON)
         for row in opted_out
     ]
-    accepted_sids = []
     if claimed:
         settings = SenderSettings.from_config(config)
         callback = status_callback_url(config)
-        results = _send([_outbound(row, callback) for row in claimed], settings, _limiter())
-        outcomes += _record_results(claimed, results, settings.dry_run, config["RETRY_BACKOFF"])
-        if not settings.dry_run:
-            accepted_sids = [result.sid for result in results if result.ok and result.sid]
-    db.session.commit()
+        rows = {str(row.id): row for row in claimed}
+        for results in _send([_outbound(row, callback) for row in claimed], settings, _limiter()):
+            outcomes += _record_results(
+                [rows[result.key] for result in results], results, settings.dry_run, config["RETRY_BACKOFF"]
+            )
+            db.session.commit()
+            if not settings.dry_run:
+                _apply_early_statuses([result.sid for result in results if result.ok and result.sid])
     _complete_campaigns(campaign_ids)
     _schedule_retries(claimed, outcomes, config["RETRY_BACKOFF"])
-    _apply_early_statuses(accepted_sids)
     return outcomes
 
 
@@ -265,23 +297,50 @@ def _sender_pool() -> _SenderPool:
         return _sender_pools[0]
 
 
-def _send(outbound: list[OutboundMessage], settings: SenderSettings, limiter: SendRateLimiter | None):
-    """Send everything and return the results in order.
-
-    Without a limit: one `send_many`, `SEND_CONCURRENCY` calls in flight.
-    With one: cut the batch into the limiter's chunks; for each, first
-    reserve a free thread and a warm sender, then take its capacity and hand
-    it over at once, so nothing stands between a chunk's place in the window
-    and its calls. Several chunks are in flight together, hiding Twilio's
-    latency, and the rate holds steady.
-    """
-    pool = _sender_pool()
+def _send(
+    outbound: list[OutboundMessage], settings: SenderSettings, limiter: SendRateLimiter | None
+) -> Iterator[list[SendResult]]:
+    """Send everything; yield the results in groups as they arrive, so they are recorded while others fly."""
     if limiter is None:
-        sender = pool.take(settings)
+        return _send_unlimited(outbound, settings)
+    return _send_limited(outbound, settings, limiter)
+
+
+def _send_unlimited(outbound: list[OutboundMessage], settings: SenderSettings) -> Iterator[list[SendResult]]:
+    """One `send_many`, `SEND_CONCURRENCY` calls in flight, in a pool thread; its results are handed out
+    every `RECORD_EVERY` (or fewer at the end) as they arrive."""
+    pool = _sender_pool()
+    arrived: queue.SimpleQueue[SendResult | None] = queue.SimpleQueue()
+    sender = pool.take(settings)
+
+    def send_all():
         try:
-            return sender.send_many(outbound)
+            return sender.send_many(outbound, on_result=arrived.put)
         finally:
             pool.give_back(settings, sender)
+            arrived.put(None)
+
+    sending = pool.threads.submit(send_all)
+    group = []
+    while (result := arrived.get()) is not None:
+        group.append(result)
+        if len(group) >= RECORD_EVERY:
+            yield group
+            group = []
+    if group:
+        yield group
+    sending.result()  # an error that stopped the batch surfaces here
+
+
+def _send_limited(
+    outbound: list[OutboundMessage], settings: SenderSettings, limiter: SendRateLimiter
+) -> Iterator[list[SendResult]]:
+    """Cut the batch into the limiter's chunks; for each, first reserve a free thread and a warm sender,
+    then take its capacity and hand it over at once, so nothing stands between a chunk's place in the
+    window and its calls. Several chunks are in flight together, hiding Twilio's latency, and the rate
+    holds steady. Finished chunks are handed out between submissions.
+    """
+    pool = _sender_pool()
     _preload_twilio_sdk()
     chunk_settings = replace(settings, concurrency=limiter.chunk_size)
 
@@ -292,8 +351,9 @@ def _send(outbound: list[OutboundMessage], settings: SenderSettings, limiter: Se
             pool.give_back(chunk_settings, sender)
             pool.free_threads.release()
 
-    futures = []
+    running: set[Future] = set()
     for start in range(0, len(outbound), limiter.chunk_size):
+        yield from _finished(running, block=False)
         chunk = outbound[start:start + limiter.chunk_size]
         pool.free_threads.acquire()
         sender = pool.take(chunk_settings)
@@ -303,8 +363,19 @@ def _send(outbound: list[OutboundMessage], settings: SenderSettings, limiter: Se
             pool.give_back(chunk_settings, sender)
             pool.free_threads.release()
             raise
-        futures.append(pool.threads.submit(send_chunk, sender, chunk))
-    return [result for future in futures for result in future.result()]
+        running.add(pool.threads.submit(send_chunk, sender, chunk))
+    while running:
+        yield from _finished(running, block=True)
+
+
+def _finished(running: set[Future], block: bool) -> Iterator[list[SendResult]]:
+    """Take the chunks that are done out of `running` (waiting for one first if `block`)."""
+    if not running:
+        return
+    done, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+    for future in done:
+        running.discard(future)
+        yield future.result()
 
 
 def _preload_twilio_sdk() -> None:
@@ -374,7 +445,7 @@ def _schedule_retries(claimed, outcomes: list[Outcome], backoff: list[float]) ->
             by_delay[backoff[attempts[outcome.message_id] - 1]].append(outcome.message_id)
     queue = get_queue("messages") if by_delay else None
     for delay, ids in by_delay.items():
-        queue.enqueue_in(timedelta(seconds=delay), SEND_JOB, ids, **JOB_DEFAULTS)
+        queue.enqueue_in(timedelta(seconds=delay), SEND_JOB, ids, job_timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
 
 
 def _complete_campaigns(campaign_ids: set[int]) -> None:
@@ -446,23 +517,48 @@ def cancel_for_participations(participation_ids: Iterable[int], commit: bool = T
     return cancel_messages(message_table.c.participation_id.in_(ids), commit=commit)
 
 
-def requeue_stale(older_than: timedelta = STALE_AFTER) -> int:
-    """Re-enqueue messages a crashed job left behind; return how many.
+def stale_after(config) -> timedelta:
+    """How long a message may stay `sending` before its job is surely dead.
 
-    Rows `sending` for longer than `older_than` with no sid go back to
-    `queued` (their job died between claim and record); rows `queued` for a
-    retry that is overdue by as long (the scheduled job was lost) are enqueued
-    again. Both are stamped so the next sweep leaves them alone for as long.
+    `MESSAGE_STALE_SECONDS` when set; else `SEND_JOB_TIMEOUT` plus
+    `STALE_MARGIN` (RQ ends a job at its timeout, so no live job is robbed).
+    """
+    seconds = config.get("MESSAGE_STALE_SECONDS")
+    if seconds:
+        return timedelta(seconds=float(seconds))
+    return timedelta(seconds=SEND_JOB_TIMEOUT) + STALE_MARGIN
+
+
+def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
+    """Recover the messages crashed jobs left behind (run periodically by the worker's sweeper).
+
+    Rows `sending` for longer than `older_than` (default `stale_after`) with
+    no sid lost their job between claim and record: Twilio is asked about
+    them first (`_reconcile`) and only those it does not know go back to
+    `queued`. Rows `queued` for a retry that is overdue by as long (the
+    scheduled job was lost) are enqueued again, and stamped so the next sweep
+    leaves them alone for as long.
     """
     now = utcnow()
+    older_than = older_than or stale_after(current_app.config)
     cutoff = now - older_than
     m = message_table.c
-    crashed = db.session.execute(
-        update(message_table)
+    stuck = db.session.execute(
+        select(
+            m.id, m.participation_id, m.campaign_id, m.to_phone, m.channel, m.body, m.content_sid, m.attempts,
+            m.created_at, m.updated_at,
+        )
         .where(m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
+        .order_by(m.id)
+    ).all()
+    db.session.commit()  # no transaction stays open while Twilio is asked
+    accepted, unknown, unresolved = _reconcile(stuck, older_than) if stuck else ([], [], [])
+    requeued = db.session.execute(
+        update(message_table)
+        .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
         .values(status="queued", next_attempt_at=now, updated_at=now)
         .returning(m.id)
-    ).scalars().all()
+    ).scalars().all() if unknown else []
     overdue = db.session.execute(
         update(message_table)
         .where(m.status == "queued", m.next_attempt_at < cutoff)
@@ -470,14 +566,92 @@ def requeue_stale(older_than: timedelta = STALE_AFTER) -> int:
         .returning(m.id)
     ).scalars().all()
     db.session.commit()
-    ids = [*crashed, *overdue]
-    if ids:
+    ids = [*requeued, *overdue]
+    if stuck or ids:
         current_app.logger.warning(
-            "re-enqueued %d messages left behind (%d stuck sending, %d overdue retries)",
-            len(ids), len(crashed), len(overdue),
+            "messages left behind by dead jobs: %d stuck sending (%d accepted by Twilio and recorded as sent, "
+            "%d re-enqueued, %d left for the next sweep as Twilio could not be asked); %d overdue retries "
+            "re-enqueued", len(stuck), len(accepted), len(requeued), len(unresolved), len(overdue),
         )
-        enqueue_messages(ids)
-    return len(ids)
+    enqueue_messages(ids)
+    return StaleRecovery(requeued=len(ids), accepted=tuple(accepted), unresolved=len(unresolved))
+
+
+def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], list[int]]:
+    """Ask Twilio about stuck rows; record those it accepted as sent.
+
+    Returns (outcomes of the rows recorded as sent, ids Twilio does not know,
+    ids it could not be asked about). A row's window runs from its creation
+    (every attempt, an earlier one that timed out included) to its last
+    claim plus `older_than` (its job was over by then), with `CLOCK_SKEW`
+    either side. A Twilio message matches at most one row, and never one
+    whose sid is already recorded on another row.
+    """
+    settings = SenderSettings.from_config(current_app.config)
+    lookups = [
+        SentLookup(
+            key=str(row.id), to=row.to_phone, channel=row.channel, body=row.body, content_sid=row.content_sid,
+            since=_aware(row.created_at) - CLOCK_SKEW, until=_aware(row.updated_at) + older_than + CLOCK_SKEW,
+        )
+        for row in stuck
+    ]
+    with get_sender(settings) as sender:
+        answers = sender.find_sent(lookups)
+    candidates = {found.sid for answer in answers for found in answer.found}
+    m = message_table.c
+    taken = set(db.session.scalars(select(m.sid).where(m.sid.in_(list(candidates))))) if candidates else set()
+    found_for, unknown, unresolved = [], [], []
+    for row, answer in zip(stuck, answers, strict=True):
+        found = next((found for found in answer.found if found.sid not in taken), None)
+        if not answer.ok:
+            unresolved.append(row.id)
+            current_app.logger.warning("cannot tell whether Twilio accepted message %d: %s", row.id,
+                                       answer.error_message)
+        elif found is None:
+            unknown.append(row.id)
+        else:
+            taken.add(found.sid)
+            found_for.append((row, found))
+    return _record_found(found_for), unknown, unresolved
+
+
+def _record_found(found_for: list) -> list[Outcome]:
+    """Record (row, Twilio message) pairs as sent, as the lost send would have; return their outcomes."""
+    if not found_for:
+        return []
+    now = utcnow()
+    m = message_table.c
+    outcomes, events, later = [], [], []
+    for row, found in found_for:
+        recorded = db.session.execute(
+            update(message_table)
+            # Still the same claim: not recorded, requeued or claimed again meanwhile.
+            .where(m.id == row.id, m.status == "sending", m.sid.is_(None), m.attempts == row.attempts)
+            .values(
+                status="sent", sid=found.sid, sent_at=found.created_at.astimezone(UTC).replace(tzinfo=None),
+                error_code=None, error_message=None, next_attempt_at=None, dry_run=False, updated_at=now,
+            )
+            .returning(m.id)
+        ).scalar()
+        if recorded is None:
+            continue
+        events.append({"message_id": row.id, "status": "sent", "error_code": None, "at": now})
+        outcomes.append(Outcome(row.id, row.participation_id, ok=True, final=True))
+        status = CALLBACK_STATUSES.get(found.status)
+        if status and STATUS_RANK[status] > STATUS_RANK["sent"]:
+            later.append((found.sid, status, found.error_code))
+    _insert_events(events)
+    for sid, status, error_code in later:  # Twilio already knows more: delivered, failed, ...
+        _apply_status(sid, status, error_code)
+    db.session.commit()
+    _complete_campaigns({row.campaign_id for row, _ in found_for if row.campaign_id is not None})
+    _apply_early_statuses([found.sid for _, found in found_for])
+    return outcomes
+
+
+def _aware(moment: datetime) -> datetime:
+    """Our naive UTC timestamps as timezone-aware ones, to compare with Twilio's."""
+    return moment.replace(tzinfo=UTC)
 
 
 # -- status callbacks ----------------------------------------------------------

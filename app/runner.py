@@ -524,9 +524,9 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, in
         counts = _dispatch_due(now, limit)
         counts["preparing"] = _resume_preparing(now)
         if redis.set(REQUEUE_STALE_KEY, "1", nx=True, ex=REQUEUE_STALE_EVERY):
-            stale_after = current_app.config.get("MESSAGE_STALE_SECONDS")
-            older_than = timedelta(seconds=stale_after) if stale_after else messaging.STALE_AFTER
-            counts["requeued_messages"] = messaging.requeue_stale(older_than=older_than)
+            recovery = messaging.requeue_stale()
+            counts["requeued_messages"] = recovery.requeued
+            counts["reconciled_messages"] = on_message_outcomes(recovery.accepted)
         return counts
     finally:
         try:

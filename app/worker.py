@@ -17,17 +17,22 @@ import threading
 
 from rq import SimpleWorker
 
-from . import create_app, runner
+from . import create_app, messaging, runner
 from .queues import QUEUE_NAMES, get_queue, get_redis
 
 SWEEP_INTERVAL = 0.5
 PR_SET_PDEATHSIG = 1
 
 
-def run_worker(burst: bool = False) -> None:
-    """Run one worker in this process until stopped (or the queues are empty, with burst)."""
+def run_worker(burst: bool = False, check_settings: bool = True) -> None:
+    """Run one worker in this process until stopped (or the queues are empty, with burst).
+
+    `check_settings` logs what is wrong with the sending settings (one process of several does it).
+    """
     os.register_at_fork(after_in_child=_die_with_parent)
     app = create_app()
+    if check_settings:
+        warn_about_settings(app)
     # What startup made lives for good: frozen, it is not re-scanned by every full garbage collection
     # (~80 ms each otherwise, a pause that would make rate-limited sends late; see app/limiter.py).
     gc.freeze()
@@ -42,6 +47,24 @@ def run_worker(burst: bool = False) -> None:
     finally:
         stop_sweeping.set()
         sweeper.join(5)
+
+
+def warn_about_settings(app) -> None:
+    """Say at start what would otherwise fail silently while sending."""
+    config = app.config
+    if not config.get("DRY_RUN") and messaging.status_callback_url(config) is None:
+        app.logger.warning(
+            "PUBLIC_BASE_URL is not set (nor SERVER_NAME), so no status-callback URL can be built: messages are "
+            "sent without one, and their delivered/failed statuses will never be recorded. Set PUBLIC_BASE_URL "
+            "to the address Twilio reaches this app at."
+        )
+    stale_seconds = config.get("MESSAGE_STALE_SECONDS")
+    if stale_seconds and stale_seconds <= messaging.SEND_JOB_TIMEOUT:
+        app.logger.warning(
+            "MESSAGE_STALE_SECONDS=%g is not longer than the send job timeout (%d s): a slow job that is still "
+            "sending may have its messages taken for lost and sent twice; leave it unset unless testing.",
+            stale_seconds, messaging.SEND_JOB_TIMEOUT,
+        )
 
 
 def _die_with_parent() -> None:
@@ -82,7 +105,7 @@ def main() -> None:
         run_worker(args.burst)
         return
     children = [
-        multiprocessing.Process(target=run_worker, args=(args.burst,), name=f"worker-{n}")
+        multiprocessing.Process(target=run_worker, args=(args.burst, n == 0), name=f"worker-{n}")
         for n in range(args.processes)
     ]
     for child in children:

@@ -5,7 +5,10 @@ latency of 300-500 ms costs a sleeping coroutine, not a thread: hundreds of
 concurrent keep-alive connections are served without queueing. It answers
 `POST /2010-04-01/Accounts/{sid}/Messages.json` like Twilio (Basic auth, form
 body, 201 with a Message resource, Twilio-shaped JSON errors), records every
-attempt and every accepted message, and can be told to fail.
+attempt and every accepted message, and can be told to fail. `GET` on the same
+path lists the accepted messages like Twilio (filters `To`, `From`, `DateSent`,
+`DateSent<`, `DateSent>`; newest first; `PageSize` pages linked by
+`next_page_uri`), so the twilio SDK's `messages.list`/`stream`/`page` work.
 
 In tests use the `fake_twilio` fixture (`pytest_plugins = ["tests.fake_twilio"]`
 in conftest); for benchmarks run it on its own:
@@ -24,7 +27,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from datetime import UTC, date, datetime
+from email.utils import format_datetime
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
@@ -36,6 +41,9 @@ AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 SMS_FROM = "+15005550001"
 WHATSAPP_FROM = "whatsapp:+15005550002"
 MESSAGES_PATH = "/2010-04-01/Accounts/{account_sid}/Messages.json"
+DEFAULT_PAGE_SIZE = 50
+LIST_FILTERS = ("To", "From", "DateSent", "DateSent<", "DateSent>")
+MAX_PAGE_SIZE = 1000
 
 DEFAULT_ERROR_MESSAGES = {
     20003: "Authenticate",
@@ -63,11 +71,17 @@ class Attempt:
 
 @dataclass
 class Call:
-    """One message the fake accepted. `fields` holds the form (a list where a key repeats)."""
+    """One message the fake accepted. `fields` holds the form (a list where a key repeats).
+
+    `created` is its wall-clock time (UTC), `status` what the list answers for it.
+    """
 
     at: float
     sid: str
     fields: dict = field(default_factory=dict)
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    status: str = "sent"
+    error_code: int | None = None
 
     @property
     def to(self) -> str | None:
@@ -115,6 +129,8 @@ class FakeTwilio:
         self._attempts: list[Attempt] = []
         self._fail_next: list[_Failure] = []
         self._fail_for: dict[str, _Failure] = {}
+        self._fail_next_list: list[_Failure] = []
+        self._list_requests: list[dict] = []
         self._in_flight = 0
         self._generation = 0  # bumped by reset(), so requests still sleeping from before it are not counted
         self.max_in_flight = 0
@@ -152,6 +168,7 @@ class FakeTwilio:
     async def _start_site(self):
         app = web.Application()
         app.router.add_post(MESSAGES_PATH, self._create_message)
+        app.router.add_get(MESSAGES_PATH, self._list_messages)
         app.router.add_get("/_fake/stats", self._stats)
         app.router.add_post("/_fake/reset", self._reset)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
@@ -202,6 +219,12 @@ class FakeTwilio:
         with self._lock:
             return list(self._attempts)
 
+    @property
+    def list_requests(self) -> list[dict]:
+        """The query of every GET on the Messages list, answered or refused, in arrival order (a copy)."""
+        with self._lock:
+            return list(self._list_requests)
+
     def env(self, **overrides) -> dict:
         """Environment variables that point the app at this fake (for monkeypatch.setenv or config)."""
         return {
@@ -230,6 +253,18 @@ class FakeTwilio:
         with self._lock:
             self._fail_for[_without_channel(to)] = failure
 
+    def fail_next_list(self, n: int = 1, status: int = 503, code: int = 20500, message: str | None = None) -> None:
+        """Refuse the next `n` GETs of the Messages list (a Twilio outage while we look messages up)."""
+        failure = _Failure(status, code, message or DEFAULT_ERROR_MESSAGES.get(code, f"Error {code}"))
+        with self._lock:
+            self._fail_next_list.extend([failure] * n)
+
+    def set_status(self, sid: str, status: str, error_code: int | None = None) -> None:
+        """Change what the list answers for an accepted message (e.g. `delivered`, or `failed` with a code)."""
+        with self._lock:
+            call = next(call for call in self._calls if call.sid == sid)
+            call.status, call.error_code = status, error_code
+
     def reset(self) -> None:
         """Forget calls, attempts, scripted failures, and set the latency back to 0."""
         with self._lock:
@@ -237,6 +272,8 @@ class FakeTwilio:
             self._attempts.clear()
             self._fail_next.clear()
             self._fail_for.clear()
+            self._fail_next_list.clear()
+            self._list_requests.clear()
             self._generation += 1
             self._in_flight = 0
             self.max_in_flight = 0
@@ -270,12 +307,61 @@ class FakeTwilio:
                 Attempt(arrived, fields, failure.http_status if failure else 201, failure.code if failure else None)
             )
             if failure is None:
-                sid = "SM" + uuid.uuid4().hex
-                self._calls.append(Call(arrived, sid, fields))
+                call = Call(arrived, "SM" + uuid.uuid4().hex, fields)
+                self._calls.append(call)
         await self._answer_after_latency()
         if failure:
             return _error_response(failure)
-        return web.json_response(self._message_resource(sid, fields), status=201)
+        return web.json_response(self._message_resource(call.sid, fields, call.created), status=201)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        """Twilio's Messages list: accepted messages matching the filters, newest first, one page of them."""
+        query = request.query
+        authorised = self._authorised(request)
+        with self._lock:
+            self._list_requests.append(dict(query))
+            failure = None if authorised else _Failure(401, 20003, DEFAULT_ERROR_MESSAGES[20003])
+            if authorised and self._fail_next_list:
+                failure = self._fail_next_list.pop(0)
+        await self._answer_after_latency()
+        if failure:
+            return _error_response(failure)
+        try:
+            page_size = min(MAX_PAGE_SIZE, max(1, int(query.get("PageSize") or DEFAULT_PAGE_SIZE)))
+            page_number = max(0, int(query.get("Page") or 0))
+            date_filters = [(name, _date_filter(query[name])) for name in ("DateSent", "DateSent<", "DateSent>")
+                            if query.get(name)]
+        except ValueError as error:
+            return _error_response(_Failure(400, 20001, f"Invalid parameter: {error}"))
+        with self._lock:
+            calls = [call for call in self._calls if _listed(call, query, date_filters)]
+        calls.reverse()  # newest first: arrival order is creation order
+        token = query.get("PageToken") or ""
+        if token:
+            after = [n for n, call in enumerate(calls) if "PA" + call.sid == token]
+            calls = calls[after[0] + 1:] if after else []
+        page, more = calls[:page_size], len(calls) > page_size
+        path = MESSAGES_PATH.format(account_sid=self.account_sid)
+        filters = {name: query[name] for name in LIST_FILTERS if query.get(name)}
+
+        def page_uri(number: int, page_token: str | None = None) -> str:
+            params = {**filters, "PageSize": page_size, "Page": number}
+            if page_token:
+                params["PageToken"] = page_token
+            return f"{path}?{urlencode(params)}"
+
+        start = page_number * page_size
+        return web.json_response({
+            "end": start + max(len(page), 1) - 1,
+            "first_page_uri": page_uri(0),
+            "messages": [self._message_resource(call.sid, call.fields, call.created, call) for call in page],
+            "next_page_uri": page_uri(page_number + 1, "PA" + page[-1].sid) if more else None,
+            "page": page_number,
+            "page_size": page_size,
+            "previous_page_uri": page_uri(page_number - 1) if page_number else None,
+            "start": start,
+            "uri": page_uri(page_number, token or None),
+        })
 
     async def _answer_after_latency(self) -> None:
         with self._lock:
@@ -314,19 +400,20 @@ class FakeTwilio:
         expected = "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return request.headers.get("Authorization") == expected
 
-    def _message_resource(self, sid: str, fields: dict) -> dict:
-        now = formatdate(usegmt=True)
+    def _message_resource(self, sid: str, fields: dict, created: datetime, listed: Call | None = None) -> dict:
+        """A Message resource: as `create` answers it (status `queued`, not sent yet), or as listed later."""
+        stamp = format_datetime(created)
         media = fields.get("MediaUrl")
         uri = MESSAGES_PATH.format(account_sid=self.account_sid).replace(".json", f"/{sid}.json")
         return {
             "account_sid": self.account_sid,
             "api_version": "2010-04-01",
             "body": fields.get("Body", ""),
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
+            "date_created": stamp,
+            "date_sent": stamp if listed else None,
+            "date_updated": stamp,
             "direction": "outbound-api",
-            "error_code": None,
+            "error_code": listed.error_code if listed else None,
             "error_message": None,
             "from": fields.get("From"),
             "messaging_service_sid": fields.get("MessagingServiceSid"),
@@ -335,7 +422,7 @@ class FakeTwilio:
             "price": None,
             "price_unit": "USD",
             "sid": sid,
-            "status": "queued",
+            "status": listed.status if listed else "queued",
             "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
             "to": fields.get("To"),
             "uri": uri,
@@ -353,6 +440,31 @@ class FakeTwilio:
         self.reset()
         self.latency = latency
         return web.json_response({"reset": True})
+
+
+def _date_filter(value: str) -> date | datetime:
+    """A `DateSent` value as Twilio takes it: `YYYY-MM-DD`, or `YYYY-MM-DDThh:mm:ssZ` (GMT)."""
+    if len(value) == 10:
+        return date.fromisoformat(value)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _listed(call: Call, query, date_filters: list[tuple[str, date | datetime]]) -> bool:
+    """Does this accepted message pass the list's `To`, `From` and `DateSent` filters?"""
+    if query.get("To") and call.to != query["To"]:
+        return False
+    if query.get("From") and call.fields.get("From") != query["From"]:
+        return False
+    sent = call.created.replace(microsecond=0)  # Twilio's dates have whole seconds
+    for name, bound in date_filters:
+        if name == "DateSent":  # a day (the SDK sends a date as midnight of it)
+            if sent.date() != (bound.date() if isinstance(bound, datetime) else bound):
+                return False
+            continue
+        value = sent if isinstance(bound, datetime) else sent.date()
+        if (name == "DateSent<" and value > bound) or (name == "DateSent>" and value < bound):
+            return False
+    return True
 
 
 def _error_response(failure: _Failure) -> web.Response:

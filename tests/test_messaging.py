@@ -366,13 +366,13 @@ def test_crashed_job_is_recovered_by_the_sweep(app, fake_twilio):
     db.session.execute(update(Message).where(Message.id == ids[1]).values(updated_at=utcnow()))
     db.session.commit()
 
-    assert messaging.requeue_stale() == 1
+    assert messaging.requeue_stale() == messaging.StaleRecovery(requeued=1)  # Twilio never had it
     drain(["messages"])
 
     assert [call.to for call in fake_twilio.calls] == phones(1)
     assert (message(ids[0]).status, message(ids[0]).attempts) == ("sent", 2)
     assert message(ids[1]).status == "sending"
-    assert messaging.requeue_stale() == 0
+    assert messaging.requeue_stale() == messaging.StaleRecovery()
 
 
 def test_lost_retry_is_recovered_by_the_sweep(app, fake_twilio):
@@ -381,8 +381,8 @@ def test_lost_retry_is_recovered_by_the_sweep(app, fake_twilio):
     db.session.execute(update(Message).values(attempts=1, next_attempt_at=overdue))
     db.session.commit()
 
-    assert messaging.requeue_stale() == 1
-    assert messaging.requeue_stale() == 0  # stamped: the next sweep leaves it to the job just enqueued
+    assert messaging.requeue_stale().requeued == 1
+    assert messaging.requeue_stale().requeued == 0  # stamped: the next sweep leaves it to the job just enqueued
     drain(["messages"])
     assert message(message_id).status == "sent"
 

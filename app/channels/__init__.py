@@ -6,15 +6,18 @@ Redis here, so the messaging worker can call it with the values it holds.
 
 from .channels import CHANNELS, Channel, SmsChannel, WhatsAppChannel
 from .errors import classify_error, explain_error
-from .messages import OutboundMessage, SenderSettings, SendResult
+from .messages import FoundMessage, LookupResult, OutboundMessage, SenderSettings, SendResult, SentLookup
 from .senders import DryRunSender, TwilioSender, get_sender
 
 __all__ = [
     "CHANNELS",
     "Channel",
     "DryRunSender",
+    "FoundMessage",
+    "LookupResult",
     "OutboundMessage",
     "SendResult",
+    "SentLookup",
     "SenderSettings",
     "SmsChannel",
     "TwilioSender",

@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlsplit
 
 
@@ -39,6 +40,51 @@ class SendResult:
     error_message: str | None = None
     transient: bool = False
     http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class SentLookup:
+    """Did Twilio accept this message? Asked about a send whose answer was lost (the sender died).
+
+    `key` is the caller's id, echoed in its `LookupResult`. A message matches
+    when it went to `to` on `channel` from our sender, was created at Twilio
+    between `since` and `until` (timezone-aware), and has this `body`
+    (messages sent with a `content_sid` are matched without their body, which
+    Twilio renders from the template).
+    """
+
+    key: str
+    to: str
+    channel: str
+    since: datetime
+    until: datetime
+    body: str | None = None
+    content_sid: str | None = None
+
+
+@dataclass(frozen=True)
+class FoundMessage:
+    """A message Twilio accepted that matches a `SentLookup`: its sid, when Twilio created it, its status now."""
+
+    sid: str
+    created_at: datetime
+    status: str
+    error_code: int | None = None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """The answer to one `SentLookup`.
+
+    `ok` False means Twilio could not be asked (network error, 5xx, ...): then
+    nothing is known and `error_message` says why. Otherwise `found` lists the
+    matching messages, oldest first (none: Twilio never accepted it).
+    """
+
+    key: str
+    ok: bool
+    found: tuple[FoundMessage, ...] = ()
+    error_message: str | None = None
 
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}

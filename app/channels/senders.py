@@ -6,6 +6,10 @@ twilio's aiohttp client. Its event loop and connection pool live as long as the
 sender, so an RQ job can call `send_many` again and again without reconnecting.
 Failures come back as `SendResult`s, never as exceptions, so one bad number
 cannot lose the outcome of the rest of the batch.
+
+`find_sent` answers the one question a crash leaves open: did Twilio accept a
+message whose answer (its sid) was never recorded? It reads Twilio's Messages
+list for the recipient, so a send is only repeated when Twilio does not know it.
 """
 
 import asyncio
@@ -14,7 +18,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from math import ceil
 
 from aiohttp import ClientConnectorError, ClientError
@@ -24,9 +28,13 @@ from twilio.rest import Client
 from .channels import CHANNELS, Channel
 from .errors import ERROR_EXPLANATIONS, classify_error
 from .http_client import PooledAsyncHttpClient
-from .messages import OutboundMessage, SenderSettings, SendResult
+from .messages import FoundMessage, LookupResult, OutboundMessage, SenderSettings, SendResult, SentLookup
 
 logger = logging.getLogger(__name__)
+
+# Twilio's Messages list, read newest first: this many per page, and at most this many pages per recipient.
+LOOKUP_PAGE_SIZE = 50
+LOOKUP_MAX_PAGES = 20
 
 
 def get_sender(settings: SenderSettings) -> "TwilioSender | DryRunSender":
@@ -59,12 +67,21 @@ class DryRunSender:
     def __init__(self, settings: SenderSettings):
         self.settings = settings
 
-    def send_many(self, messages: Iterable[OutboundMessage]) -> list[SendResult]:
+    def send_many(
+        self, messages: Iterable[OutboundMessage], on_result: Callable[[SendResult], None] | None = None
+    ) -> list[SendResult]:
         messages = list(messages)
         latency = self.settings.dry_run_latency
         if latency and messages:
             time.sleep(latency * ceil(len(messages) / self.settings.concurrency))
-        return [self._pretend(message) for message in messages]
+        results = [self._pretend(message) for message in messages]
+        for result in results if on_result else ():
+            on_result(result)
+        return results
+
+    def find_sent(self, lookups: Iterable[SentLookup]) -> list[LookupResult]:
+        """A dry run sends nothing, so Twilio knows none of these messages."""
+        return [LookupResult(key=lookup.key, ok=True) for lookup in lookups]
 
     @staticmethod
     def _pretend(message: OutboundMessage) -> SendResult:
@@ -102,14 +119,33 @@ class TwilioSender:
     def __repr__(self) -> str:
         return f"<TwilioSender {self.settings!r}>"
 
-    def send_many(self, messages: Iterable[OutboundMessage]) -> list[SendResult]:
-        """Send every message, concurrently; the results come back in input order."""
+    def send_many(
+        self, messages: Iterable[OutboundMessage], on_result: Callable[[SendResult], None] | None = None
+    ) -> list[SendResult]:
+        """Send every message, concurrently; the results come back in input order.
+
+        `on_result`, if given, is also called with each result as soon as it
+        is known (from the thread running `send_many`), so a caller can
+        record answers while the rest are still in flight.
+        """
         messages = list(messages)
-        if not messages:
-            return []
+        return self._run(self._send_all(messages, on_result)) if messages else []
+
+    def find_sent(self, lookups: Iterable[SentLookup]) -> list[LookupResult]:
+        """Ask Twilio which of these messages it accepted; the results come back in input order.
+
+        One list request (paged) per recipient and sender, `concurrency` at a
+        time. Trouble reaching Twilio comes back as `ok=False` results, never
+        as an exception.
+        """
+        lookups = list(lookups)
+        return self._run(self._find_all(lookups)) if lookups else []
+
+    def _run(self, coroutine):
+        """Run `coroutine` to its end on this sender's event loop (one caller at a time)."""
         with self._lock:
             loop = self._event_loop()
-            task = loop.create_task(self._send_all(messages))
+            task = loop.create_task(coroutine)
             try:
                 return loop.run_until_complete(task)
             except BaseException:
@@ -157,10 +193,13 @@ class TwilioSender:
             self._client = Client(settings.account_sid, settings.auth_token, http_client=self._http)
         return self._client
 
-    async def _send_all(self, messages: list[OutboundMessage]) -> list[SendResult]:
+    async def _send_all(self, messages: list[OutboundMessage], on_result=None) -> list[SendResult]:
         if not (self.settings.account_sid and self.settings.auth_token):
             reason = "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set, so nothing can be sent"
-            return [_refused(message, reason) for message in messages]
+            refused = [_refused(message, reason) for message in messages]
+            for result in refused if on_result else ():
+                on_result(result)
+            return refused
         client = self._twilio_client()
         results: list[SendResult | None] = [None] * len(messages)
         pending = iter(enumerate(messages))
@@ -168,6 +207,8 @@ class TwilioSender:
         async def work_through_pending():
             for index, message in pending:
                 results[index] = await self._send_one(client, message)
+                if on_result:
+                    on_result(results[index])
 
         # A fixed pool of workers sharing one iterator: at most `concurrency` calls in flight.
         workers = min(self.settings.concurrency, len(messages))
@@ -208,6 +249,101 @@ class TwilioSender:
             logger.exception("unexpected error sending message %s", message.key)
             return _refused(message, f"Unexpected error while sending ({type(error).__name__}: {error}).")
         return SendResult(key=message.key, ok=True, sid=created.sid, status=created.status)
+
+    async def _find_all(self, lookups: list[SentLookup]) -> list[LookupResult]:
+        if not (self.settings.account_sid and self.settings.auth_token):
+            reason = "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set, so Twilio cannot be asked"
+            return [LookupResult(key=lookup.key, ok=False, error_message=reason) for lookup in lookups]
+        client = self._twilio_client()
+        answers: dict[str, LookupResult] = {}
+        # Lookups for one recipient and sender share one list request.
+        queries: dict[tuple[str, tuple], list[SentLookup]] = {}
+        for lookup in lookups:
+            channel = CHANNELS.get(lookup.channel)
+            sender = channel.sender(self.settings) if channel else None
+            if sender is None:
+                reason = channel.missing_sender_message() if channel else f"Unknown channel {lookup.channel!r}."
+                answers[lookup.key] = LookupResult(key=lookup.key, ok=False, error_message=reason)
+                continue
+            queries.setdefault((channel.address(lookup.to), tuple(sorted(sender.items()))), []).append(lookup)
+        pending = iter(queries.items())
+
+        async def work_through_pending():
+            for (to, sender), group in pending:
+                for answer in await self._find_for_recipient(client, to, dict(sender), group):
+                    answers[answer.key] = answer
+
+        workers = min(self.settings.concurrency, len(queries))
+        await asyncio.gather(*(work_through_pending() for _ in range(workers)))
+        return [answers[lookup.key] for lookup in lookups]
+
+    async def _find_for_recipient(
+        self, client: Client, to: str, sender: dict, lookups: list[SentLookup]
+    ) -> list[LookupResult]:
+        """Read the recipient's messages back to the earliest `since`, then match each lookup against them.
+
+        Twilio's `DateSent` filter is not used: a message still waiting in
+        Twilio's queue has no `date_sent` yet, and it is exactly one we must find.
+        """
+        since = min(lookup.since for lookup in lookups)
+        try:
+            records = await self._recent_messages(client, to, sender.get("from_"), since)
+        except Exception as error:  # network, 5xx, a page that does not parse: nothing is known
+            reason = _lookup_failure(error, self.settings.timeout)
+            return [LookupResult(key=lookup.key, ok=False, error_message=reason) for lookup in lookups]
+        records = [record for record in reversed(records) if record.date_created is not None]
+        records.sort(key=lambda record: record.date_created)  # oldest first (stable: arrival order within a second)
+        return [
+            LookupResult(key=lookup.key, ok=True, found=tuple(
+                FoundMessage(record.sid, record.date_created, str(record.status or ""), record.error_code)
+                for record in records if _matches(record, lookup, sender)
+            ))
+            for lookup in lookups
+        ]
+
+    async def _recent_messages(self, client: Client, to: str, from_: str | None, since) -> list:
+        """The messages to `to` (from `from_` when known), newest first, until a page is wholly older than `since`."""
+        filters = {"to": to, "page_size": LOOKUP_PAGE_SIZE}
+        if from_:
+            filters["from_"] = from_
+        page = await client.messages.page_async(**filters)
+        records = []
+        for _ in range(LOOKUP_MAX_PAGES):
+            batch = list(page)
+            records += batch
+            recent = [record for record in batch if record.date_created is None or record.date_created >= since]
+            if not recent or page.next_page_url is None:
+                return records
+            page = await page.next_page_async()
+        raise LookupError(
+            f"Twilio lists more than {LOOKUP_PAGE_SIZE * LOOKUP_MAX_PAGES} messages to {to} "
+            f"since {since:%Y-%m-%d %H:%M}"
+        )
+
+
+def _matches(record, lookup: SentLookup, sender: dict) -> bool:
+    """Is this Twilio Message resource the message `lookup` describes, sent by `sender`?"""
+    if not str(record.direction or "").startswith("outbound"):
+        return False
+    if not lookup.since <= record.date_created <= lookup.until:
+        return False
+    if "messaging_service_sid" in sender:
+        if record.messaging_service_sid != sender["messaging_service_sid"]:
+            return False
+    elif record.from_ != sender.get("from_"):
+        return False
+    return bool(lookup.content_sid) or (record.body or "") == (lookup.body or "")
+
+
+def _lookup_failure(error: Exception, timeout: float) -> str:
+    if isinstance(error, TimeoutError):
+        return f"Twilio did not answer the lookup within {timeout:g} s."
+    if isinstance(error, TwilioRestException):
+        return f"Twilio refused the lookup (HTTP {error.status}, code {error.code}: {error.msg})."
+    if isinstance(error, TwilioException) and len(error.args) > 1:
+        response = error.args[1]  # the SDK's "Unable to fetch page" carries the response
+        return f"Twilio could not list messages (HTTP {getattr(response, 'status_code', '?')})."
+    return f"Could not ask Twilio ({type(error).__name__}: {error})."
 
 
 def _strip_prefix(twilio_message: str) -> str:

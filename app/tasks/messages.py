@@ -14,5 +14,7 @@ def send_batch(message_ids: list[int]) -> int:
 
 @job
 def requeue_stale() -> int:
-    """Re-enqueue messages left `sending` by a crashed job (run periodically)."""
-    return messaging.requeue_stale()
+    """Recover messages left `sending` by a crashed job (`messaging.requeue_stale`); returns how many were resent."""
+    recovery = messaging.requeue_stale()
+    runner.on_message_outcomes(recovery.accepted)  # those Twilio had accepted move their contacts on
+    return recovery.requeued

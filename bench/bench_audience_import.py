@@ -14,12 +14,11 @@ import time
 from contextlib import contextmanager
 
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
 
 from app import audiences, create_app
 from app.csv_import import import_contacts_csv
+from tests.databases import scratch_postgres
 
-POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def csv_bytes(rows: int, tier: str) -> bytes:
@@ -34,16 +33,8 @@ def database(kind: str):
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{folder}/bench.sqlite3"
         return
-    name = f"jd_bench_{os.getpid()}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres(f"jd_bench_{os.getpid()}") as url:
+        yield url
 
 
 def bench(kind: str, rows: int) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import requests
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import func, insert, select
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -37,10 +37,10 @@ from app import create_app, journeys
 from app.extensions import db
 from app.models import ApiToken, Audience, AudienceContact, Contact, Participation, User
 from bench.bench_sender import fake_twilio_process
+from tests.databases import scratch_postgres
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/5"
 BODIES = ("Hi <<name>>, your order is confirmed.", "It ships today, <<name>>.", "Thanks for buying, <<name>>!")
 
@@ -64,21 +64,6 @@ def delayed_message() -> dict:
 def contacts(count: int, area: str = "500555") -> list[dict]:
     """Fictional numbers: +1 500 555 xxxx (valid, up to 10,000) for runs, +1 415 xxx xxxx for the audience."""
     return [{"phone": f"+1{area}{n:0{10 - len(area)}d}", "name": f"c{n}"} for n in range(count)]
-
-
-@contextmanager
-def scratch_database():
-    name = f"jd_bench_e2_{os.getpid()}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager
@@ -204,7 +189,7 @@ def main() -> None:
     parser.add_argument("--start-contacts", type=int, default=100_000)
     args = parser.parse_args()
 
-    with scratch_database() as database_url:
+    with scratch_postgres(f"jd_bench_runs_{os.getpid()}") as database_url:
         app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": REDIS_URL,
                           "RQ_DASHBOARD_REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", "DRY_RUN": False,
                           "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN})

@@ -16,13 +16,14 @@ from flask import g, has_app_context
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from rq import SimpleWorker
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from werkzeug.serving import make_server
 
 from app import create_app
 from app.extensions import db
 from app.models import ApiToken, User
 from app.queues import QUEUE_NAMES, get_queue, get_redis
+from tests.databases import scratch_postgres
 
 pytest_plugins = ["tests.fake_twilio", "tests.fake_api"]
 
@@ -35,24 +36,9 @@ def _test_redis_url() -> str:
 
 
 TEST_REDIS_URL = _test_redis_url()
-POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASES = [name for name in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if name]
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 USER_EMAIL, USER_PASSWORD = "operator@example.com", "correct horse battery"
-
-
-def _postgres_database():
-    """Create a fresh PostgreSQL database for this session; yield its URL; drop it."""
-    name = f"jd_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session", params=DATABASES)
@@ -60,7 +46,8 @@ def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
     else:
-        yield from _postgres_database()
+        with scratch_postgres(f"jd_test_{os.getpid()}_{uuid.uuid4().hex[:6]}") as url:
+            yield url
 
 
 class TestClient(FlaskClient):

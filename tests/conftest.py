@@ -161,6 +161,19 @@ def api(app, api_token):
     return test_client
 
 
+def worker_env(app, fake_twilio, **settings) -> dict:
+    """Environment for a `python -m app.worker` subprocess that works on this test's database, Redis and fake Twilio."""
+    return {
+        **os.environ,
+        **fake_twilio.env(),
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": TEST_REDIS_URL,
+        "PUBLIC_BASE_URL": app.config["PUBLIC_BASE_URL"],
+        "SECRET_KEY": "test-secret",
+        **{name: str(value) for name, value in settings.items()},
+    }
+
+
 def drain(queues=QUEUE_NAMES) -> None:
     """Run every queued job in this process with a real RQ SimpleWorker (burst)."""
     worker = SimpleWorker([get_queue(name) for name in queues], connection=get_redis())

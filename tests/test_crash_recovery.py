@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Message, Participation, Run
 from app.queues import get_queue, get_redis
-from tests.conftest import TEST_AUTH_TOKEN, TEST_REDIS_URL
+from tests.conftest import TEST_AUTH_TOKEN, worker_env
 from tests.test_runs_helpers import create_journey, linear_journey, phones, start
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,20 +38,10 @@ class Workers:
     """`python -m app.worker` subprocesses pointed at the test's database, Redis DB and fake Twilio."""
 
     def __init__(self, app, fake_twilio, log_dir: Path):
-        self.env = {
-            **os.environ,
-            **fake_twilio.env(),
-            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-            "REDIS_URL": TEST_REDIS_URL,
-            "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
-            "SECRET_KEY": "test-secret",
-            "PUBLIC_BASE_URL": "http://testserver.local",
-            "MESSAGE_RATE_LIMIT": "0",
-            "RETRY_BACKOFF": "0.05,0.1,0.2",
-            "SEND_BATCH_SIZE": "50",
-            "RUNNER_LEASE_SECONDS": "2",
-            "MESSAGE_STALE_SECONDS": "2",
-        }
+        self.env = worker_env(
+            app, fake_twilio, TWILIO_AUTH_TOKEN=TEST_AUTH_TOKEN, MESSAGE_RATE_LIMIT=0, RETRY_BACKOFF="0.05,0.1,0.2",
+            SEND_BATCH_SIZE=50, RUNNER_LEASE_SECONDS=2, MESSAGE_STALE_SECONDS=2,
+        )
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen] = []
 

@@ -1,7 +1,6 @@
 """MESSAGE_RATE_LIMIT holds across worker processes: measured where it matters, at the (fake) Twilio."""
 
 import gc
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from app.extensions import db
 from app.limiter import window_for
 from app.models import Message
 from app.queues import get_queue, get_redis
-from tests.conftest import TEST_REDIS_URL
+from tests.conftest import worker_env
 from tests.test_messaging import make_campaign, phones
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,15 +34,7 @@ def test_rate_becomes_a_whole_window(per_second, window):
 @contextmanager
 def worker_processes(app, fake_twilio, tmp_path, count: int, **settings):
     """`python -m app.worker --processes N`, started and idle (imports done) before the test goes on."""
-    env = {
-        **os.environ,
-        **fake_twilio.env(),
-        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": TEST_REDIS_URL,
-        "PUBLIC_BASE_URL": app.config["PUBLIC_BASE_URL"],
-        "SECRET_KEY": "test-secret",
-        **{name: str(value) for name, value in settings.items()},
-    }
+    env = worker_env(app, fake_twilio, **settings)
     log = tmp_path / "workers.log"
     with log.open("w") as output:
         process = subprocess.Popen(

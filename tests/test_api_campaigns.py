@@ -2,7 +2,6 @@
 
 import io
 import time
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,7 @@ from app.queues import get_queue
 from tests.conftest import drain
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
-MESSY = (EXAMPLES / "contacts-messy.csv").read_bytes()
+MESSY = (EXAMPLES_DIR / "contacts-messy.csv").read_bytes()
 
 
 def messages(campaign_id: int) -> list[Message]:

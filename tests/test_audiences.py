@@ -2,7 +2,6 @@
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,9 +11,8 @@ from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Run
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
-MESSY = (EXAMPLES / "contacts-messy.csv").read_bytes()
-CLEAN = (EXAMPLES / "contacts.csv").read_bytes()
+MESSY = (EXAMPLES_DIR / "contacts-messy.csv").read_bytes()
+CLEAN = (EXAMPLES_DIR / "contacts.csv").read_bytes()
 
 
 def count(model) -> int:
@@ -99,7 +97,7 @@ def test_many_contacts_are_imported_in_chunks(app):
 
 def test_delete_keeps_contacts_and_is_refused_while_a_run_uses_it(app):
     audience, _ = audiences.import_audience("Buyers", CLEAN)
-    journey = journeys.create_journey(json.loads((EXAMPLES / "welcome.json").read_text()))
+    journey = journeys.create_journey(json.loads((EXAMPLES_DIR / "welcome.json").read_text()))
     run = Run(journey_id=journey.id, version_id=journeys.publish(journey).id, audience_id=audience.id)
     db.session.add(run)
     db.session.commit()
@@ -172,7 +170,7 @@ def test_contacts_are_paginated_with_an_htmx_fragment(client):
 
 def test_page_delete_refused_while_a_run_is_active(client):
     audience, _ = audiences.import_audience("Buyers", CLEAN)
-    journey = journeys.create_journey(json.loads((EXAMPLES / "welcome.json").read_text()))
+    journey = journeys.create_journey(json.loads((EXAMPLES_DIR / "welcome.json").read_text()))
     db.session.add(Run(journey_id=journey.id, version_id=journeys.publish(journey).id, audience_id=audience.id))
     db.session.commit()
     assert "Stop the run" in client.get(f"/audiences/{audience.id}/delete").text

@@ -8,7 +8,6 @@ the fake Twilio server; status callbacks are signed like Twilio signs them.
 import csv
 import io
 import re
-from pathlib import Path
 
 from flask import g
 
@@ -18,9 +17,8 @@ from tests.conftest import TEST_AUTH_TOKEN, drain
 from tests.fake_twilio import sign, status_callback_params
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
-CONTACTS = (EXAMPLES / "contacts.csv").read_bytes()
-MESSY = (EXAMPLES / "contacts-messy.csv").read_bytes()
+CONTACTS = (EXAMPLES_DIR / "contacts.csv").read_bytes()
+MESSY = (EXAMPLES_DIR / "contacts-messy.csv").read_bytes()
 STATUS_URL = "http://testserver.local/webhooks/twilio/status"
 TEMPLATE = "Hi <<name>>, order <<order_id>> ships to <<city>>."
 

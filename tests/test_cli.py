@@ -3,13 +3,10 @@
 import json
 import stat
 import threading
-from pathlib import Path
 
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey, JourneyVersion, User
 from tests.examples import EXAMPLES_DIR
-
-EXAMPLES = EXAMPLES_DIR
 
 
 def count(model) -> int:
@@ -27,7 +24,7 @@ def invoke_as_flask_does(app, args):
 
 def test_import_export_round_trip(app, tmp_path):
     runner = app.test_cli_runner()
-    source = EXAMPLES / "whatsapp-survey.json"
+    source = EXAMPLES_DIR / "whatsapp-survey.json"
     imported = runner.invoke(args=["journeys", "import", str(source)])
     assert imported.exit_code == 0, imported.output
     journey_id = int(imported.output.strip())
@@ -47,7 +44,7 @@ def test_import_export_round_trip(app, tmp_path):
 
 
 def test_export_keeps_non_ascii_text_unescaped(app, tmp_path):
-    doc = json.loads((EXAMPLES / "welcome.json").read_text())
+    doc = json.loads((EXAMPLES_DIR / "welcome.json").read_text())
     doc["name"] = "Confirmação de entrega 📦"
     source = tmp_path / "pt.json"
     source.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
@@ -58,7 +55,7 @@ def test_export_keeps_non_ascii_text_unescaped(app, tmp_path):
 
 
 def test_invalid_file_exits_non_zero_prints_every_problem_and_writes_nothing(app, tmp_path):
-    doc = json.loads((EXAMPLES / "welcome.json").read_text())
+    doc = json.loads((EXAMPLES_DIR / "welcome.json").read_text())
     doc["nodes"][1]["type"] = "telegram"
     doc["edges"].append({"from": "thanks", "to": "nowhere"})
     source = tmp_path / "broken.json"

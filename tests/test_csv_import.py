@@ -4,7 +4,6 @@ import codecs
 import csv
 import io
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,8 +19,6 @@ from app.csv_import import (
 )
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
-
 
 def rejected_of(result):
     return [(row.line, row.reason) for row in result.rejected]
@@ -34,7 +31,7 @@ def phones_of(result):
 # --- the shared example files ---------------------------------------------------------------------------
 
 def test_messy_example_with_brazil_as_default_region():
-    result = import_contacts_csv((EXAMPLES / "contacts-messy.csv").read_bytes(), default_region="BR")
+    result = import_contacts_csv((EXAMPLES_DIR / "contacts-messy.csv").read_bytes(), default_region="BR")
 
     assert (result.encoding, result.delimiter) == ("utf-8-sig", ";")
     assert result.columns == ["Telefone", "Nome", "Pedido"]
@@ -57,7 +54,7 @@ def test_messy_example_with_brazil_as_default_region():
 
 
 def test_messy_example_with_us_as_default_region_rejects_the_local_brazilian_number():
-    result = import_contacts_csv((EXAMPLES / "contacts-messy.csv").read_bytes(), default_region="US")
+    result = import_contacts_csv((EXAMPLES_DIR / "contacts-messy.csv").read_bytes(), default_region="US")
 
     assert phones_of(result) == [(2, "+5541991234567"), (7, "+5541988887777")]
     assert rejected_of(result) == [
@@ -69,7 +66,7 @@ def test_messy_example_with_us_as_default_region_rejects_the_local_brazilian_num
 
 
 def test_plain_example():
-    result = import_contacts_csv((EXAMPLES / "contacts.csv").read_bytes(), default_region="US")
+    result = import_contacts_csv((EXAMPLES_DIR / "contacts.csv").read_bytes(), default_region="US")
 
     assert (result.encoding, result.delimiter, result.phone_column) == ("utf-8", ",", "phone")
     assert result.columns == ["phone", "name", "order_id", "city"]

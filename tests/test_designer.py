@@ -4,7 +4,6 @@ import io
 from html import unescape
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -13,12 +12,11 @@ from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey, JourneyVersion, Run
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
 HX = {"HX-Request": "true"}
 
 
 def load_example(name: str) -> dict:
-    return json.loads((EXAMPLES / f"{name}.json").read_text())
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
 
 
 def revision_of(html: str) -> int:

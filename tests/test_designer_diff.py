@@ -2,7 +2,6 @@
 
 import copy
 import json
-from pathlib import Path
 
 from app.journey_diff import diff
 from tests.examples import EXAMPLES_DIR

@@ -3,18 +3,15 @@
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from app import diagram
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
-
 
 def example(name: str) -> dict:
-    return json.loads((EXAMPLES / f"{name}.json").read_text())
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
 
 
 def node_boxes(svg: str) -> dict[str, tuple[float, float]]:

@@ -1,14 +1,12 @@
 """The simulator walks a pretend contact through a journey with the real engine, state in Redis."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from app import simulator
 from app.queues import get_redis
 from tests.examples import EXAMPLES_DIR
-
 
 
 def example(name: str) -> dict:

@@ -10,15 +10,13 @@ from playwright.sync_api import expect
 from tests.browser.conftest import drain_in_thread
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
-
 
 def test_campaign_from_upload_to_delivered_counts(app, logged_in_page, live_server, fake_twilio, screenshot):
     page = logged_in_page
 
     page.goto(f"{live_server.url}/campaigns/new")
     page.fill("#name", "Order updates")
-    page.set_input_files("#file", str(EXAMPLES / "contacts.csv"))
+    page.set_input_files("#file", str(EXAMPLES_DIR / "contacts.csv"))
     expect(page.locator("#phone_column option").first).to_have_text("Found automatically: phone")
     expect(page.locator("#phone_column option")).to_have_count(5)
     page.fill("#body", "Hi <<name>>, order <<order_id>> ships to <<city>>.")

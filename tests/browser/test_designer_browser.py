@@ -14,11 +14,9 @@ import pytest
 from playwright.sync_api import expect
 from tests.examples import EXAMPLES_DIR
 
-EXAMPLES = EXAMPLES_DIR
-
 
 def example(name: str) -> dict:
-    return json.loads((EXAMPLES / f"{name}.json").read_text())
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
 
 
 def graph_of(doc: dict) -> tuple[dict, dict]:
@@ -184,7 +182,7 @@ def test_imported_examples_draw_every_node(logged_in_page, live_server, name):
     page = logged_in_page
     doc = example(name)
     page.goto(f"{live_server.url}/journeys/")
-    page.set_input_files("#import-file", str(EXAMPLES / f"{name}.json"))
+    page.set_input_files("#import-file", str(EXAMPLES_DIR / f"{name}.json"))
     page.click("button:text('Import')")
     expect(page.locator("h1")).to_have_text(doc["name"])
     expect(page.locator("#diagram g.node")).to_have_count(len(doc["nodes"]))
@@ -213,7 +211,7 @@ def test_imported_examples_draw_every_node(logged_in_page, live_server, name):
 def test_two_tabs_do_not_overwrite_each_other(logged_in_page, live_server):
     page = logged_in_page
     page.goto(f"{live_server.url}/journeys/")
-    page.set_input_files("#import-file", str(EXAMPLES / "welcome.json"))
+    page.set_input_files("#import-file", str(EXAMPLES_DIR / "welcome.json"))
     page.click("button:text('Import')")
     editor_url = page.url
     other = page.context.new_page()

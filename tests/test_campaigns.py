@@ -9,7 +9,6 @@ import csv
 import io
 import re
 
-from flask import g
 
 from app.extensions import db
 from app.models import Campaign, Message
@@ -47,13 +46,6 @@ def callback(client, sid: str, status: str, error_code=None):
                        headers={"X-Twilio-Signature": sign(STATUS_URL, params, TEST_AUTH_TOKEN)})
 
 
-def work() -> None:
-    """Run the queued jobs. The job's session cleanup also detaches the user that Flask-Login
-    cached in the test's app context (shared with the client's requests), so forget it."""
-    drain()
-    g.pop("_login_user", None)
-
-
 def messages(campaign_id: int) -> list[Message]:
     db.session.expire_all()  # see what the requests and the worker committed
     return db.session.scalars(db.select(Message).filter_by(campaign_id=campaign_id).order_by(Message.id)).all()
@@ -81,7 +73,7 @@ def test_campaign_end_to_end(client, fake_twilio):
     detail = client.get(f"/campaigns/{campaign_id}")
     assert 'hx-trigger="every 1s"' in detail.text, "polls while messages are queued"
 
-    work()
+    drain()
     calls = sorted(fake_twilio.calls, key=lambda call: call.to)
     assert [(call.to, call.body) for call in calls] == [
         ("+14155550132", "Hi Carla, order A-1003 ships to Oakland."),
@@ -231,7 +223,7 @@ def test_deleting_a_campaign_stops_its_queued_messages(client, fake_twilio):
     campaign_id = campaign.id
     send(client, campaign)
     client.post(f"/campaigns/{campaign.id}/delete")
-    work()
+    drain()
     assert fake_twilio.calls == []
     assert {m.status for m in messages(campaign_id)} == {"canceled"}
 
@@ -250,7 +242,7 @@ def test_detail_log_filters_by_status_and_pages(app, client, fake_twilio):
     campaign = draft_of(client, data=("phone,name\n" + rows).encode(), body="Hi <<name>>")
     campaign_id = campaign.id
     send(client, campaign, body="Hi <<name>>")
-    work()
+    drain()
 
     failed = client.get(f"/campaigns/{campaign_id}?status=failed",
                         headers={"HX-Request": "true", "HX-Target": "message-log"})
@@ -270,7 +262,7 @@ def test_outbox_lists_everything_with_filters_and_dry_run_badges(app, client, fa
     campaign = draft_of(client)
     campaign_id = campaign.id
     send(client, campaign)
-    work()
+    drain()
     assert fake_twilio.calls == [], "dry run never calls Twilio"
 
     outbox = client.get("/outbox/")

@@ -6,13 +6,21 @@ from pathlib import Path
 from flask import Flask, redirect, request, url_for
 from flask_login import current_user
 
-from .config import PROJECT_ROOT, load_settings
-from .extensions import csrf, db, login_manager, migrate
-from .queues import connect
+from app.config import PROJECT_ROOT, load_settings
+from app.extensions import csrf, db, login_manager, migrate
+from app.queues import connect
 
 # One blueprint per area, each `bp` in `app/web/<name>.py` (or package).
 BLUEPRINTS = (
-    "auth", "home", "campaigns", "outbox", "audiences", "journeys", "runs", "webhooks", "api",
+    "auth",
+    "home",
+    "campaigns",
+    "outbox",
+    "audiences",
+    "journeys",
+    "runs",
+    "webhooks",
+    "api",
 )
 # Endpoints reachable without a login session (the API and webhooks check their own credentials).
 PUBLIC_BLUEPRINTS = {"auth", "webhooks", "api"}
@@ -49,7 +57,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     _mount_rq_dashboard(app)
     app.before_request(_require_login)
 
-    from . import cli, jinja
+    from app import cli
+    from app.web import jinja
 
     cli.register(app)
     jinja.register(app)

@@ -9,9 +9,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import audiences, journeys
-from .extensions import db
-from .models import ApiToken, Audience, Journey, User
+from app.contacts import audiences
+from app.extensions import db
+from app.journeys import store as journeys
+from app.models import ApiToken, Audience, Journey, User
 
 users = AppGroup("users", help="Manage operator accounts.")
 journeys_group = AppGroup("journeys", help="Import and export journey/v1 files.")
@@ -115,8 +116,9 @@ def demo() -> None:
         did_something = True
     if db.session.scalar(db.select(Audience).limit(1)) is None:
         audience, _ = audiences.import_audience("Demo audience", DEMO_AUDIENCE_CSV.encode(), default_region="US")
-        click.echo(f"Created the demo audience “{audience.name}” "
-                   f"(id {audience.id}, {audience.total} fictional contacts).")
+        click.echo(
+            f"Created the demo audience “{audience.name}” (id {audience.id}, {audience.total} fictional contacts)."
+        )
         did_something = True
     if not did_something:
         click.echo("Demo setup: nothing to do (users, journeys and audiences already exist).")
@@ -135,8 +137,10 @@ def _create_demo_admin() -> None:
         out.write(f"email: {DEMO_ADMIN}\npassword: {password}\n")
     credentials_file.chmod(0o600)
     banner = "=" * 60
-    click.echo(f"{banner}\nCreated the first user. Log in with:\n  email:    {DEMO_ADMIN}\n"
-               f"  password: {password}\n(saved in {credentials_file}, readable only by you)\n{banner}")
+    click.echo(
+        f"{banner}\nCreated the first user. Log in with:\n  email:    {DEMO_ADMIN}\n"
+        f"  password: {password}\n(saved in {credentials_file}, readable only by you)\n{banner}"
+    )
 
 
 def register(app: Flask) -> None:

@@ -61,7 +61,7 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "SEND_BATCH_SIZE": int(env("SEND_BATCH_SIZE") or 200),
         "SEND_CONCURRENCY": int(env("SEND_CONCURRENCY") or 100),
         "RETRY_BACKOFF": [float(s) for s in (env("RETRY_BACKOFF") or "2,4,8").split(",")],
-        # Journey runs (app.runner): how long a job may hold a contact before the sweeper redoes its work.
+        # Journey runs (app.runs.runner): how long a job may hold a contact before the sweeper redoes its work.
         "RUNNER_LEASE_SECONDS": float(env("RUNNER_LEASE_SECONDS") or 60),
         # After how long a message left `sending` (its job died) is checked with Twilio and, if Twilio does not
         # know it, sent again; unset: the send job timeout + 60 s (messaging.stale_after).

@@ -8,6 +8,7 @@ never at import.
 """
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import multiprocessing
@@ -17,8 +18,10 @@ import threading
 
 from rq import SimpleWorker
 
-from . import create_app, messaging, runner
-from .queues import QUEUE_NAMES, get_queue, get_redis
+from app import create_app
+from app.queues import QUEUE_NAMES, get_queue, get_redis
+from app.runs import runner
+from app.sending import messaging
 
 SWEEP_INTERVAL = 0.5
 PR_SET_PDEATHSIG = 1
@@ -63,7 +66,8 @@ def warn_about_settings(app) -> None:
         app.logger.warning(
             "MESSAGE_STALE_SECONDS=%g is not longer than the send job timeout (%d s): a slow job that is still "
             "sending may have its messages taken for lost and sent twice; leave it unset unless testing.",
-            stale_seconds, messaging.SEND_JOB_TIMEOUT,
+            stale_seconds,
+            messaging.SEND_JOB_TIMEOUT,
         )
 
 
@@ -72,10 +76,8 @@ def _die_with_parent() -> None:
 
     Otherwise a killed worker leaves its scheduler running as an orphan for good.
     """
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) -> None:

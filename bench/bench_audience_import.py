@@ -15,10 +15,10 @@ from contextlib import contextmanager
 
 from flask_migrate import upgrade
 
-from app import audiences, create_app
-from app.csv_import import import_contacts_csv
+from app import create_app
+from app.contacts import audiences
+from app.contacts.csv_import import import_contacts_csv
 from tests.databases import scratch_postgres
-
 
 
 def csv_bytes(rows: int, tier: str) -> bytes:
@@ -54,10 +54,12 @@ def bench(kind: str, rows: int) -> None:
             audiences.import_audience("bench", second, audience=audience)
             update_seconds = time.perf_counter() - started
             assert audience.total == rows and not rejected
-            print(f"{kind:10} {rows:>7} rows: CSV parse alone {parse_seconds:5.2f} s | new audience "
-                  f"{new_seconds:5.2f} s ({rows / new_seconds:,.0f} rows/s, ~{new_seconds - parse_seconds:.2f} s "
-                  f"in the database) | re-upload updating all {update_seconds:5.2f} s "
-                  f"({rows / update_seconds:,.0f} rows/s)")
+            print(
+                f"{kind:10} {rows:>7} rows: CSV parse alone {parse_seconds:5.2f} s | new audience "
+                f"{new_seconds:5.2f} s ({rows / new_seconds:,.0f} rows/s, ~{new_seconds - parse_seconds:.2f} s "
+                f"in the database) | re-upload updating all {update_seconds:5.2f} s "
+                f"({rows / update_seconds:,.0f} rows/s)"
+            )
 
 
 def main() -> None:

@@ -75,11 +75,17 @@ class BenchApp:
         from app.models import ApiToken, User
 
         self.database_url, self.fake = database_url, fake
-        self.app = create_app({
-            "SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench",
-            **{key: value for key, value in fake.env().items() if key != "DRY_RUN"},
-            "DRY_RUN": False, "PUBLIC_BASE_URL": "http://bench.local", "MESSAGE_RATE_LIMIT": 0,
-        })
+        self.app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "REDIS_URL": REDIS_URL,
+                "SECRET_KEY": "bench",
+                **{key: value for key, value in fake.env().items() if key != "DRY_RUN"},
+                "DRY_RUN": False,
+                "PUBLIC_BASE_URL": "http://bench.local",
+                "MESSAGE_RATE_LIMIT": 0,
+            }
+        )
         with self.app.app_context():
             upgrade()
             user = User(email="bench@example.com")
@@ -93,8 +99,12 @@ class BenchApp:
 
     def worker_env(self, **settings) -> dict:
         return {
-            **os.environ, **self.fake.env(), "DATABASE_URL": self.database_url, "REDIS_URL": REDIS_URL,
-            "SECRET_KEY": "bench", "PUBLIC_BASE_URL": "http://bench.local",
+            **os.environ,
+            **self.fake.env(),
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": REDIS_URL,
+            "SECRET_KEY": "bench",
+            "PUBLIC_BASE_URL": "http://bench.local",
             **{name: str(value) for name, value in settings.items()},
         }
 
@@ -119,7 +129,7 @@ class BenchApp:
                 time.sleep(0.05)
 
     def sent_count(self, campaign_id: int) -> int:
-        from app import messaging
+        from app.sending import messaging
 
         with self.app.app_context():
             return messaging.campaign_counts(campaign_id)["sent"]
@@ -129,8 +139,9 @@ class BenchApp:
 def workers(bench: BenchApp, command: list[str], expected_workers: int, **settings):
     """Run a worker command until the block ends; yield once its workers are registered (imports done)."""
     log = tempfile.NamedTemporaryFile("w", prefix="bench-workers-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=bench.worker_env(**settings), stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=bench.worker_env(**settings), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 60
         while len(Worker.all(connection=bench.redis)) < expected_workers:
@@ -167,8 +178,9 @@ def no_garbage_collection():
 def run_pipeline(bench: BenchApp, count: int, latency: float, rate_limit: float, **settings) -> dict:
     """Our pipeline: one API call, 2 worker processes; returns the figures."""
     bench.redis.flushdb()
-    with workers(bench, [sys.executable, "-m", "app.worker", "--processes", "2"], 2,
-                 MESSAGE_RATE_LIMIT=rate_limit, **settings):
+    with workers(
+        bench, [sys.executable, "-m", "app.worker", "--processes", "2"], 2, MESSAGE_RATE_LIMIT=rate_limit, **settings
+    ):
         bench.app.config["MESSAGE_RATE_LIMIT"] = rate_limit
         bench.app.config.update(settings)
         bench.fake.set_latency(latency)
@@ -187,8 +199,12 @@ def run_pipeline(bench: BenchApp, count: int, latency: float, rate_limit: float,
     calls = bench.fake.calls
     sending = calls[-1].at - calls[0].at if len(calls) > 1 else 0.0
     return {
-        "sent": bench.sent_count(campaign_id), "calls": len(calls), "seconds": seconds, "api_seconds": api_seconds,
-        "rate": count / seconds, "send_rate": (len(calls) - 1) / sending if sending else 0.0,
+        "sent": bench.sent_count(campaign_id),
+        "calls": len(calls),
+        "seconds": seconds,
+        "api_seconds": api_seconds,
+        "rate": count / seconds,
+        "send_rate": (len(calls) - 1) / sending if sending else 0.0,
         "busiest_second": bench.fake.max_in_any_window(1.0),
     }
 
@@ -214,19 +230,33 @@ def run_baseline(bench: BenchApp, count: int, latency: float, threads: int = 10)
             db.session.add(campaign)
             db.session.commit()
             now = utcnow()
-            db.session.execute(insert(Message.__table__), [
-                {"campaign_id": campaign.id, "to_phone": phone(n), "channel": "sms", "status": "queued",
-                 "body": f"Hello Contact {n}, your order has shipped.", "attempts": 0, "dry_run": False,
-                 "created_at": now, "updated_at": now}
-                for n in range(count)
-            ])
+            db.session.execute(
+                insert(Message.__table__),
+                [
+                    {
+                        "campaign_id": campaign.id,
+                        "to_phone": phone(n),
+                        "channel": "sms",
+                        "status": "queued",
+                        "body": f"Hello Contact {n}, your order has shipped.",
+                        "attempts": 0,
+                        "dry_run": False,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for n in range(count)
+                ],
+            )
             db.session.commit()
             ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id)).all()
             queue = Queue(BASELINE_QUEUE, connection=bench.redis)
             for message_id in ids:
                 queue.enqueue("bench.bench_campaign.baseline_send", message_id, result_ttl=0)
-            sent = select(func.count()).select_from(Message).where(Message.campaign_id == campaign.id,
-                                                                  Message.status == "sent")
+            sent = (
+                select(func.count())
+                .select_from(Message)
+                .where(Message.campaign_id == campaign.id, Message.status == "sent")
+            )
             while db.session.scalar(sent) < count:
                 db.session.rollback()
                 time.sleep(0.05)
@@ -250,11 +280,13 @@ def baseline_send(message_id: int) -> None:
     from app.models import Message, utcnow
 
     if not hasattr(_baseline, "client"):
-        _baseline.client = Client(os.environ["TWILIO_ACCOUNT_SID"], os.environ["TWILIO_AUTH_TOKEN"],
-                                  http_client=_rebased_http_client(os.environ["TWILIO_API_BASE_URL"]))
+        _baseline.client = Client(
+            os.environ["TWILIO_ACCOUNT_SID"],
+            os.environ["TWILIO_AUTH_TOKEN"],
+            http_client=_rebased_http_client(os.environ["TWILIO_API_BASE_URL"]),
+        )
     message = db.session.get(Message, message_id)
-    created = _baseline.client.messages.create(to=message.to_phone, from_=os.environ["TWILIO_FROM"],
-                                               body=message.body)
+    created = _baseline.client.messages.create(to=message.to_phone, from_=os.environ["TWILIO_FROM"], body=message.body)
     message.status, message.sid, message.sent_at, message.attempts = "sent", created.sid, utcnow(), 1
     db.session.commit()
 
@@ -267,8 +299,9 @@ def _rebased_http_client(base_url: str):
     class RebasedHttpClient(TwilioHttpClient):
         def request(self, method, url, *args, **kwargs):
             parts = urlsplit(url)
-            return super().request(method, urlunsplit((base.scheme, base.netloc, parts.path, parts.query, "")),
-                                   *args, **kwargs)
+            return super().request(
+                method, urlunsplit((base.scheme, base.netloc, parts.path, parts.query, "")), *args, **kwargs
+            )
 
     return RebasedHttpClient()
 
@@ -304,13 +337,17 @@ def baseline_worker(threads: int) -> None:
 
 
 def report(database: str, scenario: str, figures: dict) -> None:
-    line = (f"{database:<10} {scenario:<34} {figures['sent']:>7} sent {figures['seconds']:>7.2f} s "
-            f"{figures['rate']:>7.0f} msg/s")
+    line = (
+        f"{database:<10} {scenario:<34} {figures['sent']:>7} sent {figures['seconds']:>7.2f} s "
+        f"{figures['rate']:>7.0f} msg/s"
+    )
     if "api_seconds" in figures:
         line += f"  (API call {figures['api_seconds'] * 1000:.0f} ms)"
     if figures.get("limit"):
-        line += (f"  sending {figures['send_rate']:.1f} msg/s = {figures['send_rate'] / figures['limit']:.1%}"
-                 f" of the limit; busiest second {figures['busiest_second']}")
+        line += (
+            f"  sending {figures['send_rate']:.1f} msg/s = {figures['send_rate'] / figures['limit']:.1%}"
+            f" of the limit; busiest second {figures['busiest_second']}"
+        )
     print(line, flush=True)
 
 
@@ -350,8 +387,11 @@ def main() -> None:
     if args.baseline_worker:
         baseline_worker(args.threads)
         return
-    print(f"2 worker processes; SEND_BATCH_SIZE/SEND_CONCURRENCY from the environment or their defaults; "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"2 worker processes; SEND_BATCH_SIZE/SEND_CONCURRENCY from the environment or their defaults; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as directory:
         bench_database("sqlite", sqlite_url(directory), args)
     if args.postgres:

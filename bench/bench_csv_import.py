@@ -3,6 +3,7 @@
 Prints elapsed (and CPU) seconds and rows/s of a plain run, then the tracemalloc peak of a second run (tracing slows it
 down, so it is not timed) and the process's peak RSS. Run: .venv/bin/python bench/bench_csv_import.py [ROWS]
 """
+
 import csv
 import io
 import random
@@ -14,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.csv_import import import_contacts_csv  # noqa: E402
+from app.contacts.csv_import import import_contacts_csv
 
 US_AREA_CODES = ("212", "305", "312", "415", "503", "617", "646", "702", "713", "808")
-NAMES = ("Ana", "Bruno", "Carla", "Júlia", "Zoë", "Maria \"Mari\" Souza", "Lima, João", "Ørsted")
+NAMES = ("Ana", "Bruno", "Carla", "Júlia", "Zoë", 'Maria "Mari" Souza', "Lima, João", "Ørsted")
 CITIES = ("Curitiba", "São Paulo", "Oakland", "New York", "Lisboa")
 INVALID = ("12345", "n/a", "555-01", "+999 123 4567", "", "5.54199E+12", "not-a-number")
 
@@ -33,8 +34,14 @@ def generate_csv(rows: int, seed: int = 1) -> bytes:
         kind = rng.random()
         if kind < 0.70:
             area, exchange, line = rng.choice(US_AREA_CODES), rng.randint(200, 999), rng.randint(0, 9999)
-            phone = rng.choice((f"({area}) {exchange}-{line:04d}", f"+1 {area} {exchange} {line:04d}",
-                                f"{area}.{exchange}.{line:04d}", f"1{area}{exchange}{line:04d}"))
+            phone = rng.choice(
+                (
+                    f"({area}) {exchange}-{line:04d}",
+                    f"+1 {area} {exchange} {line:04d}",
+                    f"{area}.{exchange}.{line:04d}",
+                    f"1{area}{exchange}{line:04d}",
+                )
+            )
         elif kind < 0.85:
             phone = f"+55 41 9{rng.randint(8000, 9999)}-{rng.randint(0, 9999):04d}"
         elif kind < 0.92:
@@ -55,8 +62,10 @@ def main() -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
     result = import_contacts_csv(data, default_region="US")
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    print(f"imported {len(result.contacts):,}, rejected {len(result.rejected):,} "
-          f"(encoding {result.encoding}, delimiter {result.delimiter!r})")
+    print(
+        f"imported {len(result.contacts):,}, rejected {len(result.rejected):,} "
+        f"(encoding {result.encoding}, delimiter {result.delimiter!r})"
+    )
     print(f"elapsed {elapsed:.2f} s (CPU {cpu:.2f} s), {rows / elapsed:,.0f} rows/s")
     del result
 

@@ -36,8 +36,13 @@ def generated_journey(size: int = 50) -> dict:
         previous = filler
     nodes.append({"id": "done", "type": "end"})
     edges.append({"from": previous, "to": "done"})
-    return {"format": "journey/v1", "name": f"Generated {size}-node journey", "channel": "sms",
-            "nodes": nodes, "edges": edges}
+    return {
+        "format": "journey/v1",
+        "name": f"Generated {size}-node journey",
+        "channel": "sms",
+        "nodes": nodes,
+        "edges": edges,
+    }
 
 
 def _section(number: int, nodes: list, edges: list) -> tuple[str, str]:
@@ -105,8 +110,8 @@ def _timed(samples: dict, name: str, call) -> object:
 
 
 def _revision(client, journey_id: int) -> int:
-    from app.models import Journey
     from app.extensions import db
+    from app.models import Journey
 
     db.session.expire_all()
     return db.session.get(Journey, journey_id).draft_revision
@@ -120,17 +125,24 @@ def main() -> None:
 
     from flask_migrate import upgrade
 
-    from app import create_app, journeys
+    from app import create_app
     from app.extensions import db
+    from app.journeys import store as journeys
     from app.models import User
 
     workdir = tempfile.mkdtemp(prefix="bench-designer-")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-    app = create_app({
-        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/bench.sqlite3",
-        "REDIS_URL": redis_url, "RQ_DASHBOARD_REDIS_URL": redis_url, "SECRET_KEY": "bench",
-        "WTF_CSRF_ENABLED": False, "DRY_RUN": True, "API_NODE_ALLOW_PRIVATE": True,
-    })
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{workdir}/bench.sqlite3",
+            "REDIS_URL": redis_url,
+            "RQ_DASHBOARD_REDIS_URL": redis_url,
+            "SECRET_KEY": "bench",
+            "WTF_CSRF_ENABLED": False,
+            "DRY_RUN": True,
+            "API_NODE_ALLOW_PRIVATE": True,
+        }
+    )
     with app.app_context():
         upgrade()
         user = User(email="bench@example.com")
@@ -148,37 +160,102 @@ def main() -> None:
         for round_number in range(args.repeat):
             _timed(samples, "GET editor page", lambda: client.get(base))
             _timed(samples, "GET node panel (HTMX)", lambda: client.get(f"{base}/nodes/wait0", headers=hx))
-            _timed(samples, "GET node fields (type swap)", lambda: client.get(f"{base}/node-fields?type=api&node_id=ask0"))
+            _timed(
+                samples, "GET node fields (type swap)", lambda: client.get(f"{base}/node-fields?type=api&node_id=ask0")
+            )
             _timed(samples, "GET condition fields", lambda: client.get(f"{base}/condition-fields?kind=var&prefix=e"))
             body = f"Question {round_number}, <<name|friend>>: reply YES or NO."
-            _timed(samples, "POST check node (as you type)", lambda: client.post(
-                f"{base}/nodes/ask0/check", data={"id": "ask0", "type": "message", "body": body}))
+            _timed(
+                samples,
+                "POST check node (as you type)",
+                lambda: client.post(f"{base}/nodes/ask0/check", data={"id": "ask0", "type": "message", "body": body}),
+            )
             _timed(samples, "POST preview (as you type)", lambda: client.post(f"{base}/preview", data={"body": body}))
-            _timed(samples, "POST try regex", lambda: client.post(f"{base}/try-regex",
-                                                                   data={"regex": r"^\d{4}$", "try": "1234"}))
-            _timed(samples, "POST save node", lambda: client.post(f"{base}/nodes/ask0", headers=hx, data={
-                "draft_revision": _revision(client, journey.id), "id": "ask0", "type": "message", "body": body}))
-            _timed(samples, "POST add edge", lambda: client.post(f"{base}/nodes/wait0/edges", headers=hx, data={
-                "draft_revision": _revision(client, journey.id), "to": "yes0", "kind": "keywords",
-                "new_keyword": "ok, sure"}))
+            _timed(
+                samples,
+                "POST try regex",
+                lambda: client.post(f"{base}/try-regex", data={"regex": r"^\d{4}$", "try": "1234"}),
+            )
+            _timed(
+                samples,
+                "POST save node",
+                lambda: client.post(
+                    f"{base}/nodes/ask0",
+                    headers=hx,
+                    data={
+                        "draft_revision": _revision(client, journey.id),
+                        "id": "ask0",
+                        "type": "message",
+                        "body": body,
+                    },
+                ),
+            )
+            _timed(
+                samples,
+                "POST add edge",
+                lambda: client.post(
+                    f"{base}/nodes/wait0/edges",
+                    headers=hx,
+                    data={
+                        "draft_revision": _revision(client, journey.id),
+                        "to": "yes0",
+                        "kind": "keywords",
+                        "new_keyword": "ok, sure",
+                    },
+                ),
+            )
             last = len(journeys.get(journey.id).draft["edges"]) - 1
-            _timed(samples, "POST move edge", lambda: client.post(f"{base}/edges/{last}/move", headers=hx, data={
-                "draft_revision": _revision(client, journey.id), "direction": "up"}))
+            _timed(
+                samples,
+                "POST move edge",
+                lambda: client.post(
+                    f"{base}/edges/{last}/move",
+                    headers=hx,
+                    data={"draft_revision": _revision(client, journey.id), "direction": "up"},
+                ),
+            )
             moved = last - 1
-            _timed(samples, "POST delete edge", lambda: client.post(f"{base}/edges/{moved}/delete", headers=hx,
-                                                                    data={"draft_revision": _revision(client, journey.id)}))
-            _timed(samples, "POST add node", lambda: client.post(f"{base}/nodes", headers=hx, data={
-                "draft_revision": _revision(client, journey.id), "type": "message", "id": "extra", "after": "done"}))
-            _timed(samples, "POST delete node", lambda: client.post(f"{base}/nodes/extra/delete", headers=hx,
-                                                                    data={"draft_revision": _revision(client, journey.id)}))
+            _timed(
+                samples,
+                "POST delete edge",
+                lambda: client.post(
+                    f"{base}/edges/{moved}/delete", headers=hx, data={"draft_revision": _revision(client, journey.id)}
+                ),
+            )
+            _timed(
+                samples,
+                "POST add node",
+                lambda: client.post(
+                    f"{base}/nodes",
+                    headers=hx,
+                    data={
+                        "draft_revision": _revision(client, journey.id),
+                        "type": "message",
+                        "id": "extra",
+                        "after": "done",
+                    },
+                ),
+            )
+            _timed(
+                samples,
+                "POST delete node",
+                lambda: client.post(
+                    f"{base}/nodes/extra/delete", headers=hx, data={"draft_revision": _revision(client, journey.id)}
+                ),
+            )
             started = _timed(samples, "POST simulator start", lambda: client.post(f"{base}/simulator", headers=hx))
             token = re.search(r'name="token" value="([^"]+)"', started.text).group(1)
-            _timed(samples, "POST simulator reply", lambda: client.post(
-                f"{base}/simulator/reply", headers=hx, data={"token": token, "text": "yes"}))
+            _timed(
+                samples,
+                "POST simulator reply",
+                lambda: client.post(f"{base}/simulator/reply", headers=hx, data={"token": token, "text": "yes"}),
+            )
             client.post(f"{base}/simulator-reset", headers=hx)
             _timed(samples, "GET versions", lambda: client.get(f"{base}/versions"))
-        print(f"designer endpoints, {args.nodes}-node journey, {args.repeat} rounds "
-              f"({db.engine.dialect.name}); server time in ms")
+        print(
+            f"designer endpoints, {args.nodes}-node journey, {args.repeat} rounds "
+            f"({db.engine.dialect.name}); server time in ms"
+        )
         print(f"{'endpoint':34} {'p50':>7} {'p95':>7} {'max':>7}")
         for name, values in samples.items():
             values.sort()

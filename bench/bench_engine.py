@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.engine import ContactState, events, lint, parse, step, validate  # noqa: E402
-from app.engine.conditions import compile_regex  # noqa: E402
-from app.engine.templates import render, scope  # noqa: E402
+from app.engine import ContactState, events, lint, parse, step, validate
+from app.engine.conditions import compile_regex
+from app.engine.placeholders import render, scope
 
 NOW = 1_700_000_000.0
 

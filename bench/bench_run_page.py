@@ -19,24 +19,37 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select, text, update  # noqa: E402
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, func, insert, select, text, update
 
-from app import create_app  # noqa: E402
-from app.extensions import db  # noqa: E402
-from app.models import (  # noqa: E402
-    Audience, AudienceContact, Contact, InboundMessage, Journey, JourneyVersion, Message, MessageEvent, Participation,
-    Run, Step, User, utcnow,
+from app import create_app
+from app.extensions import db
+from app.models import (
+    Audience,
+    AudienceContact,
+    Contact,
+    InboundMessage,
+    Journey,
+    JourneyVersion,
+    Message,
+    MessageEvent,
+    Participation,
+    Run,
+    Step,
+    User,
+    utcnow,
 )
-from app.queues import get_redis  # noqa: E402
-from app.run_stats import SETTLE_SECONDS  # noqa: E402
+from app.queues import get_redis
+from app.runs.stats import SETTLE_SECONDS
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BENCH_DATABASE = "jd_bench_g_run_page"
 REDIS_URL = "redis://127.0.0.1:6379/6"
 EMAIL, PASSWORD = "bench@example.com", "bench password 123"
 JOURNEY = {
-    "format": "journey/v1", "name": "Delivery check", "channel": "sms",
+    "format": "journey/v1",
+    "name": "Delivery check",
+    "channel": "sms",
     "nodes": [
         {"id": "start", "type": "audience"},
         {"id": "hello", "type": "message", "body": "Hi <<name|there>>! Did order <<order_id>> arrive? Reply YES/NO."},
@@ -72,15 +85,21 @@ PROFILES = [
     (0.04, "stopped", [0, 1], None),
     (0.01, "opted_out", [0, 1], "STOP"),
 ]
-MESSAGE_STATUSES = [("delivered", 0.70), ("read", 0.08), ("sent", 0.12), ("undelivered", 0.04), ("failed", 0.03),
-                    ("queued", 0.03)]
+MESSAGE_STATUSES = [
+    ("delivered", 0.70),
+    ("read", 0.08),
+    ("sent", 0.12),
+    ("undelivered", 0.04),
+    ("failed", 0.03),
+    ("queued", 0.03),
+]
 ERROR_CODES = (30003, 30005, 30006, 30007, 21614)
 CHUNK = 5000
 
 
 def _bulk(table, rows: list[dict]) -> None:
     for start in range(0, len(rows), CHUNK):
-        db.session.execute(insert(table), rows[start:start + CHUNK])
+        db.session.execute(insert(table), rows[start : start + CHUNK])
 
 
 def synthesise(contacts: int, seed: int = 7) -> int:
@@ -97,16 +116,33 @@ def synthesise(contacts: int, seed: int = 7) -> int:
     audience = Audience(name="Bench buyers", columns=["phone", "name", "order_id"], total=contacts)
     db.session.add_all([version, audience])
     db.session.flush()
-    run = Run(journey_id=journey.id, version_id=version.id, audience_id=audience.id, status="active",
-              total=contacts, created_by_id=user.id, created_at=started)
+    run = Run(
+        journey_id=journey.id,
+        version_id=version.id,
+        audience_id=audience.id,
+        status="active",
+        total=contacts,
+        created_by_id=user.id,
+        created_at=started,
+    )
     db.session.add(run)
     db.session.flush()
 
-    _bulk(Contact.__table__, [
-        {"id": n, "phone": f"+1555{n:07d}", "name": f"Contact {n}", "fields": {"order_id": f"A-{n}", "city": "Oakland"},
-         "opted_out": False, "created_at": started, "updated_at": started}
-        for n in range(1, contacts + 1)
-    ])
+    _bulk(
+        Contact.__table__,
+        [
+            {
+                "id": n,
+                "phone": f"+1555{n:07d}",
+                "name": f"Contact {n}",
+                "fields": {"order_id": f"A-{n}", "city": "Oakland"},
+                "opted_out": False,
+                "created_at": started,
+                "updated_at": started,
+            }
+            for n in range(1, contacts + 1)
+        ],
+    )
     _bulk(AudienceContact.__table__, [{"audience_id": audience.id, "contact_id": n} for n in range(1, contacts + 1)])
     weights = [profile[0] for profile in PROFILES]
     statuses, status_weights = zip(*MESSAGE_STATUSES, strict=True)
@@ -123,13 +159,25 @@ def synthesise(contacts: int, seed: int = 7) -> int:
             edge = edges[index]
             if edge["from"] == "ask" and reply is not None:
                 inbound_id += 1
-                inbound.append({"id": inbound_id, "sid": f"SMIN{inbound_id:030d}", "from_phone": f"+1555{n:07d}",
-                                "channel": "sms", "body": reply, "contact_id": n, "participation_id": n,
-                                "outcome": "matched", "received_at": at})
-                history.append(("reply", "ask", {"text": reply, "payload": None, "matched": True,
-                                                 "inbound_id": inbound_id}))
-            history.append(("edge", edge["from"], {"from": edge["from"], "to": edge["to"], "index": index,
-                                                   "label": ""}))
+                inbound.append(
+                    {
+                        "id": inbound_id,
+                        "sid": f"SMIN{inbound_id:030d}",
+                        "from_phone": f"+1555{n:07d}",
+                        "channel": "sms",
+                        "body": reply,
+                        "contact_id": n,
+                        "participation_id": n,
+                        "outcome": "matched",
+                        "received_at": at,
+                    }
+                )
+                history.append(
+                    ("reply", "ask", {"text": reply, "payload": None, "matched": True, "inbound_id": inbound_id})
+                )
+            history.append(
+                ("edge", edge["from"], {"from": edge["from"], "to": edge["to"], "index": index, "label": ""})
+            )
             node = edge["to"]
             visits[node] = visits.get(node, 0) + 1
             history.append(("enter", node, {"visit": visits[node]}))
@@ -142,42 +190,102 @@ def synthesise(contacts: int, seed: int = 7) -> int:
                     status = "failed"
                 code = rng.choice(ERROR_CODES) if status in ("failed", "undelivered") else None
                 accepted = status not in ("queued", "failed")  # failed here: refused when sent
-                messages.append({"id": message_id, "participation_id": n, "node_id": node,
-                                 "idempotency_key": f"{n}:{node}:{visits[node]}", "contact_id": n,
-                                 "to_phone": f"+1555{n:07d}", "channel": "sms", "body": "Hi there!", "status": status,
-                                 "sid": f"SM{message_id:032d}" if accepted else None, "error_code": code,
-                                 "attempts": 1, "dry_run": False, "created_at": at, "updated_at": at})
-                for reached in {"queued": [], "sent": ["sent"], "delivered": ["sent", "delivered"],
-                                "read": ["sent", "delivered", "read"], "failed": ["failed"],
-                                "undelivered": ["sent", "undelivered"]}[status]:
+                messages.append(
+                    {
+                        "id": message_id,
+                        "participation_id": n,
+                        "node_id": node,
+                        "idempotency_key": f"{n}:{node}:{visits[node]}",
+                        "contact_id": n,
+                        "to_phone": f"+1555{n:07d}",
+                        "channel": "sms",
+                        "body": "Hi there!",
+                        "status": status,
+                        "sid": f"SM{message_id:032d}" if accepted else None,
+                        "error_code": code,
+                        "attempts": 1,
+                        "dry_run": False,
+                        "created_at": at,
+                        "updated_at": at,
+                    }
+                )
+                for reached in {
+                    "queued": [],
+                    "sent": ["sent"],
+                    "delivered": ["sent", "delivered"],
+                    "read": ["sent", "delivered", "read"],
+                    "failed": ["failed"],
+                    "undelivered": ["sent", "undelivered"],
+                }[status]:
                     event_id += 1
-                    events.append({"id": event_id, "message_id": message_id, "status": reached,
-                                   "error_code": code if reached in ("failed", "undelivered") else None, "at": at})
+                    events.append(
+                        {
+                            "id": event_id,
+                            "message_id": message_id,
+                            "status": reached,
+                            "error_code": code if reached in ("failed", "undelivered") else None,
+                            "at": at,
+                        }
+                    )
                 history.append(("message", node, {"message_id": message_id, "status": status}))
         if state == "waiting" and rng.random() < 0.05:
             inbound_id += 1
-            inbound.append({"id": inbound_id, "sid": f"SMIN{inbound_id:030d}", "from_phone": f"+1555{n:07d}",
-                            "channel": "sms", "body": rng.choice(["what?", "who is this", "ok"]), "contact_id": n,
-                            "participation_id": n, "outcome": "unmatched", "received_at": at})
-            history.append(("reply", "ask", {"text": "what?", "payload": None, "matched": False,
-                                             "inbound_id": inbound_id}))
+            inbound.append(
+                {
+                    "id": inbound_id,
+                    "sid": f"SMIN{inbound_id:030d}",
+                    "from_phone": f"+1555{n:07d}",
+                    "channel": "sms",
+                    "body": rng.choice(["what?", "who is this", "ok"]),
+                    "contact_id": n,
+                    "participation_id": n,
+                    "outcome": "unmatched",
+                    "received_at": at,
+                }
+            )
+            history.append(
+                ("reply", "ask", {"text": "what?", "payload": None, "matched": False, "inbound_id": inbound_id})
+            )
         if state == "filtered":
             node = "start"
         wake_at = None
         if state == "waiting":
             wake_at = at + timedelta(hours=2) if rng.random() > 0.01 else now - timedelta(minutes=3)
         variables = {"reply": reply} if reply else {}
-        participations.append({
-            "id": n, "run_id": run.id, "contact_id": n, "state": state, "node_id": node,
-            "engine_state": {"node_id": node, "status": state, "variables": variables, "visits": visits,
-                             "fields": {"phone": f"+1555{n:07d}", "name": f"Contact {n}", "order_id": f"A-{n}"}},
-            "wake_at": wake_at, "error": "message failed: 30003" if state == "failed" else None,
-            "lock_version": len(history), "started_at": at, "updated_at": at,
-        })
+        participations.append(
+            {
+                "id": n,
+                "run_id": run.id,
+                "contact_id": n,
+                "state": state,
+                "node_id": node,
+                "engine_state": {
+                    "node_id": node,
+                    "status": state,
+                    "variables": variables,
+                    "visits": visits,
+                    "fields": {"phone": f"+1555{n:07d}", "name": f"Contact {n}", "order_id": f"A-{n}"},
+                },
+                "wake_at": wake_at,
+                "error": "message failed: 30003" if state == "failed" else None,
+                "lock_version": len(history),
+                "started_at": at,
+                "updated_at": at,
+            }
+        )
         for kind, node_id, detail in history:
             step_id += 1
-            steps.append({"id": step_id, "participation_id": n, "run_id": run.id, "kind": kind, "node_id": node_id,
-                          "detail": detail, "at": at})
+            steps.append(
+                {
+                    "id": step_id,
+                    "participation_id": n,
+                    "run_id": run.id,
+                    "kind": kind,
+                    "node_id": node_id,
+                    "detail": detail,
+                    "at": at,
+                }
+            )
     _bulk(Participation.__table__, participations)
     _bulk(Step.__table__, steps)
     _bulk(Message.__table__, messages)
@@ -185,8 +293,10 @@ def synthesise(contacts: int, seed: int = 7) -> int:
     _bulk(InboundMessage.__table__, inbound)
     db.session.commit()
     _fix_sequences()
-    print(f"  synthesised: {contacts:,} participations, {len(steps):,} steps, {len(messages):,} messages, "
-          f"{len(events):,} events, {len(inbound):,} replies")
+    print(
+        f"  synthesised: {contacts:,} participations, {len(steps):,} steps, {len(messages):,} messages, "
+        f"{len(events):,} events, {len(inbound):,} replies"
+    )
     return run.id
 
 
@@ -196,8 +306,9 @@ def _fix_sequences() -> None:
     if db.engine.dialect.name != "postgresql":
         return
     for table in ("contact", "participation", "step", "message", "message_event", "inbound_message"):
-        db.session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                                f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"))
+        db.session.execute(
+            text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT COALESCE(MAX(id), 1) FROM {table}))")
+        )
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE"))
@@ -240,8 +351,15 @@ def export_rate(client, url: str) -> tuple[float, int]:
 
 def bench(name: str, database_url: str, contacts: int) -> None:
     print(f"{name}: {database_url.split('@')[-1]}")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": REDIS_URL,
-                      "RQ_DASHBOARD_REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False})
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": REDIS_URL,
+            "RQ_DASHBOARD_REDIS_URL": REDIS_URL,
+            "SECRET_KEY": "bench",
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
     with app.app_context():
         upgrade()
         run_id = db.session.scalar(db.select(Run.id).limit(1))
@@ -256,8 +374,10 @@ def bench(name: str, database_url: str, contacts: int) -> None:
         get_redis().delete(f"jd:run-page:{run_id}")
         started = time.perf_counter()
         client.get(f"/runs/{run_id}/_partials/live", headers={"HX-Request": "true"})
-        print(f"  {'first look (no tally)':<26} {(time.perf_counter() - started) * 1000:7.1f} ms  "
-              "(counts the whole history once, then keeps the tally in Redis)")
+        print(
+            f"  {'first look (no tally)':<26} {(time.perf_counter() - started) * 1000:7.1f} ms  "
+            "(counts the whole history once, then keeps the tally in Redis)"
+        )
     middle = contacts // 2
     for label, url in [
         ("run page", f"/runs/{run_id}"),
@@ -278,8 +398,10 @@ def bench(name: str, database_url: str, contacts: int) -> None:
     with app.app_context():
         fresh_steps, fresh_events = add_activity(run_id)
     median, size = timed(client, f"/runs/{run_id}/_partials/live")
-    print(f"  {'live fragment, busy run':<26} {median:7.1f} ms  ({fresh_steps:,} steps and {fresh_events:,} "
-          f"status events from the last {SETTLE_SECONDS} s, not settled yet)")
+    print(
+        f"  {'live fragment, busy run':<26} {median:7.1f} ms  ({fresh_steps:,} steps and {fresh_events:,} "
+        f"status events from the last {SETTLE_SECONDS} s, not settled yet)"
+    )
     rate, rows = export_rate(client, f"/runs/{run_id}/export.csv")
     print(f"  {'CSV export':<26} {rate:9,.0f} rows/s  ({rows:,} rows)")
     time_start_request(app, client, run_id)
@@ -289,14 +411,26 @@ def add_activity(run_id: int, steps: int = 5000, events: int = 2000) -> tuple[in
     """What a busy run adds in a few seconds: new steps and delivery callbacks, stamped now."""
     now = utcnow()
     first = db.session.scalar(select(func.min(Participation.id)).where(Participation.run_id == run_id))
-    _bulk(Step.__table__, [
-        {"participation_id": first + n, "run_id": run_id, "kind": kind, "node_id": "ask", "at": now,
-         "detail": {"visit": 2} if kind == "enter" else {"from": "ask", "to": "again", "index": 5, "label": ""}}
-        for n in range(steps // 2) for kind in ("edge", "enter")
-    ])
+    _bulk(
+        Step.__table__,
+        [
+            {
+                "participation_id": first + n,
+                "run_id": run_id,
+                "kind": kind,
+                "node_id": "ask",
+                "at": now,
+                "detail": {"visit": 2} if kind == "enter" else {"from": "ask", "to": "again", "index": 5, "label": ""},
+            }
+            for n in range(steps // 2)
+            for kind in ("edge", "enter")
+        ],
+    )
     sent = db.session.scalars(
-        select(Message.id).join(Participation, Participation.id == Message.participation_id)
-        .where(Participation.run_id == run_id, Message.status == "sent").limit(events)
+        select(Message.id)
+        .join(Participation, Participation.id == Message.participation_id)
+        .where(Participation.run_id == run_id, Message.status == "sent")
+        .limit(events)
     ).all()
     _bulk(MessageEvent.__table__, [{"message_id": message_id, "status": "delivered", "at": now} for message_id in sent])
     db.session.execute(update(Message).where(Message.id.in_(sent)).values(status="delivered"))

@@ -33,8 +33,9 @@ from sqlalchemy import func, insert, select
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from app import create_app, journeys
+from app import create_app
 from app.extensions import db
+from app.journeys import store as journeys
 from app.models import ApiToken, Audience, AudienceContact, Contact, Participation, User
 from bench.bench_sender import fake_twilio_process
 from tests.databases import scratch_postgres
@@ -50,15 +51,26 @@ def three_messages() -> dict:
     nodes += [{"id": f"m{n}", "type": "message", "body": body} for n, body in enumerate(BODIES, 1)]
     nodes += [{"id": "done", "type": "end"}]
     ids = [node["id"] for node in nodes]
-    return {"format": "journey/v1", "name": "Three messages", "nodes": nodes,
-            "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])]}
+    return {
+        "format": "journey/v1",
+        "name": "Three messages",
+        "nodes": nodes,
+        "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:])],
+    }
 
 
 def delayed_message() -> dict:
-    return {"format": "journey/v1", "name": "Start then wait", "nodes": [
-        {"id": "start", "type": "audience"}, {"id": "pause", "type": "delay", "duration": "1d"},
-        {"id": "hello", "type": "message", "body": "Hello <<name>>"}, {"id": "done", "type": "end"},
-    ], "edges": [{"from": "start", "to": "pause"}, {"from": "pause", "to": "hello"}, {"from": "hello", "to": "done"}]}
+    return {
+        "format": "journey/v1",
+        "name": "Start then wait",
+        "nodes": [
+            {"id": "start", "type": "audience"},
+            {"id": "pause", "type": "delay", "duration": "1d"},
+            {"id": "hello", "type": "message", "body": "Hello <<name>>"},
+            {"id": "done", "type": "end"},
+        ],
+        "edges": [{"from": "start", "to": "pause"}, {"from": "pause", "to": "hello"}, {"from": "hello", "to": "done"}],
+    }
 
 
 def contacts(count: int, area: str = "500555") -> list[dict]:
@@ -68,12 +80,26 @@ def contacts(count: int, area: str = "500555") -> list[dict]:
 
 @contextmanager
 def worker_processes(database_url: str, twilio_url: str, processes: int = 2):
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_FROM": SMS_FROM, "TWILIO_API_BASE_URL": twilio_url,
-           "DRY_RUN": "0", "MESSAGE_RATE_LIMIT": "0", "PUBLIC_BASE_URL": "https://app.example.com",
-           "SECRET_KEY": "bench"}
-    process = subprocess.Popen([sys.executable, "-m", "app.worker", "--processes", str(processes)],
-                               cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": SMS_FROM,
+        "TWILIO_API_BASE_URL": twilio_url,
+        "DRY_RUN": "0",
+        "MESSAGE_RATE_LIMIT": "0",
+        "PUBLIC_BASE_URL": "https://app.example.com",
+        "SECRET_KEY": "bench",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.worker", "--processes", str(processes)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(2)  # let both workers come up before the clock starts
         yield
@@ -135,8 +161,9 @@ def predecessor(twilio_url: str, count: int, parallel: int = 10) -> float:
             except queue.Empty:
                 return
             for body in BODIES:
-                client.messages.create(to=contact["phone"], from_=SMS_FROM,
-                                       body=body.replace("<<name>>", contact["name"]))
+                client.messages.create(
+                    to=contact["phone"], from_=SMS_FROM, body=body.replace("<<name>>", contact["name"])
+                )
 
     started = time.perf_counter()
     threads = [threading.Thread(target=sender) for _ in range(parallel)]
@@ -152,10 +179,12 @@ def make_audience(app, count: int) -> int:
         audience = Audience(name="Bench", total=count)
         db.session.add(audience)
         db.session.flush()
-        rows = [{"phone": c["phone"], "name": c["name"], "fields": {"name": c["name"]}, "opted_out": False}
-                for c in contacts(count, area="415")]
+        rows = [
+            {"phone": c["phone"], "name": c["name"], "fields": {"name": c["name"]}, "opted_out": False}
+            for c in contacts(count, area="415")
+        ]
         for start in range(0, count, 10000):
-            ids = db.session.execute(insert(Contact).returning(Contact.id), rows[start:start + 10000]).scalars().all()
+            ids = db.session.execute(insert(Contact).returning(Contact.id), rows[start : start + 10000]).scalars().all()
             db.session.execute(insert(AudienceContact), [{"audience_id": audience.id, "contact_id": i} for i in ids])
         db.session.commit()
         return audience.id
@@ -172,8 +201,9 @@ def start_big_run(app, api, audience_id: int, count: int) -> tuple[float, float,
 
     def count_where(*criteria) -> int:
         with app.app_context():
-            return db.session.scalar(select(func.count()).select_from(Participation).where(
-                Participation.run_id == run_id, *criteria))
+            return db.session.scalar(
+                select(func.count()).select_from(Participation).where(Participation.run_id == run_id, *criteria)
+            )
 
     exist = wait_until(lambda: count_where() >= count, interval=0.1)
     stepped = wait_until(lambda: count_where(Participation.state == "delayed") >= count, interval=0.2)
@@ -190,9 +220,17 @@ def main() -> None:
     args = parser.parse_args()
 
     with scratch_postgres(f"jd_bench_runs_{os.getpid()}") as database_url:
-        app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": REDIS_URL,
-                          "RQ_DASHBOARD_REDIS_URL": REDIS_URL, "SECRET_KEY": "bench", "DRY_RUN": False,
-                          "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN})
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "REDIS_URL": REDIS_URL,
+                "RQ_DASHBOARD_REDIS_URL": REDIS_URL,
+                "SECRET_KEY": "bench",
+                "DRY_RUN": False,
+                "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            }
+        )
         with app.app_context():
             upgrade()
             app.extensions["redis"].flushdb()
@@ -205,8 +243,10 @@ def main() -> None:
         api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
 
         print("3-message journey, 2 worker processes, PostgreSQL, rate limit off")
-        print(f"{'latency':>8} {'contacts':>9} {'request s':>10} {'total s':>8} {'contacts/s':>11} {'msg/s':>7}"
-              f" {'predecessor c/s':>16} {'ratio':>6}")
+        print(
+            f"{'latency':>8} {'contacts':>9} {'request s':>10} {'total s':>8} {'contacts/s':>11} {'msg/s':>7}"
+            f" {'predecessor c/s':>16} {'ratio':>6}"
+        )
         for latency, count in ((0.0, args.contacts), (0.3, args.slow_contacts)):
             with fake_twilio_process(latency) as twilio_url:
                 with worker_processes(database_url, twilio_url):
@@ -214,8 +254,10 @@ def main() -> None:
                 baseline_count = min(count, args.baseline_contacts)
                 baseline_rate = baseline_count / predecessor(twilio_url, baseline_count)
             rate = count / total_s
-            print(f"{latency * 1000:>6.0f}ms {count:>9} {request_s:>10.2f} {total_s:>8.2f} {rate:>11.0f}"
-                  f" {3 * rate:>7.0f} {baseline_rate:>16.1f} {rate / baseline_rate:>5.1f}x")
+            print(
+                f"{latency * 1000:>6.0f}ms {count:>9} {request_s:>10.2f} {total_s:>8.2f} {rate:>11.0f}"
+                f" {3 * rate:>7.0f} {baseline_rate:>16.1f} {rate / baseline_rate:>5.1f}x"
+            )
 
         print(f"\nStarting a {args.start_contacts:,}-contact run from an audience (journey: start -> 1 day delay)")
         audience_id = make_audience(app, args.start_contacts)
@@ -223,8 +265,10 @@ def main() -> None:
             request_s, exist_s, stepped_s = start_big_run(app, api, audience_id, args.start_contacts)
         print(f"  request (202 with run id): {request_s * 1000:.0f} ms")
         print(f"  every participation exists: {exist_s:.1f} s ({args.start_contacts / exist_s:,.0f}/s)")
-        print(f"  every contact took its first step (delayed): {stepped_s:.1f} s "
-              f"({args.start_contacts / stepped_s:,.0f}/s)")
+        print(
+            f"  every contact took its first step (delayed): {stepped_s:.1f} s "
+            f"({args.start_contacts / stepped_s:,.0f}/s)"
+        )
         with app.app_context():
             app.extensions["redis"].flushdb()
             db.session.remove()

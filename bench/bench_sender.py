@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.channels import OutboundMessage, SenderSettings, get_sender
+from app.sending.channels import OutboundMessage, SenderSettings, get_sender
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

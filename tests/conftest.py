@@ -27,6 +27,7 @@ from tests.databases import scratch_postgres
 
 pytest_plugins = ["tests.fake_twilio", "tests.fake_api"]
 
+
 def _test_redis_url() -> str:
     """TEST_REDIS_URL, or DB 15 (14, 13, … for further pytest-xdist workers)."""
     if "TEST_REDIS_URL" in os.environ:
@@ -67,25 +68,27 @@ class TestClient(FlaskClient):
 @pytest.fixture(scope="session")
 def base_app(database_url, tmp_path_factory, fake_twilio_server):
     """One app per database for the session, schema made by the real migrations."""
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": "test-secret",
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "REDIS_URL": TEST_REDIS_URL,
-        "RQ_DASHBOARD_REDIS_URL": TEST_REDIS_URL,
-        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
-        "TWILIO_FROM": "+15005550001",
-        "TWILIO_WHATSAPP_FROM": "whatsapp:+15005550002",
-        "TWILIO_MESSAGING_SERVICE_SID": None,
-        "TWILIO_API_BASE_URL": fake_twilio_server.base_url,
-        "PUBLIC_BASE_URL": "http://testserver.local",
-        "DRY_RUN": False,
-        "MESSAGE_RATE_LIMIT": 0,
-        "DEFAULT_REGION": "US",
-        "API_NODE_ALLOW_PRIVATE": True,
-        "RETRY_BACKOFF": [0.05, 0.1, 0.2],
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": TEST_REDIS_URL,
+            "RQ_DASHBOARD_REDIS_URL": TEST_REDIS_URL,
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+            "TWILIO_FROM": "+15005550001",
+            "TWILIO_WHATSAPP_FROM": "whatsapp:+15005550002",
+            "TWILIO_MESSAGING_SERVICE_SID": None,
+            "TWILIO_API_BASE_URL": fake_twilio_server.base_url,
+            "PUBLIC_BASE_URL": "http://testserver.local",
+            "DRY_RUN": False,
+            "MESSAGE_RATE_LIMIT": 0,
+            "DEFAULT_REGION": "US",
+            "API_NODE_ALLOW_PRIVATE": True,
+            "RETRY_BACKOFF": [0.05, 0.1, 0.2],
+        }
+    )
     app.test_client_class = TestClient
     with app.app_context():
         upgrade()

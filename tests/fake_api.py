@@ -129,12 +129,15 @@ def _handler_for(fake: FakeApi):
                 self.end_headers()
                 return None
             if route == "echo":
-                return self._json(200, {
-                    "method": self.command,
-                    "path": self.path,
-                    "headers": dict(self.headers.items()),
-                    "body": body.decode("utf-8", "replace"),
-                })
+                return self._json(
+                    200,
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers.items()),
+                        "body": body.decode("utf-8", "replace"),
+                    },
+                )
             return self._json(404, {"error": "no such route"})
 
         def _json(self, status: int, data) -> None:

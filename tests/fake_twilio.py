@@ -102,7 +102,7 @@ class _Failure:
 def _form_fields(form) -> dict:
     """A form as a plain dict: one value per key, or a list where the key repeats."""
     fields = {}
-    for key in form.keys():
+    for key in form:
         values = form.getall(key)
         fields[key] = values[0] if len(values) == 1 else list(values)
     return fields
@@ -329,8 +329,9 @@ class FakeTwilio:
         try:
             page_size = min(MAX_PAGE_SIZE, max(1, int(query.get("PageSize") or DEFAULT_PAGE_SIZE)))
             page_number = max(0, int(query.get("Page") or 0))
-            date_filters = [(name, _date_filter(query[name])) for name in ("DateSent", "DateSent<", "DateSent>")
-                            if query.get(name)]
+            date_filters = [
+                (name, _date_filter(query[name])) for name in ("DateSent", "DateSent<", "DateSent>") if query.get(name)
+            ]
         except ValueError as error:
             return _error_response(_Failure(400, 20001, f"Invalid parameter: {error}"))
         with self._lock:
@@ -339,7 +340,7 @@ class FakeTwilio:
         token = query.get("PageToken") or ""
         if token:
             after = [n for n, call in enumerate(calls) if "PA" + call.sid == token]
-            calls = calls[after[0] + 1:] if after else []
+            calls = calls[after[0] + 1 :] if after else []
         page, more = calls[:page_size], len(calls) > page_size
         path = MESSAGES_PATH.format(account_sid=self.account_sid)
         filters = {name: query[name] for name in LIST_FILTERS if query.get(name)}
@@ -351,17 +352,19 @@ class FakeTwilio:
             return f"{path}?{urlencode(params)}"
 
         start = page_number * page_size
-        return web.json_response({
-            "end": start + max(len(page), 1) - 1,
-            "first_page_uri": page_uri(0),
-            "messages": [self._message_resource(call.sid, call.fields, call.created, call) for call in page],
-            "next_page_uri": page_uri(page_number + 1, "PA" + page[-1].sid) if more else None,
-            "page": page_number,
-            "page_size": page_size,
-            "previous_page_uri": page_uri(page_number - 1) if page_number else None,
-            "start": start,
-            "uri": page_uri(page_number, token or None),
-        })
+        return web.json_response(
+            {
+                "end": start + max(len(page), 1) - 1,
+                "first_page_uri": page_uri(0),
+                "messages": [self._message_resource(call.sid, call.fields, call.created, call) for call in page],
+                "next_page_uri": page_uri(page_number + 1, "PA" + page[-1].sid) if more else None,
+                "page": page_number,
+                "page_size": page_size,
+                "previous_page_uri": page_uri(page_number - 1) if page_number else None,
+                "start": start,
+                "uri": page_uri(page_number, token or None),
+            }
+        )
 
     async def _answer_after_latency(self) -> None:
         with self._lock:
@@ -431,9 +434,7 @@ class FakeTwilio:
     async def _stats(self, request: web.Request) -> web.Response:
         with self._lock:
             calls, attempts = len(self._calls), len(self._attempts)
-        return web.json_response(
-            {"calls": calls, "attempts": attempts, "max_per_second": self.max_in_any_window(1.0)}
-        )
+        return web.json_response({"calls": calls, "attempts": attempts, "max_per_second": self.max_in_any_window(1.0)})
 
     async def _reset(self, request: web.Request) -> web.Response:
         latency = self.latency
@@ -507,6 +508,7 @@ def status_callback_params(
 
 
 # -- pytest ------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def fake_twilio_server():

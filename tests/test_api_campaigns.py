@@ -20,13 +20,20 @@ def messages(campaign_id: int) -> list[Message]:
 
 
 def test_send_rows_renders_the_body_per_row_and_reports_bad_numbers(api, fake_twilio):
-    response = api.post("/api/campaign/send", json={
-        "name": "Orders", "body": "Hi <<name>>, order <<order>> is ready", "channel": "sms",
-        "rows": [{"phone": "(415) 555-0132", "name": "Carla", "order": 7},
-                 {"phone": "not a phone", "name": "Bad"},
-                 {"phone": "+15005550006", "name": "Ana", "order": "A-1"},
-                 {"phone": "+1 500 555 0006", "name": "Ana again"}],
-    })
+    response = api.post(
+        "/api/campaign/send",
+        json={
+            "name": "Orders",
+            "body": "Hi <<name>>, order <<order>> is ready",
+            "channel": "sms",
+            "rows": [
+                {"phone": "(415) 555-0132", "name": "Carla", "order": 7},
+                {"phone": "not a phone", "name": "Bad"},
+                {"phone": "+15005550006", "name": "Ana", "order": "A-1"},
+                {"phone": "+1 500 555 0006", "name": "Ana again"},
+            ],
+        },
+    )
     assert response.status_code == 202, response.json
     answer = response.json
     assert answer["success"] is True and answer["status"] == "queued" and answer["total"] == 2
@@ -48,11 +55,21 @@ def test_send_rows_renders_the_body_per_row_and_reports_bad_numbers(api, fake_tw
 
 
 def test_send_messages_form_renders_each_body_with_its_vars(api, fake_twilio):
-    response = api.post("/api/campaign/send", json={"messages": [
-        {"to": "+15005550006", "body": "Hello <<first>>", "channel": "sms", "vars": {"first": "Ana"}},
-        {"to": "whatsapp:+15005550007", "body": "Olá <<first>>", "channel": "whatsapp", "vars": {"first": "Bia"}},
-        {"to": "12", "body": "never", "channel": "sms"},
-    ]})
+    response = api.post(
+        "/api/campaign/send",
+        json={
+            "messages": [
+                {"to": "+15005550006", "body": "Hello <<first>>", "channel": "sms", "vars": {"first": "Ana"}},
+                {
+                    "to": "whatsapp:+15005550007",
+                    "body": "Olá <<first>>",
+                    "channel": "whatsapp",
+                    "vars": {"first": "Bia"},
+                },
+                {"to": "12", "body": "never", "channel": "sms"},
+            ]
+        },
+    )
     assert response.status_code == 202, response.json
     assert response.json["total"] == 2 and [r["index"] for r in response.json["rejected"]] == [2]
     drain()
@@ -63,9 +80,16 @@ def test_send_messages_form_renders_each_body_with_its_vars(api, fake_twilio):
 
 
 def test_upload_reports_rejected_lines(api, fake_twilio):
-    response = api.post("/api/campaign/upload", content_type="multipart/form-data", data={
-        "file": (io.BytesIO(MESSY), "messy.csv"), "body": "Olá <<Nome>>", "name": "Messy", "channel": "sms",
-    })
+    response = api.post(
+        "/api/campaign/upload",
+        content_type="multipart/form-data",
+        data={
+            "file": (io.BytesIO(MESSY), "messy.csv"),
+            "body": "Olá <<Nome>>",
+            "name": "Messy",
+            "channel": "sms",
+        },
+    )
     assert response.status_code == 202, response.json
     assert response.json["total"] == 2
     assert [row["line"] for row in response.json["rejected"]] == [3, 4, 5, 6]
@@ -75,8 +99,10 @@ def test_upload_reports_rejected_lines(api, fake_twilio):
 
 def test_history_is_newest_first_with_counts(api):
     first = api.post("/api/campaign/send", json={"body": "one", "rows": [{"phone": "+15005550006"}]}).json
-    second = api.post("/api/campaign/send", json={"name": "Two", "body": "two", "rows": [
-        {"phone": "+15005550006"}, {"phone": "+15005550007"}]}).json
+    second = api.post(
+        "/api/campaign/send",
+        json={"name": "Two", "body": "two", "rows": [{"phone": "+15005550006"}, {"phone": "+15005550007"}]},
+    ).json
     history = api.get("/api/campaign/history").json
     assert [c["id"] for c in history] == [second["campaignId"], first["campaignId"]]
     assert history[0]["name"] == "Two" and history[0]["total"] == 2 and history[0]["queued"] == 2
@@ -87,7 +113,8 @@ def test_history_is_newest_first_with_counts(api):
 
 def test_delete_stops_queued_messages(api, fake_twilio):
     campaign_id = api.post("/api/campaign/send", json={"body": "hi", "rows": [{"phone": "+15005550006"}]}).json[
-        "campaignId"]
+        "campaignId"
+    ]
     deleted = api.delete(f"/api/campaign/{campaign_id}")
     assert deleted.status_code == 200 and deleted.json["success"] is True
     drain()
@@ -98,10 +125,16 @@ def test_delete_stops_queued_messages(api, fake_twilio):
     assert api.get("/api/campaign/history").json == []
 
 
-@pytest.mark.parametrize("method, path", [
-    ("post", "/api/campaign/send"), ("post", "/api/campaign/upload"), ("get", "/api/campaign/history"),
-    ("get", "/api/campaign/1"), ("delete", "/api/campaign/1"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("post", "/api/campaign/send"),
+        ("post", "/api/campaign/upload"),
+        ("get", "/api/campaign/history"),
+        ("get", "/api/campaign/1"),
+        ("delete", "/api/campaign/1"),
+    ],
+)
 def test_every_route_needs_a_valid_token(app, method, path):
     client = app.test_client()
     missing = getattr(client, method)(path)
@@ -110,20 +143,23 @@ def test_every_route_needs_a_valid_token(app, method, path):
     assert wrong.status_code == 401 and wrong.json == {"error": "invalid API token"}
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({"body": "hi"}, "messages"),
-    ({"rows": [{"phone": "+15005550006"}]}, "body"),
-    ({"body": "  ", "rows": [{"phone": "+15005550006"}]}, "body"),
-    ({"body": "Hi <<name", "rows": [{"phone": "+15005550006"}]}, "body"),
-    ({"body": "hi", "channel": "fax", "rows": [{"phone": "+15005550006"}]}, "channel"),
-    ({"body": "hi", "rows": "+15005550006"}, "rows"),
-    ({"body": "hi", "rows": []}, "rows"),
-    ({"body": "hi", "rows": [{"phone": "+15005550006"}, "+15005550007"]}, "rows[1]"),
-    ({"body": "hi", "name": 12, "rows": [{"phone": "+15005550006"}]}, "name"),
-    ({"messages": [{"to": "+15005550006", "body": "ok"}, {"to": "+15005550007"}]}, "messages[1].body"),
-    ({"messages": [{"to": "+15005550006", "body": "ok", "channel": "pigeon"}]}, "messages[0].channel"),
-    ({"messages": [{"to": "+15005550006", "body": "ok", "vars": [1]}]}, "messages[0].vars"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"body": "hi"}, "messages"),
+        ({"rows": [{"phone": "+15005550006"}]}, "body"),
+        ({"body": "  ", "rows": [{"phone": "+15005550006"}]}, "body"),
+        ({"body": "Hi <<name", "rows": [{"phone": "+15005550006"}]}, "body"),
+        ({"body": "hi", "channel": "fax", "rows": [{"phone": "+15005550006"}]}, "channel"),
+        ({"body": "hi", "rows": "+15005550006"}, "rows"),
+        ({"body": "hi", "rows": []}, "rows"),
+        ({"body": "hi", "rows": [{"phone": "+15005550006"}, "+15005550007"]}, "rows[1]"),
+        ({"body": "hi", "name": 12, "rows": [{"phone": "+15005550006"}]}, "name"),
+        ({"messages": [{"to": "+15005550006", "body": "ok"}, {"to": "+15005550007"}]}, "messages[1].body"),
+        ({"messages": [{"to": "+15005550006", "body": "ok", "channel": "pigeon"}]}, "messages[0].channel"),
+        ({"messages": [{"to": "+15005550006", "body": "ok", "vars": [1]}]}, "messages[0].vars"),
+    ],
+)
 def test_send_refuses_bad_fields_naming_them(api, payload, field):
     response = api.post("/api/campaign/send", json=payload)
     assert response.status_code == 400, response.json
@@ -169,8 +205,11 @@ def test_too_large_requests_are_413(app, api):
     rows = [{"phone": f"+1500555{index:04d}"} for index in range(400)]
     response = api.post("/api/campaign/send", json={"body": "hi", "rows": rows})
     assert response.status_code == 413 and "error" in response.json
-    upload = api.post("/api/campaign/upload", content_type="multipart/form-data",
-                      data={"body": "hi", "file": (io.BytesIO(b"phone\n" + b"+15005550006\n" * 500), "big.csv")})
+    upload = api.post(
+        "/api/campaign/upload",
+        content_type="multipart/form-data",
+        data={"body": "hi", "file": (io.BytesIO(b"phone\n" + b"+15005550006\n" * 500), "big.csv")},
+    )
     assert upload.status_code == 413 and "error" in upload.json
 
 
@@ -188,5 +227,7 @@ def test_100000_rows_are_created_and_enqueued_in_one_request(app, api, capsys):
     assert get_queue("messages").count == 100_000 // app.config["SEND_BATCH_SIZE"]
     with capsys.disabled():
         dialect = db.engine.dialect.name
-        print(f"\nbench: POST /api/campaign/send with 100,000 rows on {dialect}: {elapsed:.2f} s "
-              f"(validate + render + bulk insert + enqueue), {100_000 / elapsed:,.0f} rows/s")
+        print(
+            f"\nbench: POST /api/campaign/send with 100,000 rows on {dialect}: {elapsed:.2f} s "
+            f"(validate + render + bulk insert + enqueue), {100_000 / elapsed:,.0f} rows/s"
+        )

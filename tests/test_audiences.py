@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from app import audiences, journeys
-from app.csv_import import CsvImportError
+from app.contacts import audiences
+from app.contacts.csv_import import CsvImportError
 from app.extensions import db
+from app.journeys import store as journeys
 from app.models import Audience, AudienceContact, Contact, Run
 from tests.examples import EXAMPLES_DIR
 
@@ -39,11 +40,14 @@ def test_messy_csv_imports_valid_rows_and_reports_rejected_lines(app):
 
 
 def test_reupload_merges_fields_without_duplicates(app):
-    audience, _ = audiences.import_audience("Buyers", b"phone,name,city\n+15005550006,Ana,Curitiba\n"
-                                                      b"+15005550007,Bruno,Lisbon\n")
-    again = (b"phone,name,city,tier\n"
-             b"+1 500 555 0006,Ana Maria,,gold\n"    # same contact: city left blank, new column
-             b"+15005550008,Carla,Oakland,silver\n")  # a new contact
+    audience, _ = audiences.import_audience(
+        "Buyers", b"phone,name,city\n+15005550006,Ana,Curitiba\n+15005550007,Bruno,Lisbon\n"
+    )
+    again = (
+        b"phone,name,city,tier\n"
+        b"+1 500 555 0006,Ana Maria,,gold\n"  # same contact: city left blank, new column
+        b"+15005550008,Carla,Oakland,silver\n"
+    )  # a new contact
     same, rejected = audiences.import_audience("ignored", again, audience=audience)
     assert same.id == audience.id and rejected == []
     assert count(Contact) == 3 and count(AudienceContact) == 3 and audience.total == 3
@@ -68,11 +72,13 @@ def test_unusable_file_writes_nothing(app):
 
 
 def test_upsert_contacts_normalises_dedupes_and_names_the_bad_one(app):
-    ids = audiences.upsert_contacts([
-        {"phone": "(415) 555-0132", "name": "Carla", "order": {"id": 7}},
-        {"phone": "+14155550132", "plan": "pro"},
-        {"phone": "+15005550006", "name": "Ana"},
-    ])
+    ids = audiences.upsert_contacts(
+        [
+            {"phone": "(415) 555-0132", "name": "Carla", "order": {"id": 7}},
+            {"phone": "+14155550132", "plan": "pro"},
+            {"phone": "+15005550006", "name": "Ana"},
+        ]
+    )
     db.session.commit()
     assert len(ids) == 2
     carla = db.session.get(Contact, ids[0])
@@ -111,9 +117,11 @@ def test_delete_keeps_contacts_and_is_refused_while_a_run_uses_it(app):
 
 # --- pages ------------------------------------------------------------------------------------
 
+
 def upload(client, url, data: bytes, **form):
-    return client.post(url, data={"file": (io.BytesIO(data), "contacts.csv"), **form},
-                       content_type="multipart/form-data")
+    return client.post(
+        url, data={"file": (io.BytesIO(data), "contacts.csv"), **form}, content_type="multipart/form-data"
+    )
 
 
 def test_pages_upload_view_reupload_download_delete(client, app):
@@ -179,6 +187,7 @@ def test_page_delete_refused_while_a_run_is_active(client):
 
 
 # --- JSON API ---------------------------------------------------------------------------------
+
 
 def test_api_upload(api, app):
     app.config["DEFAULT_REGION"] = "BR"

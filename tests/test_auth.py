@@ -10,8 +10,10 @@ PUBLIC_ENDPOINTS = ("auth.", "static", "webhooks.", "api.")
 def page_urls(app) -> list[str]:
     """Every GET route without arguments, except login, static files, webhooks and the API."""
     return sorted(
-        rule.rule for rule in app.url_map.iter_rules()
-        if "GET" in rule.methods and not rule.arguments - set(rule.defaults or {})
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if "GET" in rule.methods
+        and not rule.arguments - set(rule.defaults or {})
         and not rule.endpoint.startswith(PUBLIC_ENDPOINTS)
     )
 
@@ -37,8 +39,7 @@ def test_login_goes_back_to_the_page_asked_for(app, user):
     client = app.test_client()
     asked = client.get("/outbox/?status=sent")
     token = csrf_token_of(client.get(asked.location).text)
-    response = client.post(asked.location, data={"email": USER_EMAIL, "password": USER_PASSWORD,
-                                                 "csrf_token": token})
+    response = client.post(asked.location, data={"email": USER_EMAIL, "password": USER_PASSWORD, "csrf_token": token})
     assert response.status_code == 302 and response.location == "/outbox/?status=sent"
     assert client.get("/outbox/").status_code == 200
 
@@ -46,8 +47,9 @@ def test_login_goes_back_to_the_page_asked_for(app, user):
 def test_open_redirects_are_refused(app, user):
     client = app.test_client()
     token = csrf_token_of(client.get("/login").text)
-    response = client.post("/login?next=//evil.example/x", data={"email": USER_EMAIL, "password": USER_PASSWORD,
-                                                                 "csrf_token": token})
+    response = client.post(
+        "/login?next=//evil.example/x", data={"email": USER_EMAIL, "password": USER_PASSWORD, "csrf_token": token}
+    )
     assert response.location == "/"
 
 

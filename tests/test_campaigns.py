@@ -9,12 +9,11 @@ import csv
 import io
 import re
 
-
 from app.extensions import db
 from app.models import Campaign, Message
 from tests.conftest import TEST_AUTH_TOKEN, drain
-from tests.fake_twilio import sign, status_callback_params
 from tests.examples import EXAMPLES_DIR
+from tests.fake_twilio import sign, status_callback_params
 
 CONTACTS = (EXAMPLES_DIR / "contacts.csv").read_bytes()
 MESSY = (EXAMPLES_DIR / "contacts-messy.csv").read_bytes()
@@ -23,8 +22,14 @@ TEMPLATE = "Hi <<name>>, order <<order_id>> ships to <<city>>."
 
 
 def upload(client, data: bytes = CONTACTS, body: str = TEMPLATE, **fields):
-    form = {"name": "Spring", "body": body, "channel": "sms", "phone_column": "",
-            "file": (io.BytesIO(data), "contacts.csv"), **fields}
+    form = {
+        "name": "Spring",
+        "body": body,
+        "channel": "sms",
+        "phone_column": "",
+        "file": (io.BytesIO(data), "contacts.csv"),
+        **fields,
+    }
     return client.post("/campaigns/new", data=form, content_type="multipart/form-data")
 
 
@@ -36,14 +41,16 @@ def draft_of(client, **fields) -> Campaign:
 
 
 def send(client, campaign: Campaign, body: str = TEMPLATE, channel: str = "sms"):
-    return client.post(f"/campaigns/{campaign.id}/send", data={"name": campaign.name, "body": body,
-                                                                "channel": channel})
+    return client.post(f"/campaigns/{campaign.id}/send", data={"name": campaign.name, "body": body, "channel": channel})
 
 
 def callback(client, sid: str, status: str, error_code=None):
     params = status_callback_params(sid, status, error_code)
-    return client.post("/webhooks/twilio/status", data=params,
-                       headers={"X-Twilio-Signature": sign(STATUS_URL, params, TEST_AUTH_TOKEN)})
+    return client.post(
+        "/webhooks/twilio/status",
+        data=params,
+        headers={"X-Twilio-Signature": sign(STATUS_URL, params, TEST_AUTH_TOKEN)},
+    )
 
 
 def messages(campaign_id: int) -> list[Message]:
@@ -106,7 +113,7 @@ def test_campaign_end_to_end(client, fake_twilio):
     deleted = client.post(f"/campaigns/{campaign_id}/delete")
     assert deleted.status_code == 302
     history = client.get("/campaigns/").text
-    assert "deleted" in history and "Spring" not in history[history.index('<table id="campaigns">'):]
+    assert "deleted" in history and "Spring" not in history[history.index('<table id="campaigns">') :]
     assert client.get(f"/campaigns/{campaign_id}").status_code == 404
     assert len(messages(campaign_id)) == 3, "the message log is kept"
     assert "Hi Ana, order A-1001" in client.get("/outbox/").text
@@ -116,8 +123,12 @@ def test_messy_csv_shows_rejected_rows_with_lines_and_downloads_them(client):
     campaign = draft_of(client, data=MESSY, body="Olá <<Nome>>, pedido <<Pedido>>")
     preview = client.get(f"/campaigns/{campaign.id}/preview").text
     assert "Olá Júlia, pedido B-1" in preview
-    for line, reason in [(3, "too long for region US"), (4, "invalid phone number &#39;not-a-number&#39;"),
-                         (5, "empty phone"), (6, "duplicate of line 2 (+5541991234567)")]:
+    for line, reason in [
+        (3, "too long for region US"),
+        (4, "invalid phone number &#39;not-a-number&#39;"),
+        (5, "empty phone"),
+        (6, "duplicate of line 2 (+5541991234567)"),
+    ]:
         assert re.search(rf'<td class="num">{line}</td><td>[^<]*{re.escape(reason)}', preview), (line, reason)
 
     download = client.get(f"/campaigns/{campaign.id}/rejected.csv")
@@ -131,8 +142,11 @@ def test_messy_csv_shows_rejected_rows_with_lines_and_downloads_them(client):
 
 def test_preview_rerenders_the_typed_template_from_the_draft(client):
     campaign = draft_of(client)
-    fragment = client.post(f"/campaigns/{campaign.id}/preview", headers={"HX-Request": "true"},
-                           data={"body": "Oi <<name>> <<coupon>> <<tier|friend>> 😀", "channel": "sms"})
+    fragment = client.post(
+        f"/campaigns/{campaign.id}/preview",
+        headers={"HX-Request": "true"},
+        data={"body": "Oi <<name>> <<coupon>> <<tier|friend>> 😀", "channel": "sms"},
+    )
     assert fragment.status_code == 200 and fragment.text.lstrip().startswith('<div id="preview"')
     assert "Oi Ana " in fragment.text
     assert '<mark class="pill-missing" title="no value for coupon">&lt;&lt;coupon&gt;&gt;</mark>' in fragment.text
@@ -149,8 +163,7 @@ def test_preview_rerenders_the_typed_template_from_the_draft(client):
 
 
 def test_bad_input_shows_the_form_again_naming_the_field(client):
-    no_file = client.post("/campaigns/new", data={"body": "Hi", "channel": "sms"},
-                          content_type="multipart/form-data")
+    no_file = client.post("/campaigns/new", data={"body": "Hi", "channel": "sms"}, content_type="multipart/form-data")
     assert no_file.status_code == 400 and 'id="file-error"' in no_file.text and "no file was uploaded" in no_file.text
 
     empty_template = upload(client, body="   ")
@@ -180,17 +193,26 @@ def test_upload_over_the_size_limit_gets_a_413_page(app, client):
     big = b"phone\n" + b"+15005550006\n" * 400
     response = upload(client, data=big)
     assert response.status_code == 413 and "File too large" in response.text
-    columns = client.post("/campaigns/columns", data={"file": (io.BytesIO(big), "big.csv")},
-                          content_type="multipart/form-data", headers={"HX-Request": "true"})
+    columns = client.post(
+        "/campaigns/columns",
+        data={"file": (io.BytesIO(big), "big.csv")},
+        content_type="multipart/form-data",
+        headers={"HX-Request": "true"},
+    )
     assert columns.status_code == 200 and "the file is larger than" in columns.text, "htmx swaps it in"
 
 
 def test_columns_fragment_lists_the_header_and_the_column_found(client):
-    found = client.post("/campaigns/columns", data={"file": (io.BytesIO(MESSY), "messy.csv")},
-                        content_type="multipart/form-data", headers={"HX-Request": "true"})
+    found = client.post(
+        "/campaigns/columns",
+        data={"file": (io.BytesIO(MESSY), "messy.csv")},
+        content_type="multipart/form-data",
+        headers={"HX-Request": "true"},
+    )
     assert "Found automatically: Telefone" in found.text and '<option value="Pedido"' in found.text
-    missing = client.post("/campaigns/columns", data={"file": (io.BytesIO(b"a,b\n1,2\n"), "x.csv")},
-                          content_type="multipart/form-data")
+    missing = client.post(
+        "/campaigns/columns", data={"file": (io.BytesIO(b"a,b\n1,2\n"), "x.csv")}, content_type="multipart/form-data"
+    )
     assert "no phone column found" in missing.text and '<option value="b"' in missing.text
 
 
@@ -244,8 +266,9 @@ def test_detail_log_filters_by_status_and_pages(app, client, fake_twilio):
     send(client, campaign, body="Hi <<name>>")
     drain()
 
-    failed = client.get(f"/campaigns/{campaign_id}?status=failed",
-                        headers={"HX-Request": "true", "HX-Target": "message-log"})
+    failed = client.get(
+        f"/campaigns/{campaign_id}?status=failed", headers={"HX-Request": "true", "HX-Target": "message-log"}
+    )
     assert failed.text.lstrip().startswith('<div id="message-log"'), "an htmx request gets the fragment only"
     assert failed.text.count('data-status="failed"') == 1 and "+15005550007" in failed.text
     assert "21211" in failed.text and "not a valid phone number" in failed.text
@@ -254,7 +277,7 @@ def test_detail_log_filters_by_status_and_pages(app, client, fake_twilio):
     assert first.text.count('data-status="sent"') == 50
     older = re.search(r'href="([^"]*before=\d+)"', first.text).group(1).replace("&amp;", "&")
     second = client.get(older)
-    assert second.text.count('data-status=') == 10 and "Newer" in second.text
+    assert second.text.count("data-status=") == 10 and "Newer" in second.text
 
 
 def test_outbox_lists_everything_with_filters_and_dry_run_badges(app, client, fake_twilio):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.channels import (
+from app.sending.channels import (
     CHANNELS,
     DryRunSender,
     OutboundMessage,
@@ -23,13 +23,13 @@ STATUS_URL = "https://app.example.com/webhooks/twilio/status"
 
 
 def settings_for(fake, **overrides) -> SenderSettings:
-    values = dict(
-        account_sid=fake.account_sid,
-        auth_token=fake.auth_token,
-        sms_from="+15005550001",
-        whatsapp_from="whatsapp:+15005550002",
-        api_base_url=fake.base_url,
-    )
+    values = {
+        "account_sid": fake.account_sid,
+        "auth_token": fake.auth_token,
+        "sms_from": "+15005550001",
+        "whatsapp_from": "whatsapp:+15005550002",
+        "api_base_url": fake.base_url,
+    }
     values.update(overrides)
     return SenderSettings(**values)
 
@@ -74,7 +74,9 @@ def test_messaging_service_wins_over_from_number(send, fake_twilio):
 
 
 def test_whatsapp_body_uses_whatsapp_addresses(send, fake_twilio):
-    message = OutboundMessage(key="w", to="+15551230002", channel="whatsapp", body="Olá!", media_url="https://x.test/a.png")
+    message = OutboundMessage(
+        key="w", to="+15551230002", channel="whatsapp", body="Olá!", media_url="https://x.test/a.png"
+    )
 
     [result] = send([message], whatsapp_from="+15005550002")  # a plain number is accepted too
 
@@ -89,7 +91,11 @@ def test_whatsapp_body_uses_whatsapp_addresses(send, fake_twilio):
 def test_whatsapp_content_template_sends_sid_and_variables(send, fake_twilio):
     variables = json.dumps({"1": "Ann", "2": "order 42"})
     template = OutboundMessage(
-        key="t", to="whatsapp:+15551230003", channel="whatsapp", content_sid="HX" + "a" * 32, content_variables=variables
+        key="t",
+        to="whatsapp:+15551230003",
+        channel="whatsapp",
+        content_sid="HX" + "a" * 32,
+        content_variables=variables,
     )
     as_dict = OutboundMessage(
         key="d", to="+15551230004", channel="whatsapp", content_sid="HX" + "b" * 32, content_variables={"1": "Zoë"}
@@ -202,7 +208,9 @@ def test_missing_credentials_fail_every_message(send, fake_twilio):
 
 
 def test_unsendable_messages_are_refused_before_calling_twilio(send, fake_twilio):
-    results = send([sms("empty", body=""), sms("nobody", to=" "), OutboundMessage(key="fax", to="+1555", channel="fax")])
+    results = send(
+        [sms("empty", body=""), sms("nobody", to=" "), OutboundMessage(key="fax", to="+1555", channel="fax")]
+    )
 
     assert [result.ok for result in results] == [False, False, False]
     assert "body, a content template or media is required" in results[0].error_message
@@ -297,7 +305,11 @@ def test_settings_from_app_config():
 
     settings = SenderSettings.from_config(config)
 
-    assert (settings.sms_from, settings.whatsapp_from, settings.concurrency) == ("+15005550001", "whatsapp:+15005550002", 50)
+    assert (settings.sms_from, settings.whatsapp_from, settings.concurrency) == (
+        "+15005550001",
+        "whatsapp:+15005550002",
+        50,
+    )
     assert settings.dry_run is False
     assert SenderSettings.from_config({}).dry_run is True  # no credentials: dry run by default
     assert SenderSettings.from_config({**config, "DRY_RUN": "1"}).dry_run is True

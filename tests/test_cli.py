@@ -98,7 +98,13 @@ def test_demo_is_idempotent(app, tmp_path, monkeypatch):
 
     second = invoke_as_flask_does(app, ["demo"])
     assert second.exit_code == 0 and "nothing to do" in second.output
-    assert (count(User), count(Journey), count(JourneyVersion), count(Audience), count(AudienceContact)) == (1, 1, 1, 1, 3)
+    assert (count(User), count(Journey), count(JourneyVersion), count(Audience), count(AudienceContact)) == (
+        1,
+        1,
+        1,
+        1,
+        3,
+    )
     assert credentials.read_text().split("password: ")[1].strip() == password
 
 

@@ -39,8 +39,14 @@ class Workers:
 
     def __init__(self, app, fake_twilio, log_dir: Path):
         self.env = worker_env(
-            app, fake_twilio, TWILIO_AUTH_TOKEN=TEST_AUTH_TOKEN, MESSAGE_RATE_LIMIT=0, RETRY_BACKOFF="0.05,0.1,0.2",
-            SEND_BATCH_SIZE=50, RUNNER_LEASE_SECONDS=2, MESSAGE_STALE_SECONDS=2,
+            app,
+            fake_twilio,
+            TWILIO_AUTH_TOKEN=TEST_AUTH_TOKEN,
+            MESSAGE_RATE_LIMIT=0,
+            RETRY_BACKOFF="0.05,0.1,0.2",
+            SEND_BATCH_SIZE=50,
+            RUNNER_LEASE_SECONDS=2,
+            MESSAGE_STALE_SECONDS=2,
         )
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen] = []
@@ -48,10 +54,16 @@ class Workers:
     def start(self, count: int = 1) -> None:
         for _ in range(count):
             log = open(self.log_dir / f"worker-{len(self.processes)}.log", "w")
-            self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "app.worker", "--processes", "1"],
-                cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            ))
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "app.worker", "--processes", "1"],
+                    cwd=PROJECT_ROOT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
 
     def kill(self, pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
@@ -132,7 +144,8 @@ def _check_every_message_once_in_order(run_id: int, fake_twilio, numbers) -> int
     duplicated = {key: count - 1 for key, count in duplicates.items() if count > 1}
     rows = db.session.execute(
         select(Message.id, Message.to_phone, Message.body, Message.status, Message.sid)
-        .join(Participation, Participation.id == Message.participation_id).where(Participation.run_id == run_id)
+        .join(Participation, Participation.id == Message.participation_id)
+        .where(Participation.run_id == run_id)
     ).all()
     assert len(rows) == CONTACTS * len(BODIES)  # one log row per (participation, node, visit)
     assert all(row.sid and row.status == "sent" for row in rows)
@@ -152,10 +165,12 @@ def _accepted_unrecorded(claimed: set[int], accepted: set[tuple]) -> int:
 
 def _report(what: str, claimed: set[int], at_risk: int, duplicates: int, fake_twilio, capsys) -> None:
     with capsys.disabled():
-        print(f"\n[crash test] {what}; {len(claimed)} messages were claimed (sending) at that moment, {at_risk} "
-              f"of them already accepted by Twilio; lookups {len(fake_twilio.list_requests)}; "
-              f"Twilio-side duplicates: {duplicates}; total accepted {len(fake_twilio.calls)} "
-              f"for {CONTACTS * len(BODIES)} messages")
+        print(
+            f"\n[crash test] {what}; {len(claimed)} messages were claimed (sending) at that moment, {at_risk} "
+            f"of them already accepted by Twilio; lookups {len(fake_twilio.list_requests)}; "
+            f"Twilio-side duplicates: {duplicates}; total accepted {len(fake_twilio.calls)} "
+            f"for {CONTACTS * len(BODIES)} messages"
+        )
     assert duplicates == 0, "a message was sent twice"
 
 
@@ -170,16 +185,23 @@ def _start_run(api, fake_twilio):
 def test_kill_9_a_sending_worker_then_restart(app, api, fake_twilio, workers, capsys):
     workers.start(2)
     run_id, numbers = _start_run(api, fake_twilio)
-    victim = _wait_for(lambda: len(fake_twilio.calls) >= CONTACTS // 2 and _busy_sender_pid(), 60,
-                       "a worker in the middle of sending")
+    victim = _wait_for(
+        lambda: len(fake_twilio.calls) >= CONTACTS // 2 and _busy_sender_pid(), 60, "a worker in the middle of sending"
+    )
     workers.kill(victim)
     claimed = _claimed_now()
     accepted = {(call.to, call.body) for call in fake_twilio.calls}
     workers.start(1)  # the restart
     _wait_for(lambda: _run_completed(run_id), 120, "the run to complete")
     duplicates = _check_every_message_once_in_order(run_id, fake_twilio, numbers)
-    _report(f"killed pid {victim} after {len(accepted)} accepted sends", claimed,
-            _accepted_unrecorded(claimed, accepted), duplicates, fake_twilio, capsys)
+    _report(
+        f"killed pid {victim} after {len(accepted)} accepted sends",
+        claimed,
+        _accepted_unrecorded(claimed, accepted),
+        duplicates,
+        fake_twilio,
+        capsys,
+    )
 
 
 def test_all_workers_killed_and_redis_flushed(app, api, fake_twilio, workers, capsys):
@@ -193,5 +215,11 @@ def test_all_workers_killed_and_redis_flushed(app, api, fake_twilio, workers, ca
     workers.start(2)
     _wait_for(lambda: _run_completed(run_id), 120, "the run to complete")
     duplicates = _check_every_message_once_in_order(run_id, fake_twilio, numbers)
-    _report("all workers killed and Redis flushed", claimed, _accepted_unrecorded(claimed, accepted), duplicates,
-            fake_twilio, capsys)
+    _report(
+        "all workers killed and Redis flushed",
+        claimed,
+        _accepted_unrecorded(claimed, accepted),
+        duplicates,
+        fake_twilio,
+        capsys,
+    )

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.csv_import import (
+from app.contacts.csv_import import (
     CsvImportError,
     ImportedContact,
     RejectedRow,
@@ -30,6 +30,7 @@ def phones_of(result):
 
 # --- the shared example files ---------------------------------------------------------------------------
 
+
 def test_messy_example_with_brazil_as_default_region():
     result = import_contacts_csv((EXAMPLES_DIR / "contacts-messy.csv").read_bytes(), default_region="BR")
 
@@ -37,13 +38,39 @@ def test_messy_example_with_brazil_as_default_region():
     assert result.columns == ["Telefone", "Nome", "Pedido"]
     assert result.phone_column == "Telefone"
     assert result.contacts == [
-        ImportedContact(2, "+5541991234567", {"Telefone": "+5541991234567", "Nome": "Júlia", "Pedido": "B-1",
-                                              "phone": "+5541991234567", "name": "Júlia"}),
-        ImportedContact(3, "+5541991230000", {"Telefone": "+5541991230000", "Nome": "Sem país", "Pedido": "B-2",
-                                              "phone": "+5541991230000", "name": "Sem país"}),
-        ImportedContact(7, "+5541988887777", {"Telefone": "+5541988887777", "Nome": 'Maria "Mari" Souza',
-                                              "Pedido": "B-6", "phone": "+5541988887777",
-                                              "name": 'Maria "Mari" Souza'}),
+        ImportedContact(
+            2,
+            "+5541991234567",
+            {
+                "Telefone": "+5541991234567",
+                "Nome": "Júlia",
+                "Pedido": "B-1",
+                "phone": "+5541991234567",
+                "name": "Júlia",
+            },
+        ),
+        ImportedContact(
+            3,
+            "+5541991230000",
+            {
+                "Telefone": "+5541991230000",
+                "Nome": "Sem país",
+                "Pedido": "B-2",
+                "phone": "+5541991230000",
+                "name": "Sem país",
+            },
+        ),
+        ImportedContact(
+            7,
+            "+5541988887777",
+            {
+                "Telefone": "+5541988887777",
+                "Nome": 'Maria "Mari" Souza',
+                "Pedido": "B-6",
+                "phone": "+5541988887777",
+                "name": 'Maria "Mari" Souza',
+            },
+        ),
     ]
     assert rejected_of(result) == [
         (4, "invalid phone number 'not-a-number'"),
@@ -84,12 +111,16 @@ def test_plain_example():
 TEXT = "telefone;nome;cidade\n+5541991234567;Conceição;São José\n+5541988887777;Zoë “Zé”;Curitiba\n"
 
 
-@pytest.mark.parametrize("data, encoding", [
-    (TEXT.encode("utf-8"), "utf-8"),
-    (b"\xef\xbb\xbf" + TEXT.encode("utf-8"), "utf-8-sig"),
-    (TEXT.encode("cp1252"), "cp1252"),
-    (TEXT.encode("utf-16"), "utf-16"),
-], ids=["utf-8", "utf-8 with BOM", "cp1252", "utf-16 with BOM"])
+@pytest.mark.parametrize(
+    "data, encoding",
+    [
+        (TEXT.encode("utf-8"), "utf-8"),
+        (b"\xef\xbb\xbf" + TEXT.encode("utf-8"), "utf-8-sig"),
+        (TEXT.encode("cp1252"), "cp1252"),
+        (TEXT.encode("utf-16"), "utf-16"),
+    ],
+    ids=["utf-8", "utf-8 with BOM", "cp1252", "utf-16 with BOM"],
+)
 def test_encodings_read_the_same_contacts(data, encoding):
     result = import_contacts_csv(data, default_region="BR")
 
@@ -110,14 +141,19 @@ def test_bytes_undefined_in_cp1252_fall_back_to_latin_1():
 
 # --- delimiters and quoting -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, delimiter", [
-    ('phone,name,city\n+15005550006,"Souza, Maria",Curitiba\n', ","),
-    ("phone;name;city\n+15005550006;Souza, Maria;Curitiba\n", ";"),
-    ("phone;amount;name\n+15005550006;12,50;Maria\n+15005550007;3,10;Ana\n", ";"),
-    ("phone\tname\tcity\n+15005550006\tSouza, Maria\tCuritiba\n", "\t"),
-    ("phone|name|city\n+15005550006|Souza, Maria|Curitiba\n", "|"),
-    ('phone, name, city\n+15005550006, "Souza, Maria", Curitiba\n', ","),
-], ids=["comma", "semicolon", "semicolon with decimal commas", "tab", "pipe", "comma and spaces"])
+
+@pytest.mark.parametrize(
+    "text, delimiter",
+    [
+        ('phone,name,city\n+15005550006,"Souza, Maria",Curitiba\n', ","),
+        ("phone;name;city\n+15005550006;Souza, Maria;Curitiba\n", ";"),
+        ("phone;amount;name\n+15005550006;12,50;Maria\n+15005550007;3,10;Ana\n", ";"),
+        ("phone\tname\tcity\n+15005550006\tSouza, Maria\tCuritiba\n", "\t"),
+        ("phone|name|city\n+15005550006|Souza, Maria|Curitiba\n", "|"),
+        ('phone, name, city\n+15005550006, "Souza, Maria", Curitiba\n', ","),
+    ],
+    ids=["comma", "semicolon", "semicolon with decimal commas", "tab", "pipe", "comma and spaces"],
+)
 def test_delimiter_is_sniffed(text, delimiter):
     result = import_contacts_csv(text.encode())
 
@@ -161,8 +197,10 @@ def test_line_numbers_are_physical_lines_across_quoted_multi_line_fields_and_bla
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.text(alphabet="ab ,;\"\n\r'", max_size=12)), min_size=1, max_size=8),
-       st.sampled_from([",", ";", "\t"]))
+@given(
+    st.lists(st.tuples(st.booleans(), st.text(alphabet="ab ,;\"\n\r'", max_size=12)), min_size=1, max_size=8),
+    st.sampled_from([",", ";", "\t"]),
+)
 def test_line_numbers_match_what_csv_writer_wrote(rows, delimiter):
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
@@ -183,11 +221,12 @@ def test_line_numbers_match_what_csv_writer_wrote(rows, delimiter):
 def test_unclosed_quote_is_an_error_naming_its_line():
     data = b'phone,name\n+15005550006,Ana\n+15005550007,"Bruno\n+15005550008,Carla\n'
 
-    with pytest.raises(CsvImportError, match=r'line 3: a quoted field starting here is never closed'):
+    with pytest.raises(CsvImportError, match=r"line 3: a quoted field starting here is never closed"):
         import_contacts_csv(data)
 
 
 # --- rows and header shapes -----------------------------------------------------------------------------
+
 
 def test_short_rows_are_padded_and_long_rows_rejected_unless_the_extra_cells_are_empty():
     data = b"phone;name;city\n+15005550006\n+15005550007;Bruno;Lima;;\n+15005550008;Carla;Rio;extra\n"
@@ -206,24 +245,34 @@ def test_empty_and_repeated_header_names_are_renamed_deterministically():
     result = import_contacts_csv(b" Phone ,,name,name,, name_2 \n+15005550006,a,b,c,d,e\n")
 
     assert result.columns == ["Phone", "column_2", "name", "name_2", "column_5", "name_2_2"]
-    assert result.contacts[0].fields == {"Phone": "+15005550006", "column_2": "a", "name": "b", "name_2": "c",
-                                         "column_5": "d", "name_2_2": "e", "phone": "+15005550006"}
+    assert result.contacts[0].fields == {
+        "Phone": "+15005550006",
+        "column_2": "a",
+        "name": "b",
+        "name_2": "c",
+        "column_5": "d",
+        "name_2_2": "e",
+        "phone": "+15005550006",
+    }
 
 
-@pytest.mark.parametrize("header, expected", [
-    ("Telefone;Nome", "Telefone"),
-    ("nome;Número de Telefone", "Número de Telefone"),
-    ("CELULAR;nome", "CELULAR"),
-    ("name;WhatsApp", "WhatsApp"),
-    ("name;MSISDN", "MSISDN"),
-    ("name;To", "To"),
-    ("name; Phone Number ", "Phone Number"),
-    ("name;phone_number", "phone_number"),
-    ("name;TEL", "TEL"),
-    ("name;Home Phone", "Home Phone"),
-    ("Phone;Mobile;name", "Mobile"),
-    ("email;telefone 1;telefone 2", "telefone 1"),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("Telefone;Nome", "Telefone"),
+        ("nome;Número de Telefone", "Número de Telefone"),
+        ("CELULAR;nome", "CELULAR"),
+        ("name;WhatsApp", "WhatsApp"),
+        ("name;MSISDN", "MSISDN"),
+        ("name;To", "To"),
+        ("name; Phone Number ", "Phone Number"),
+        ("name;phone_number", "phone_number"),
+        ("name;TEL", "TEL"),
+        ("name;Home Phone", "Home Phone"),
+        ("Phone;Mobile;name", "Mobile"),
+        ("email;telefone 1;telefone 2", "telefone 1"),
+    ],
+)
 def test_phone_column_is_found_by_name(header, expected):
     cells = header.split(";")
     row = ";".join("+15005550006" if cell.strip() == expected else "x" for cell in cells)
@@ -234,15 +283,18 @@ def test_phone_column_is_found_by_name(header, expected):
     assert result.contacts[0].fields[expected] == "+15005550006"
 
 
-@pytest.mark.parametrize("header, name", [
-    ("phone,Nome", "Ana"),
-    ("phone,Full Name", "Ana"),
-    ("phone,first_name,last_name", "Ana"),
-    ("phone,name,Nome", "Ana"),
-    ("phone,city", None),
-])
+@pytest.mark.parametrize(
+    "header, name",
+    [
+        ("phone,Nome", "Ana"),
+        ("phone,Full Name", "Ana"),
+        ("phone,first_name,last_name", "Ana"),
+        ("phone,name,Nome", "Ana"),
+        ("phone,city", None),
+    ],
+)
 def test_a_name_like_column_gives_the_name_field(header, name):
-    row = ["+15005550006", "Ana", "Lima"][:header.count(",") + 1]
+    row = ["+15005550006", "Ana", "Lima"][: header.count(",") + 1]
 
     result = import_contacts_csv(f"{header}\n{','.join(row)}\n".encode())
 
@@ -270,6 +322,7 @@ def test_unknown_chosen_column_lists_the_columns():
 
 # --- unusable files -------------------------------------------------------------------------------------
 
+
 def test_missing_phone_column_lists_the_columns_and_how_to_choose_one():
     with pytest.raises(CsvImportError) as raised:
         import_contacts_csv(b"email,name\nana@example.com,Ana\n")
@@ -285,8 +338,11 @@ def test_a_first_line_of_data_is_reported_as_a_missing_header():
         import_contacts_csv(b"+15005550006,Ana\n+15005550007,Bruno\n")
 
 
-@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b"\n\n   \r\n", b";;;\n,,\n"],
-                         ids=["nothing", "only a BOM", "blank lines", "only delimiters"])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xef\xbb\xbf", b"\n\n   \r\n", b";;;\n,,\n"],
+    ids=["nothing", "only a BOM", "blank lines", "only delimiters"],
+)
 def test_empty_file(data):
     with pytest.raises(CsvImportError, match="the file is empty"):
         import_contacts_csv(data)
@@ -297,14 +353,18 @@ def test_header_without_rows():
         import_contacts_csv(b"phone,name\n\n")
 
 
-@pytest.mark.parametrize("data, message", [
-    (random.Random(7).randbytes(4096), "binary file"),
-    (bytes(range(1, 32)) * 100, "binary file"),
-    (b"PK\x03\x04\x14\x00\x06\x00" + b"x" * 100, "spreadsheet workbook"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"x" * 100, "spreadsheet workbook"),
-    ("phone\n\x00\n".encode("utf-16"), "binary file"),
-    (codecs.BOM_UTF16_LE + b"p\x00h\x00\x00\xd8", "starts like UTF-16 text but is not"),
-], ids=["random bytes", "control characters", "xlsx", "xls", "utf-16 with NUL", "broken utf-16"])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (random.Random(7).randbytes(4096), "binary file"),
+        (bytes(range(1, 32)) * 100, "binary file"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + b"x" * 100, "spreadsheet workbook"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"x" * 100, "spreadsheet workbook"),
+        ("phone\n\x00\n".encode("utf-16"), "binary file"),
+        (codecs.BOM_UTF16_LE + b"p\x00h\x00\x00\xd8", "starts like UTF-16 text but is not"),
+    ],
+    ids=["random bytes", "control characters", "xlsx", "xls", "utf-16 with NUL", "broken utf-16"],
+)
 def test_binary_garbage_is_refused(data, message):
     with pytest.raises(CsvImportError, match=message):
         import_contacts_csv(data)
@@ -329,42 +389,53 @@ def test_a_file_with_only_invalid_rows_returns_them_all_rejected():
 
 # --- phone numbers --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, region, expected", [
-    ("+1 (415) 555-0132", "US", "+14155550132"),
-    ("415.555.0132", "US", "+14155550132"),
-    ("  415 555 0132  ", "us", "+14155550132"),
-    ("+55 (41) 99123-4567", "US", "+5541991234567"),
-    ("41 99123-4567", "BR", "+5541991234567"),
-    ("0055 41 99123-4567", "US", "+5541991234567"),
-    ("00 55 41 99123 4567", "BR", "+5541991234567"),
-    ("011 55 41 99123 4567", "US", "+5541991234567"),
-    ("whatsapp:+5541991234567", "US", "+5541991234567"),
-    ("WhatsApp:+14155550132", "BR", "+14155550132"),
-    ("tel:+1-415-555-0132", "US", "+14155550132"),
-    ('="+5541991234567"', "US", "+5541991234567"),
-    ("'+5541991234567", "US", "+5541991234567"),
-    ("5.541991234567E+12", "US", "+5541991234567"),
-    ("5,541991234567E+12", "BR", "+5541991234567"),
-    ("1.4155550132E+10", "US", "+14155550132"),
-    ("+44 20 7946 0958", None, "+442079460958"),
-])
+
+@pytest.mark.parametrize(
+    "text, region, expected",
+    [
+        ("+1 (415) 555-0132", "US", "+14155550132"),
+        ("415.555.0132", "US", "+14155550132"),
+        ("  415 555 0132  ", "us", "+14155550132"),
+        ("+55 (41) 99123-4567", "US", "+5541991234567"),
+        ("41 99123-4567", "BR", "+5541991234567"),
+        ("0055 41 99123-4567", "US", "+5541991234567"),
+        ("00 55 41 99123 4567", "BR", "+5541991234567"),
+        ("011 55 41 99123 4567", "US", "+5541991234567"),
+        ("whatsapp:+5541991234567", "US", "+5541991234567"),
+        ("WhatsApp:+14155550132", "BR", "+14155550132"),
+        ("tel:+1-415-555-0132", "US", "+14155550132"),
+        ('="+5541991234567"', "US", "+5541991234567"),
+        ("'+5541991234567", "US", "+5541991234567"),
+        ("5.541991234567E+12", "US", "+5541991234567"),
+        ("5,541991234567E+12", "BR", "+5541991234567"),
+        ("1.4155550132E+10", "US", "+14155550132"),
+        ("+44 20 7946 0958", None, "+442079460958"),
+    ],
+)
 def test_normalise_phone(text, region, expected):
     assert normalise_phone(text, region) == expected
 
 
-@pytest.mark.parametrize("text, region, reason", [
-    ("", "US", "empty phone"),
-    ("   ", "US", "empty phone"),
-    ("not-a-number", "US", "invalid phone number 'not-a-number'"),
-    ("41 99123-0000", "US", "invalid phone number '41 99123-0000': too long for region US"),
-    ("555-0132", "US", "invalid phone number '555-0132': not a valid number for region US"),
-    ("+1 415 555 01322", "US", "invalid phone number '+1 415 555 01322': too long"),
-    ("+999 1234 5678", "US", "invalid phone number '+999 1234 5678': unknown country code"),
-    ("4155550132", None, "invalid phone number '4155550132': unknown country code; start it with +country code"),
-    ("5.54199E+12", "US", "invalid phone number '5.54199E+12': Excel rounded it to scientific notation; "
-                          "format the phone column as text and export the file again"),
-    ("1" * 60, "US", "invalid phone number '1111111111111111111111111111111111111...': too long for region US"),
-])
+@pytest.mark.parametrize(
+    "text, region, reason",
+    [
+        ("", "US", "empty phone"),
+        ("   ", "US", "empty phone"),
+        ("not-a-number", "US", "invalid phone number 'not-a-number'"),
+        ("41 99123-0000", "US", "invalid phone number '41 99123-0000': too long for region US"),
+        ("555-0132", "US", "invalid phone number '555-0132': not a valid number for region US"),
+        ("+1 415 555 01322", "US", "invalid phone number '+1 415 555 01322': too long"),
+        ("+999 1234 5678", "US", "invalid phone number '+999 1234 5678': unknown country code"),
+        ("4155550132", None, "invalid phone number '4155550132': unknown country code; start it with +country code"),
+        (
+            "5.54199E+12",
+            "US",
+            "invalid phone number '5.54199E+12': Excel rounded it to scientific notation; "
+            "format the phone column as text and export the file again",
+        ),
+        ("1" * 60, "US", "invalid phone number '1111111111111111111111111111111111111...': too long for region US"),
+    ],
+)
 def test_normalise_phone_refuses_with_a_reason(text, region, reason):
     with pytest.raises(ValueError) as raised:
         normalise_phone(text, region)
@@ -374,18 +445,16 @@ def test_normalise_phone_refuses_with_a_reason(text, region, reason):
 
 # --- rejected rows for download -------------------------------------------------------------------------
 
+
 def test_rejected_rows_csv_is_safe_to_open_in_a_spreadsheet():
-    data = ('phone,=cmd,note\n'
-            '=HYPERLINK("http://evil"),+1,-2\n'
-            '@SUM(A1),x,"a\r\nb"\n'
-            '"not, a number",plain,ok\n').encode()
+    data = b'phone,=cmd,note\n=HYPERLINK("http://evil"),+1,-2\n@SUM(A1),x,"a\r\nb"\n"not, a number",plain,ok\n'
     result = import_contacts_csv(data, phone_column="phone")
 
     text = rejected_rows_csv(result.rejected, result.columns)
 
     assert list(csv.reader(io.StringIO(text))) == [
         ["line", "reason", "phone", "'=cmd", "note"],
-        ["2", "invalid phone number '=HYPERLINK(\"http://evil\")'", "'=HYPERLINK(\"http://evil\")", "'+1", "'-2"],
+        ["2", "invalid phone number '=HYPERLINK(\"http://evil\")'", '\'=HYPERLINK("http://evil")', "'+1", "'-2"],
         ["3", "invalid phone number '@SUM(A1)'", "'@SUM(A1)", "x", "a\r\nb"],
         ["5", "invalid phone number 'not, a number'", "not, a number", "plain", "ok"],
     ]

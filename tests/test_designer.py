@@ -1,14 +1,14 @@
 """The designer pages through the Flask test client: list, editor edits, conflicts, import, publish, versions."""
 
 import io
-from html import unescape
 import json
 import re
+from html import unescape
 
 import pytest
 
-from app import journeys
 from app.extensions import db
+from app.journeys import store as journeys
 from app.models import Audience, AudienceContact, Contact, Journey, JourneyVersion, Run
 from tests.examples import EXAMPLES_DIR
 
@@ -167,28 +167,69 @@ def test_add_rename_and_delete_nodes(client, welcome):
 
 def test_type_specific_node_forms_store_journey_v1(client, welcome):
     post(client, f"/journeys/{welcome.id}/nodes", welcome, type="api", id="lookup")
-    response = post(client, f"/journeys/{welcome.id}/nodes/lookup", welcome, id="lookup", type="api", method="POST",
-                    url="http://127.0.0.1:9/o/<<order_id>>", headers="Accept: application/json",
-                    body='{"id": "<<order_id>>"}', timeout="5", save_as="order", label="Shop")
+    response = post(
+        client,
+        f"/journeys/{welcome.id}/nodes/lookup",
+        welcome,
+        id="lookup",
+        type="api",
+        method="POST",
+        url="http://127.0.0.1:9/o/<<order_id>>",
+        headers="Accept: application/json",
+        body='{"id": "<<order_id>>"}',
+        timeout="5",
+        save_as="order",
+        label="Shop",
+    )
     assert response.status_code == 200
     node = next(node for node in draft_of(welcome)["nodes"] if node["id"] == "lookup")
-    assert node == {"id": "lookup", "type": "api", "label": "Shop", "method": "POST",
-                    "url": "http://127.0.0.1:9/o/<<order_id>>", "headers": {"Accept": "application/json"},
-                    "body": {"id": "<<order_id>>"}, "timeout": 5, "save_as": "order"}
-    bad = post(client, f"/journeys/{welcome.id}/nodes/lookup", welcome, id="lookup", type="api", url="x",
-               body="{not json")
+    assert node == {
+        "id": "lookup",
+        "type": "api",
+        "label": "Shop",
+        "method": "POST",
+        "url": "http://127.0.0.1:9/o/<<order_id>>",
+        "headers": {"Accept": "application/json"},
+        "body": {"id": "<<order_id>>"},
+        "timeout": 5,
+        "save_as": "order",
+    }
+    bad = post(
+        client, f"/journeys/{welcome.id}/nodes/lookup", welcome, id="lookup", type="api", url="x", body="{not json"
+    )
     assert bad.status_code == 422 and "API body" in bad.text
-    post(client, f"/journeys/{welcome.id}/nodes/hello", welcome, id="hello", type="message", mode="template",
-         content_sid="HX123", content_variables="1 = <<name|friend>>", channel="whatsapp")
+    post(
+        client,
+        f"/journeys/{welcome.id}/nodes/hello",
+        welcome,
+        id="hello",
+        type="message",
+        mode="template",
+        content_sid="HX123",
+        content_variables="1 = <<name|friend>>",
+        channel="whatsapp",
+    )
     node = next(node for node in draft_of(welcome)["nodes"] if node["id"] == "hello")
-    assert node == {"id": "hello", "type": "message", "channel": "whatsapp", "content_sid": "HX123",
-                    "content_variables": {"1": "<<name|friend>>"}}
+    assert node == {
+        "id": "hello",
+        "type": "message",
+        "channel": "whatsapp",
+        "content_sid": "HX123",
+        "content_variables": {"1": "<<name|friend>>"},
+    }
     post(client, f"/journeys/{welcome.id}/nodes", welcome, type="set", id="tag")
     post(client, f"/journeys/{welcome.id}/nodes/tag", welcome, id="tag", type="set", vars="seen = yes\nwho = <<name>>")
     node = next(node for node in draft_of(welcome)["nodes"] if node["id"] == "tag")
     assert node["vars"] == {"seen": "yes", "who": "<<name>>"}
-    post(client, f"/journeys/{welcome.id}/nodes/start", welcome, id="start", type="audience", where_var="order_id",
-         where_op="exists")
+    post(
+        client,
+        f"/journeys/{welcome.id}/nodes/start",
+        welcome,
+        id="start",
+        type="audience",
+        where_var="order_id",
+        where_op="exists",
+    )
     node = next(node for node in draft_of(welcome)["nodes"] if node["id"] == "start")
     assert node["where"] == {"var": "order_id", "op": "exists"}
 
@@ -201,11 +242,25 @@ def test_edges_add_edit_reorder_delete(client, welcome):
     index = len(doc["edges"]) - 1
     assert doc["edges"][index] == {"from": "ask", "to": "done", "when": {"regex": r"^\d+$"}}
 
-    post(client, f"{url}/edges/2", welcome, to="thanks", kind="keywords", keywords=["yes", "y", "sim"],
-         new_keyword="yep, ok")
+    post(
+        client,
+        f"{url}/edges/2",
+        welcome,
+        to="thanks",
+        kind="keywords",
+        keywords=["yes", "y", "sim"],
+        new_keyword="yep, ok",
+    )
     assert draft_of(welcome)["edges"][2]["when"] == {"keywords": ["yes", "y", "sim", "yep", "ok"]}
-    post(client, f"{url}/edges/2", welcome, to="thanks", kind="keywords", keywords=["yes", "y", "sim", "yep", "ok"],
-         remove_keyword="y")
+    post(
+        client,
+        f"{url}/edges/2",
+        welcome,
+        to="thanks",
+        kind="keywords",
+        keywords=["yes", "y", "sim", "yep", "ok"],
+        remove_keyword="y",
+    )
     assert draft_of(welcome)["edges"][2]["when"] == {"keywords": ["yes", "sim", "yep", "ok"]}
 
     post(client, f"{url}/edges/{index}/move", welcome, direction="up")
@@ -232,11 +287,17 @@ def test_split_weights(client):
 
 
 def test_stale_revision_is_refused_with_409_and_nothing_is_saved(client, welcome):
-    first = client.post(f"/journeys/{welcome.id}/nodes/ask", data={"draft_revision": 1, "id": "ask", "type": "wait",
-                                                                    "timeout": "1h"}, headers=HX)
+    first = client.post(
+        f"/journeys/{welcome.id}/nodes/ask",
+        data={"draft_revision": 1, "id": "ask", "type": "wait", "timeout": "1h"},
+        headers=HX,
+    )
     assert first.status_code == 200
-    second = client.post(f"/journeys/{welcome.id}/nodes/ask", data={"draft_revision": 1, "id": "ask", "type": "wait",
-                                                                     "timeout": "5h"}, headers=HX)
+    second = client.post(
+        f"/journeys/{welcome.id}/nodes/ask",
+        data={"draft_revision": 1, "id": "ask", "type": "wait", "timeout": "5h"},
+        headers=HX,
+    )
     assert second.status_code == 409
     assert second.headers["HX-Retarget"] == "#conflict"
     assert "changed in another tab" in second.text and "Reload" in second.text
@@ -253,8 +314,11 @@ def test_problems_update_and_link_to_their_node(client, welcome):
     problems = re.search(r'<section id="problems".*?</section>', response.text, re.S).group(0)
     assert "error" in problems and "soon" in problems
     assert f'hx-get="/journeys/{welcome.id}/nodes/ask"' in problems
-    check = client.post(f"/journeys/{welcome.id}/nodes/hello/check",
-                        data={"id": "hello", "type": "message", "body": "Hi <<name"}, headers=HX)
+    check = client.post(
+        f"/journeys/{welcome.id}/nodes/hello/check",
+        data={"id": "hello", "type": "message", "body": "Hi <<name"},
+        headers=HX,
+    )
     assert "'<<' without a matching '>>'" in unescape(check.text)
     clash = client.post(f"/journeys/{welcome.id}/nodes/hello/check", data={"id": "ask", "type": "message"})
     assert "already a node" in clash.text
@@ -312,8 +376,10 @@ def test_preview_for_sample_contact(client, welcome):
     client.post(f"{url}/sample", data={"fields": "name = Ana\norder_id = 77"})
     filled = client.post(f"{url}/preview", data={"body": "Hi <<name>>, order <<order_id>> " + "x" * 150})
     assert "Hi Ana, order 77" in filled.text and "GSM-7" in filled.text and "2 SMS segments" in filled.text
-    template = client.post(f"{url}/preview", data={"mode": "template", "content_sid": "HXabc",
-                                                   "content_variables": "1 = <<name>>\n2 = <<city>>"})
+    template = client.post(
+        f"{url}/preview",
+        data={"mode": "template", "content_sid": "HXabc", "content_variables": "1 = <<name>>\n2 = <<city>>"},
+    )
     assert "HXabc" in template.text and "Ana" in template.text and "«city»" in template.text
     bad = client.post(f"{url}/sample", data={"fields": "name = Ana\nno separator"})
     assert bad.status_code == 422 and "line 2" in bad.text
@@ -322,16 +388,18 @@ def test_preview_for_sample_contact(client, welcome):
 
 def test_sample_from_an_audience_contact(client, welcome):
     audience = Audience(name="Buyers", columns=["phone", "name", "order_id"], total=1)
-    contact = Contact(phone="+15550001111", name="Bea", fields={"phone": "+15550001111", "name": "Bea",
-                                                                  "order_id": "42"})
+    contact = Contact(
+        phone="+15550001111", name="Bea", fields={"phone": "+15550001111", "name": "Bea", "order_id": "42"}
+    )
     db.session.add_all([audience, contact])
     db.session.flush()
     db.session.add(AudienceContact(audience_id=audience.id, contact_id=contact.id))
     db.session.commit()
     panel = client.get(f"/journeys/{welcome.id}/sample?audience_id={audience.id}")
     assert "+15550001111" in panel.text
-    chosen = client.post(f"/journeys/{welcome.id}/sample", data={"use": "contact", "contact_id": contact.id,
-                                                                  "audience_id": audience.id})
+    chosen = client.post(
+        f"/journeys/{welcome.id}/sample", data={"use": "contact", "contact_id": contact.id, "audience_id": audience.id}
+    )
     assert chosen.headers["HX-Trigger"] == "sample-changed" and "order_id = 42" in chosen.text
     preview = client.post(f"/journeys/{welcome.id}/preview", data={"body": "Hi <<name>> #<<order_id>>"})
     assert "Hi Bea #42" in preview.text
@@ -374,8 +442,11 @@ def test_simulator_typed_api_answer(client):
     token = re.search(r'name="token" value="([^"]+)"', started.text).group(1)
     bad = client.post(f"{url}/simulator/api", data={"token": token, "status": "200", "body": "{x"}, headers=HX)
     assert "not JSON" in bad.text
-    answered = client.post(f"{url}/simulator/api", data={"token": token, "status": "200",
-                                                         "body": '{"status": "shipped", "tracking": "T9"}'}, headers=HX)
+    answered = client.post(
+        f"{url}/simulator/api",
+        data={"token": token, "status": "200", "body": '{"status": "shipped", "tracking": "T9"}'},
+        headers=HX,
+    )
     assert "shipped with our courier: track T9" in answered.text
 
 

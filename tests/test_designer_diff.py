@@ -1,9 +1,9 @@
-"""What changed between two versions (`app.journey_diff`)."""
+"""What changed between two versions (`app.journeys.diff`)."""
 
 import copy
 import json
 
-from app.journey_diff import diff
+from app.journeys.diff import diff
 from tests.examples import EXAMPLES_DIR
 
 WELCOME = json.loads((EXAMPLES_DIR / "welcome.json").read_text())

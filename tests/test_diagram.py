@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app import diagram
+from app.journeys import diagram
 from tests.examples import EXAMPLES_DIR
 
 
@@ -51,8 +51,10 @@ def test_every_node_and_edge_of_the_examples_is_drawn(name):
 
 
 def test_edge_labels_say_the_condition():
-    doc = {"nodes": [{"id": "w", "type": "wait", "timeout": "2h"}, {"id": "s", "type": "split"}], "edges": [
-        {"from": "s", "to": "w", "weight": 1}, {"from": "s", "to": "w", "weight": 3}]}
+    doc = {
+        "nodes": [{"id": "w", "type": "wait", "timeout": "2h"}, {"id": "s", "type": "split"}],
+        "edges": [{"from": "s", "to": "w", "weight": 1}, {"from": "s", "to": "w", "weight": 3}],
+    }
     label = lambda when: diagram.edge_label({"from": "w", "to": "x", "when": when}, doc)  # noqa: E731
     assert label({"keywords": ["yes", "sim"]}) == "yes, sim"
     assert label({"regex": r"^\d+$"}) == r"/^\d+$/"
@@ -87,19 +89,23 @@ def test_fifty_nodes_do_not_overlap_and_render_fast():
     boxes = list(node_boxes(svg).items())
     assert len(boxes) == 50
     for index, (first, (x1, y1)) in enumerate(boxes):
-        for second, (x2, y2) in boxes[index + 1:]:
+        for second, (x2, y2) in boxes[index + 1 :]:
             apart = abs(x1 - x2) >= diagram.NODE_WIDTH or abs(y1 - y2) >= diagram.NODE_HEIGHT
             assert apart, f"{first} overlaps {second}"
     width, height = map(float, re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg).groups())
-    assert all(0 <= x and x + diagram.NODE_WIDTH <= width and 0 <= y <= height for _, (x, y) in boxes)
+    assert all(x >= 0 and x + diagram.NODE_WIDTH <= width and 0 <= y <= height for _, (x, y) in boxes)
     assert elapsed < 5  # a sanity bound only; bench/bench_designer.py measures
 
 
 def test_selection_counts_path_and_links():
     doc = example("welcome")
     svg = diagram.render_svg(
-        doc, selected="ask", node_counts={"ask": {"here": 3, "visits": 7}}, edge_counts={2: 5},
-        path=["start", "hello", "ask", "again", "ask"], link_template="/journeys/3/nodes/{id}",
+        doc,
+        selected="ask",
+        node_counts={"ask": {"here": 3, "visits": 7}},
+        edge_counts={2: 5},
+        path=["start", "hello", "ask", "again", "ask"],
+        link_template="/journeys/3/nodes/{id}",
     )
     assert 'class="node node-wait node-path node-current node-selected"' in svg
     assert "3 here" in svg and "7 visits" in svg
@@ -110,9 +116,16 @@ def test_selection_counts_path_and_links():
 
 
 def test_drafts_that_are_not_valid_still_render():
-    doc = {"nodes": [{"id": "a", "type": "mystery"}, {"id": "a", "type": "end"}, "junk", {"type": "message"},
-                     {"id": "b<script>", "type": "message", "body": "<b>&"}],
-           "edges": [{"from": "a", "to": "ghost"}, {"from": "a", "to": "a"}, 7, {"from": "b<script>", "to": "a"}]}
+    doc = {
+        "nodes": [
+            {"id": "a", "type": "mystery"},
+            {"id": "a", "type": "end"},
+            "junk",
+            {"type": "message"},
+            {"id": "b<script>", "type": "message", "body": "<b>&"},
+        ],
+        "edges": [{"from": "a", "to": "ghost"}, {"from": "a", "to": "a"}, 7, {"from": "b<script>", "to": "a"}],
+    }
     svg = diagram.render_svg(doc)
     assert "<script>" not in svg and "b&lt;script&gt;" in svg
     assert "unknown type" in svg

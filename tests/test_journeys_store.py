@@ -1,12 +1,12 @@
-"""The journey store (`app.journeys`) and its JSON API: drafts, immutable versions, concurrency, import/export."""
+"""The journey store (`app.journeys.store`) and its JSON API: drafts, immutable versions, concurrency, import/export."""
 
 import copy
 import json
 
 import pytest
 
-from app import journeys
 from app.extensions import db
+from app.journeys import store as journeys
 from app.models import Journey, JourneyVersion, Run
 from tests.examples import EXAMPLES_DIR
 
@@ -177,6 +177,7 @@ def test_warnings_are_separate_from_errors(app):
 
 
 # --- JSON API ---------------------------------------------------------------------------------
+
 
 def test_api_create_get_put(api):
     created = api.post("/api/journeys", json=WELCOME)

@@ -9,10 +9,10 @@ from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from sqlalchemy import select, update
 
-from app import messaging
 from app.extensions import db
 from app.models import Campaign, Contact, Journey, JourneyVersion, Message, MessageEvent, Participation, Run, utcnow
 from app.queues import get_queue, get_redis
+from app.sending import messaging
 from tests.conftest import drain
 
 
@@ -68,7 +68,12 @@ def events_of(message_id: int) -> list[str]:
 def test_sends_and_logs_every_message(app, fake_twilio):
     campaign_id, ids = make_campaign(phones(3))
     assert messaging.campaign_counts(campaign_id) == {
-        "total": 3, "queued": 3, "sent": 0, "delivered": 0, "failed": 0, "canceled": 0,
+        "total": 3,
+        "queued": 3,
+        "sent": 0,
+        "delivered": 0,
+        "failed": 0,
+        "canceled": 0,
     }
 
     assert messaging.enqueue_messages(ids) == 1
@@ -88,7 +93,12 @@ def test_sends_and_logs_every_message(app, fake_twilio):
     campaign = db.session.get(Campaign, campaign_id)
     assert campaign.status == "completed" and campaign.finished_at is not None
     assert messaging.campaign_counts(campaign_id) == {
-        "total": 3, "queued": 0, "sent": 3, "delivered": 0, "failed": 0, "canceled": 0,
+        "total": 3,
+        "queued": 0,
+        "sent": 3,
+        "delivered": 0,
+        "failed": 0,
+        "canceled": 0,
     }
 
 
@@ -211,7 +221,12 @@ def test_permanent_error_is_not_retried(app, fake_twilio):
     assert "not a valid phone number" in bad.error_message
     assert good.status == "sent"
     assert messaging.campaign_counts(campaign_id) == {
-        "total": 2, "queued": 0, "sent": 1, "delivered": 0, "failed": 1, "canceled": 0,
+        "total": 2,
+        "queued": 0,
+        "sent": 1,
+        "delivered": 0,
+        "failed": 1,
+        "canceled": 0,
     }
 
 

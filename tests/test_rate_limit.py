@@ -13,11 +13,11 @@ from rq.job import Job
 from rq.registry import FinishedJobRegistry
 from sqlalchemy import func, select
 
-from app import messaging
 from app.extensions import db
-from app.limiter import window_for
 from app.models import Message
 from app.queues import get_queue, get_redis
+from app.sending import messaging
+from app.sending.limiter import window_for
 from tests.conftest import worker_env
 from tests.test_messaging import make_campaign, phones
 
@@ -39,7 +39,10 @@ def worker_processes(app, fake_twilio, tmp_path, count: int, **settings):
     with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.worker", "--processes", str(count)],
-            cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30

@@ -16,11 +16,12 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from app import messaging, runner
-from app.channels import DryRunSender, OutboundMessage, SenderSettings, SentLookup, TwilioSender, get_sender
 from app.extensions import db
 from app.models import Campaign, Message, Step, utcnow
 from app.queues import get_queue
+from app.runs import runner
+from app.sending import messaging
+from app.sending.channels import DryRunSender, OutboundMessage, SenderSettings, SentLookup, TwilioSender, get_sender
 from app.worker import warn_about_settings
 from tests.conftest import drain
 from tests.fake_twilio import SMS_FROM, WHATSAPP_FROM
@@ -36,17 +37,21 @@ def die_while_sending(ids: list[int], accepted: list[int]) -> dict[int, str]:
     """What a send job killed mid-batch leaves: every row of `ids` claimed (`sending`, no sid), and Twilio
     holding the messages of `accepted`, sent through the SDK like the job did; returns their sids."""
     db.session.execute(
-        update(Message).where(Message.id.in_(ids))
+        update(Message)
+        .where(Message.id.in_(ids))
         .values(status="sending", attempts=Message.attempts + 1, updated_at=utcnow() - timedelta(seconds=1))
     )
     db.session.commit()
     rows = [message(message_id) for message_id in accepted]
     with get_sender(SenderSettings.from_config(current_app.config)) as sender:
-        results = sender.send_many([
-            OutboundMessage(key=str(row.id), to=row.to_phone, channel=row.channel, body=row.body,
-                            content_sid=row.content_sid)
-            for row in rows
-        ])
+        results = sender.send_many(
+            [
+                OutboundMessage(
+                    key=str(row.id), to=row.to_phone, channel=row.channel, body=row.body, content_sid=row.content_sid
+                )
+                for row in rows
+            ]
+        )
     assert all(result.ok for result in results), results
     return {int(result.key): result.sid for result in results}
 
@@ -197,8 +202,9 @@ def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio):
     moved = participations(run_id)
     assert {row.state for row in moved.values()} == {"completed"}
     for row in moved.values():
-        outcomes = db.session.scalars(select(Step.node_id).where(Step.participation_id == row.id,
-                                                                 Step.kind == "outcome")).all()
+        outcomes = db.session.scalars(
+            select(Step.node_id).where(Step.participation_id == row.id, Step.kind == "outcome")
+        ).all()
         assert sorted(outcomes) == ["m1", "m2"]
     # An outcome fed again (a repeated sweep or job) changes nothing.
     again = messaging.Outcome(first_messages[0], moved[numbers[0]].id, ok=True, final=True)
@@ -209,8 +215,14 @@ def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio):
 
 
 def settings_for(fake, **overrides) -> SenderSettings:
-    return SenderSettings(account_sid=fake.account_sid, auth_token=fake.auth_token, sms_from=SMS_FROM,
-                          whatsapp_from=WHATSAPP_FROM, api_base_url=fake.base_url, **overrides)
+    return SenderSettings(
+        account_sid=fake.account_sid,
+        auth_token=fake.auth_token,
+        sms_from=SMS_FROM,
+        whatsapp_from=WHATSAPP_FROM,
+        api_base_url=fake.base_url,
+        **overrides,
+    )
 
 
 def lookup(key: str, to: str, body: str | None, channel: str = "sms", **fields) -> SentLookup:
@@ -221,23 +233,32 @@ def lookup(key: str, to: str, body: str | None, channel: str = "sms", **fields) 
 
 def test_find_sent_matches_recipient_sender_body_and_time(fake_twilio):
     with TwilioSender(settings_for(fake_twilio)) as sender:
-        sent = sender.send_many([
-            OutboundMessage(key="a", to="+15551230001", channel="sms", body="hello"),
-            OutboundMessage(key="b", to="+15551230001", channel="sms", body="hello"),
-            OutboundMessage(key="c", to="+15551230001", channel="whatsapp", body="hello"),
-            OutboundMessage(key="d", to="+15551230001", channel="sms", body="other"),
-        ])
-        answers = sender.find_sent([
-            lookup("same", "+15551230001", "hello"),
-            lookup("whatsapp", "+15551230001", "hello", channel="whatsapp"),
-            lookup("stranger", "+15551230002", "hello"),
-            lookup("before them", "+15551230001", "hello", until=datetime.now(UTC) - timedelta(minutes=1)),
-            lookup("unknown channel", "+15551230001", "hello", channel="fax"),
-        ])
+        sent = sender.send_many(
+            [
+                OutboundMessage(key="a", to="+15551230001", channel="sms", body="hello"),
+                OutboundMessage(key="b", to="+15551230001", channel="sms", body="hello"),
+                OutboundMessage(key="c", to="+15551230001", channel="whatsapp", body="hello"),
+                OutboundMessage(key="d", to="+15551230001", channel="sms", body="other"),
+            ]
+        )
+        answers = sender.find_sent(
+            [
+                lookup("same", "+15551230001", "hello"),
+                lookup("whatsapp", "+15551230001", "hello", channel="whatsapp"),
+                lookup("stranger", "+15551230002", "hello"),
+                lookup("before them", "+15551230001", "hello", until=datetime.now(UTC) - timedelta(minutes=1)),
+                lookup("unknown channel", "+15551230001", "hello", channel="fax"),
+            ]
+        )
     sids = {result.key: result.sid for result in sent}
     found = {answer.key: [message.sid for message in answer.found] for answer in answers}
-    assert found == {"same": [sids["a"], sids["b"]], "whatsapp": [sids["c"]], "stranger": [], "before them": [],
-                     "unknown channel": []}
+    assert found == {
+        "same": [sids["a"], sids["b"]],
+        "whatsapp": [sids["c"]],
+        "stranger": [],
+        "before them": [],
+        "unknown channel": [],
+    }
     assert [answer.ok for answer in answers] == [True, True, True, True, False]
     assert len(fake_twilio.list_requests) == 3  # one per recipient and sender, shared by its lookups
 
@@ -264,17 +285,23 @@ def sdk_client(fake, auth_token: str | None = None) -> Client:
 def test_fake_lists_accepted_messages_like_twilio(fake_twilio):
     fake_twilio.fail_for("+15551239999", status=400, code=21211)
     with TwilioSender(settings_for(fake_twilio)) as sender:
-        sender.send_many([OutboundMessage(key=str(n), to="+15551230001", channel="sms", body=f"m{n}")
-                          for n in range(7)])
-        sender.send_many([OutboundMessage(key="w", to="+15551230002", channel="whatsapp", body="w"),
-                          OutboundMessage(key="x", to="+15551239999", channel="sms", body="refused")])
+        sender.send_many(
+            [OutboundMessage(key=str(n), to="+15551230001", channel="sms", body=f"m{n}") for n in range(7)]
+        )
+        sender.send_many(
+            [
+                OutboundMessage(key="w", to="+15551230002", channel="whatsapp", body="w"),
+                OutboundMessage(key="x", to="+15551239999", channel="sms", body="refused"),
+            ]
+        )
     client = sdk_client(fake_twilio)
 
     listed = client.messages.list(to="+15551230001", page_size=3)  # three pages, linked by next_page_uri
     assert [record.body for record in listed] == [f"m{n}" for n in reversed(range(7))]  # newest first
     assert all(record.date_created.tzinfo and record.date_sent == record.date_created for record in listed)
     assert {(record.status, record.from_, record.direction) for record in listed} == {
-        ("sent", SMS_FROM, "outbound-api")}
+        ("sent", SMS_FROM, "outbound-api")
+    }
     assert [record.to for record in client.messages.list(from_=WHATSAPP_FROM)] == ["whatsapp:+15551230002"]
     assert len(client.messages.list()) == 8  # the refused message is not there
     hour_ago, in_an_hour = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1)

@@ -8,18 +8,23 @@ import re
 import pytest
 from rq import SimpleWorker
 
-from app import runner
 from app.extensions import db
 from app.models import Audience, AudienceContact, Campaign, Contact, Journey, Message, Participation, Run
 from app.queues import get_queue, get_redis
-from app.results_export import safe_cell
+from app.runs import runner
+from app.runs.export import safe_cell
 from tests.conftest import drain
 from tests.test_run_stats import FAILED_REASON, build_run
 
 SIMPLE = {
-    "format": "journey/v1", "name": "Hello", "channel": "sms",
-    "nodes": [{"id": "start", "type": "audience"}, {"id": "hello", "type": "message", "body": "Hi <<name>>!"},
-              {"id": "done", "type": "end"}],
+    "format": "journey/v1",
+    "name": "Hello",
+    "channel": "sms",
+    "nodes": [
+        {"id": "start", "type": "audience"},
+        {"id": "hello", "type": "message", "body": "Hi <<name>>!"},
+        {"id": "done", "type": "end"},
+    ],
     "edges": [{"from": "start", "to": "hello"}, {"from": "hello", "to": "done"}],
 }
 
@@ -171,8 +176,10 @@ def test_stop_asks_first_then_stops_everyone_and_cancels_queued_messages(client,
     assert response.status_code == 302
     db.session.expire_all()
     assert db.session.get(Run, run.id).status == "stopped"
-    states = {participation.contact.name: participation.state for participation in db.session.scalars(
-        db.select(Participation))}
+    states = {
+        participation.contact.name: participation.state
+        for participation in db.session.scalars(db.select(Participation))
+    }
     assert states["Bruno"] == states["Dora"] == "stopped" and states["Ana"] == "completed"
     queued = db.session.scalar(db.select(Message).where(Message.participation_id == dora.id))
     assert queued.status == "canceled"
@@ -199,16 +206,29 @@ def test_export_streams_every_contact_safe_for_spreadsheets(client, built):
     assert by_phone["'+15550000003"]["error"] == FAILED_REASON
 
 
-@pytest.mark.parametrize(("value", "cell"), [
-    ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@A1", "'@A1"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("plain", "plain"), ("a=b", "a=b"), (None, ""), (3, "3"), ({"b": 1}, '{"b": 1}'), (True, "true"),
-])
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@A1", "'@A1"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        (None, ""),
+        (3, "3"),
+        ({"b": 1}, '{"b": 1}'),
+        (True, "true"),
+    ],
+)
 def test_safe_cell(value, cell):
     assert safe_cell(value) == cell
 
 
 def test_export_of_many_contacts_reads_them_page_by_page(client, app, monkeypatch):
-    from app import results_export
+    from app.runs import export as results_export
 
     monkeypatch.setattr(results_export, "PAGE_SIZE", 7)
     journey = Journey(name="Hello", draft=SIMPLE)
@@ -231,10 +251,12 @@ def test_home_shows_active_runs_campaigns_and_queue_health(client, built):
     campaign = Campaign(name="Spring sale", body="Hi", status="sending", total=2)
     db.session.add(campaign)
     db.session.flush()
-    db.session.add_all([
-        Message(campaign_id=campaign.id, to_phone="+15550009001", channel="sms", status="delivered", sid="SMa"),
-        Message(campaign_id=campaign.id, to_phone="+15550009002", channel="sms", status="queued"),
-    ])
+    db.session.add_all(
+        [
+            Message(campaign_id=campaign.id, to_phone="+15550009001", channel="sms", status="delivered", sid="SMa"),
+            Message(campaign_id=campaign.id, to_phone="+15550009002", channel="sms", status="queued"),
+        ]
+    )
     db.session.commit()
     get_queue("flows").enqueue("app.tasks.flows.advance", [])
     page = client.get("/")

@@ -9,16 +9,28 @@ from datetime import timedelta
 
 import pytest
 
-from app import run_stats
 from app.extensions import db
 from app.models import (
-    Audience, Contact, InboundMessage, Journey, JourneyVersion, Message, MessageEvent, Participation, Run, Step,
-    User, utcnow,
+    Audience,
+    Contact,
+    InboundMessage,
+    Journey,
+    JourneyVersion,
+    Message,
+    MessageEvent,
+    Participation,
+    Run,
+    Step,
+    User,
+    utcnow,
 )
 from app.queues import get_redis
+from app.runs import stats as run_stats
 
 JOURNEY = {
-    "format": "journey/v1", "name": "Delivery check", "channel": "sms",
+    "format": "journey/v1",
+    "name": "Delivery check",
+    "channel": "sms",
     "nodes": [
         {"id": "start", "type": "audience"},
         {"id": "hello", "type": "message", "body": "Did order <<order_id>> arrive? Reply YES or NO."},
@@ -48,16 +60,31 @@ class RunBuilder:
 
     def contact(self, phone, name, state, node, **values) -> Participation:
         contact = Contact(phone=phone, name=name, fields={"order_id": f"A-{phone[-2:]}"})
-        participation = Participation(run=self.run, contact=contact, state=state, node_id=node,
-                                      started_at=self.at, updated_at=values.pop("updated_at", self.at), **values)
+        participation = Participation(
+            run=self.run,
+            contact=contact,
+            state=state,
+            node_id=node,
+            started_at=self.at,
+            updated_at=values.pop("updated_at", self.at),
+            **values,
+        )
         db.session.add(participation)
         db.session.flush()
         return participation
 
     def steps(self, participation, *entries, at=None):
         for kind, node_id, detail in entries:
-            db.session.add(Step(participation_id=participation.id, run_id=self.run.id, kind=kind, node_id=node_id,
-                                detail=detail, at=at or self.at))
+            db.session.add(
+                Step(
+                    participation_id=participation.id,
+                    run_id=self.run.id,
+                    kind=kind,
+                    node_id=node_id,
+                    detail=detail,
+                    at=at or self.at,
+                )
+            )
         db.session.flush()
 
     def enter(self, participation, *nodes):
@@ -65,16 +92,28 @@ class RunBuilder:
 
     def edge(self, participation, index, at=None):
         edge = JOURNEY["edges"][index]
-        self.steps(participation, ("edge", edge["from"], {"from": edge["from"], "to": edge["to"], "index": index,
-                                                          "label": ""}), at=at)
+        self.steps(
+            participation,
+            ("edge", edge["from"], {"from": edge["from"], "to": edge["to"], "index": index, "label": ""}),
+            at=at,
+        )
 
     def message(self, participation, node, statuses, code=None) -> Message:
         accepted = any(status != "failed" for status in statuses)
-        message = Message(participation_id=participation.id, node_id=node, contact_id=participation.contact_id,
-                          idempotency_key=f"{participation.id}:{node}:1", to_phone=participation.contact.phone,
-                          channel="sms", body=f"body of {node}", status=statuses[-1] if statuses else "queued",
-                          sid=f"SM{participation.id:04d}{node}" if accepted else None, error_code=code,
-                          error_message="explained" if code else None, created_at=self.at)
+        message = Message(
+            participation_id=participation.id,
+            node_id=node,
+            contact_id=participation.contact_id,
+            idempotency_key=f"{participation.id}:{node}:1",
+            to_phone=participation.contact.phone,
+            channel="sms",
+            body=f"body of {node}",
+            status=statuses[-1] if statuses else "queued",
+            sid=f"SM{participation.id:04d}{node}" if accepted else None,
+            error_code=code,
+            error_message="explained" if code else None,
+            created_at=self.at,
+        )
         db.session.add(message)
         db.session.flush()
         for status in statuses:
@@ -84,13 +123,22 @@ class RunBuilder:
         return message
 
     def reply(self, participation, text, matched, outcome, at=None):
-        inbound = InboundMessage(sid=f"SMIN{participation.id}{text}", from_phone=participation.contact.phone,
-                                 body=text, contact_id=participation.contact_id,
-                                 participation_id=participation.id, outcome=outcome, received_at=at or self.at)
+        inbound = InboundMessage(
+            sid=f"SMIN{participation.id}{text}",
+            from_phone=participation.contact.phone,
+            body=text,
+            contact_id=participation.contact_id,
+            participation_id=participation.id,
+            outcome=outcome,
+            received_at=at or self.at,
+        )
         db.session.add(inbound)
         db.session.flush()
-        self.steps(participation, ("reply", "ask", {"text": text, "payload": None, "matched": matched,
-                                                    "inbound_id": inbound.id}), at=at)
+        self.steps(
+            participation,
+            ("reply", "ask", {"text": text, "payload": None, "matched": matched, "inbound_id": inbound.id}),
+            at=at,
+        )
 
 
 def build_run(now=None) -> dict:
@@ -106,14 +154,26 @@ def build_run(now=None) -> dict:
     audience = Audience(name="Buyers", columns=["phone", "name", "order_id"], total=6)
     db.session.add_all([version, audience])
     db.session.flush()
-    run = Run(journey_id=journey.id, version_id=version.id, audience_id=audience.id, status="active", total=6,
-              created_by_id=user.id, created_at=at)
+    run = Run(
+        journey_id=journey.id,
+        version_id=version.id,
+        audience_id=audience.id,
+        status="active",
+        total=6,
+        created_by_id=user.id,
+        created_at=at,
+    )
     db.session.add(run)
     db.session.flush()
     build = RunBuilder(run, at)
 
-    ana = build.contact("+15550000001", "Ana", "completed", "done",
-                        engine_state={"node_id": "done", "status": "completed", "variables": {"reply": "yes"}})
+    ana = build.contact(
+        "+15550000001",
+        "Ana",
+        "completed",
+        "done",
+        engine_state={"node_id": "done", "status": "completed", "variables": {"reply": "yes"}},
+    )
     build.enter(ana, "start")
     build.edge(ana, 0)
     build.enter(ana, "hello")
@@ -127,8 +187,14 @@ def build_run(now=None) -> dict:
     build.edge(ana, 5)
     build.enter(ana, "done")
 
-    bruno = build.contact("+15550000002", "Bruno", "waiting", "ask", wake_at=now + timedelta(hours=1),
-                          engine_state={"node_id": "ask", "status": "waiting", "variables": {"reply": "maybe"}})
+    bruno = build.contact(
+        "+15550000002",
+        "Bruno",
+        "waiting",
+        "ask",
+        wake_at=now + timedelta(hours=1),
+        engine_state={"node_id": "ask", "status": "waiting", "variables": {"reply": "maybe"}},
+    )
     build.enter(bruno, "start")
     build.edge(bruno, 0)
     build.enter(bruno, "hello")
@@ -143,16 +209,31 @@ def build_run(now=None) -> dict:
     build.enter(carla, "hello")
     build.message(carla, "hello", ["failed"], code=30003)
 
-    dora = build.contact("+15550000004", "Dora", "sending", "hello", updated_at=now - timedelta(minutes=10),
-                         wake_at=now + timedelta(seconds=30))
+    dora = build.contact(
+        "+15550000004",
+        "Dora",
+        "sending",
+        "hello",
+        updated_at=now - timedelta(minutes=10),
+        wake_at=now + timedelta(seconds=30),
+    )
     build.enter(dora, "start")
     build.edge(dora, 0)
     build.enter(dora, "hello")
     build.message(dora, "hello", [])
 
-    eve = build.contact("+15550000005", "=cmd|' /C calc'!A0", "waiting", "ask", wake_at=now - timedelta(minutes=5),
-                        engine_state={"node_id": "ask", "status": "waiting",
-                                      "variables": {"reply": "-2+3", "payload": None, "score": "@SUM(1)"}})
+    eve = build.contact(
+        "+15550000005",
+        "=cmd|' /C calc'!A0",
+        "waiting",
+        "ask",
+        wake_at=now - timedelta(minutes=5),
+        engine_state={
+            "node_id": "ask",
+            "status": "waiting",
+            "variables": {"reply": "-2+3", "payload": None, "score": "@SUM(1)"},
+        },
+    )
     build.enter(eve, "start")
     build.edge(eve, 0)
     build.enter(eve, "hello")
@@ -163,8 +244,17 @@ def build_run(now=None) -> dict:
     fred = build.contact("+15550000006", "Fred", "filtered", "start", error="filtered out by the audience condition")
     build.enter(fred, "start")
     db.session.commit()
-    return {"run": run, "now": now, "ana": ana, "bruno": bruno, "carla": carla, "dora": dora, "eve": eve,
-            "fred": fred, "builder": build}
+    return {
+        "run": run,
+        "now": now,
+        "ana": ana,
+        "bruno": bruno,
+        "carla": carla,
+        "dora": dora,
+        "eve": eve,
+        "fred": fred,
+        "builder": build,
+    }
 
 
 @pytest.fixture
@@ -175,8 +265,17 @@ def built(app):
 def test_live_stats_match_the_hand_count(built):
     stats = run_stats.live_stats(built["run"], built["now"])
 
-    assert stats.states == {"active": 0, "sending": 1, "waiting": 2, "delayed": 0, "completed": 1, "failed": 1,
-                            "filtered": 1, "stopped": 0, "opted_out": 0}
+    assert stats.states == {
+        "active": 0,
+        "sending": 1,
+        "waiting": 2,
+        "delayed": 0,
+        "completed": 1,
+        "failed": 1,
+        "filtered": 1,
+        "stopped": 0,
+        "opted_out": 0,
+    }
     assert (stats.total, stats.finished, stats.in_progress) == (6, 3, 1)
     assert stats.nodes == {
         "start": {"here": 0, "visits": 6, "ended": 1},
@@ -218,9 +317,12 @@ def test_counts_stay_exact_as_history_settles_and_grows(built):
 
 def test_a_reused_run_id_does_not_inherit_an_old_tally(built):
     run = built["run"]
-    get_redis().set(f"jd:run-page:{run.id}", '{"run_created": "2001-01-01T00:00:00", "step_mark": 999999, '
-                    '"event_mark": 999999, "settled": {"visits": {"start": 5000}, "edges": {}, "unmatched": 0, '
-                    '"messages": {}, "errors": {}}, "samples": []}')
+    get_redis().set(
+        f"jd:run-page:{run.id}",
+        '{"run_created": "2001-01-01T00:00:00", "step_mark": 999999, '
+        '"event_mark": 999999, "settled": {"visits": {"start": 5000}, "edges": {}, "unmatched": 0, '
+        '"messages": {}, "errors": {}}, "samples": []}',
+    )
     assert run_stats.live_stats(run, built["now"]).nodes["start"]["visits"] == 6
 
 
@@ -246,21 +348,24 @@ def names(page) -> list[str]:
     return [row.name.split("|")[0] for row in page.rows]
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
-    ({}, ["Ana", "Bruno", "Carla", "Dora", "=cmd", "Fred"]),
-    ({"state": "waiting"}, ["Bruno", "=cmd"]),
-    ({"node": "hello"}, ["Carla", "Dora"]),
-    ({"state": "sending", "node": "hello"}, ["Dora"]),
-    ({"search": "ana"}, ["Ana"]),
-    ({"search": "(555) 000-0002"}, ["Bruno"]),
-    ({"search": "0003"}, ["Carla"]),
-    ({"search": "%"}, []),
-    ({"error": "30003"}, ["Carla"]),
-    ({"error": "30005"}, ["=cmd"]),
-    ({"error": "none"}, []),
-    ({"error": "junk"}, []),
-    ({"overdue": True}, ["Dora", "=cmd"]),
-])
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, ["Ana", "Bruno", "Carla", "Dora", "=cmd", "Fred"]),
+        ({"state": "waiting"}, ["Bruno", "=cmd"]),
+        ({"node": "hello"}, ["Carla", "Dora"]),
+        ({"state": "sending", "node": "hello"}, ["Dora"]),
+        ({"search": "ana"}, ["Ana"]),
+        ({"search": "(555) 000-0002"}, ["Bruno"]),
+        ({"search": "0003"}, ["Carla"]),
+        ({"search": "%"}, []),
+        ({"error": "30003"}, ["Carla"]),
+        ({"error": "30005"}, ["=cmd"]),
+        ({"error": "none"}, []),
+        ({"error": "junk"}, []),
+        ({"overdue": True}, ["Dora", "=cmd"]),
+    ],
+)
 def test_contacts_table_filters(built, filters, expected):
     page = run_stats.contacts_table(built["run"], run_stats.ContactFilter(**filters), now=built["now"])
     assert names(page) == expected
@@ -278,16 +383,27 @@ def test_contacts_table_pages_by_keyset(built):
     back = run_stats.contacts_table(run, everyone, before=second.first_id, per_page=4)
     assert names(back) == names(first) and back.has_after
     assert not back.has_before
-    waiting = run_stats.contacts_table(run, run_stats.ContactFilter(state="waiting"), after=first.last_id,
-                                       per_page=4)
+    waiting = run_stats.contacts_table(run, run_stats.ContactFilter(state="waiting"), after=first.last_id, per_page=4)
     assert names(waiting) == ["=cmd"] and waiting.count == 2
 
 
 def test_timeline_has_edges_with_the_reply_that_chose_them_and_message_histories(built):
     entries = run_stats.contact_timeline(built["ana"])
     kinds = [entry.kind for entry in entries]
-    assert kinds == ["enter", "edge", "enter", "message", "edge", "enter", "reply", "edge", "enter", "message",
-                     "edge", "enter"]
+    assert kinds == [
+        "enter",
+        "edge",
+        "enter",
+        "message",
+        "edge",
+        "enter",
+        "reply",
+        "edge",
+        "enter",
+        "message",
+        "edge",
+        "enter",
+    ]
     chosen = [entry for entry in entries if entry.kind == "edge" and entry.detail["index"] == 2][0]
     assert chosen.reply == "yes"
     assert [entry.reply for entry in entries if entry.kind == "edge" and entry.detail["index"] != 2] == [None] * 3

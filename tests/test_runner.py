@@ -7,13 +7,23 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from app import audiences, messaging, runner
+from app.contacts import audiences
 from app.extensions import db
 from app.models import Contact, InboundMessage, Message, Participation, utcnow
 from app.queues import get_queue, get_redis
+from app.runs import runner
+from app.sending import messaging
 from tests.conftest import drain
 from tests.test_runs_helpers import (
-    bodies_to, create_journey, example, linear_journey, participations, phones, run_row, settle, start,
+    bodies_to,
+    create_journey,
+    example,
+    linear_journey,
+    participations,
+    phones,
+    run_row,
+    settle,
+    start,
     sweep_at,
 )
 
@@ -23,8 +33,12 @@ LEASE = 60
 def _delay_journey(seconds: int = 30) -> dict:
     doc = linear_journey("before", "after")
     doc["nodes"].insert(2, {"id": "pause", "type": "delay", "duration": seconds})
-    doc["edges"] = [{"from": "start", "to": "m1"}, {"from": "m1", "to": "pause"},
-                    {"from": "pause", "to": "m2"}, {"from": "m2", "to": "done"}]
+    doc["edges"] = [
+        {"from": "start", "to": "m1"},
+        {"from": "m1", "to": "pause"},
+        {"from": "pause", "to": "m2"},
+        {"from": "m2", "to": "done"},
+    ]
     return doc
 
 
@@ -70,8 +84,9 @@ def test_a_timer_delivered_twice_moves_the_contact_once(app, api, fake_twilio):
 
 def test_repeated_jobs_and_outcomes_never_send_twice(app, api, fake_twilio):
     numbers = phones(10)
-    run_id = start(api, create_journey(linear_journey("one", "two", "three")).id,
-                   [{"phone": phone} for phone in numbers])
+    run_id = start(
+        api, create_journey(linear_journey("one", "two", "three")).id, [{"phone": phone} for phone in numbers]
+    )
     drain(["flows"])
     ids = _ids(run_id)
     assert runner.advance(ids) == 0  # a re-delivered first step: nothing to do
@@ -168,8 +183,9 @@ def test_flushed_redis_loses_nothing(app, api, fake_twilio):
     numbers = phones(12)
     delayed_run = start(api, create_journey(_delay_journey(3600)).id, [{"phone": p} for p in numbers[6:]])
     settle()
-    sending_run = start(api, create_journey(linear_journey("one", "two", "three")).id,
-                        [{"phone": p} for p in numbers[:6]])
+    sending_run = start(
+        api, create_journey(linear_journey("one", "two", "three")).id, [{"phone": p} for p in numbers[:6]]
+    )
     runner.sweep()
     drain(["flows"])  # first messages queued in Redis, not sent
     get_redis().flushdb()  # every queued job and the sweeper's marker are gone
@@ -188,8 +204,12 @@ def test_two_replies_at_once_advance_the_contact_once(app, api, fake_twilio, att
     run_id = start(api, create_journey(example("welcome")).id, [{"phone": phone}])
     settle()
     contact_id = db.session.scalar(select(Contact.id).where(Contact.phone == phone))
-    inbound = [InboundMessage(sid=f"SM{attempt}{n}", from_phone=phone, channel="sms", body=body,
-                              contact_id=contact_id, outcome="received") for n, body in enumerate(("yes", "no"))]
+    inbound = [
+        InboundMessage(
+            sid=f"SM{attempt}{n}", from_phone=phone, channel="sms", body=body, contact_id=contact_id, outcome="received"
+        )
+        for n, body in enumerate(("yes", "no"))
+    ]
     db.session.add_all(inbound)
     db.session.commit()
     inbound_ids = [row.id for row in inbound]
@@ -227,8 +247,9 @@ def test_stopping_at_once_sends_nothing(app, api, fake_twilio):
 
 def test_audience_run_stopped_before_preparation_starts_nobody(app, api, fake_twilio):
     audience, _ = audiences.import_audience("A", ("phone\n" + "\n".join(phones(4))).encode())
-    run_id = api.post(f"/api/journeys/{create_journey(linear_journey('one')).id}/runs",
-                      json={"audience_id": audience.id}).json["run_id"]
+    run_id = api.post(
+        f"/api/journeys/{create_journey(linear_journey('one')).id}/runs", json={"audience_id": audience.id}
+    ).json["run_id"]
     assert api.post(f"/api/runs/{run_id}/stop").status_code == 200
     settle()
     assert fake_twilio.calls == [] and participations(run_id) == {}
@@ -237,8 +258,9 @@ def test_audience_run_stopped_before_preparation_starts_nobody(app, api, fake_tw
 
 def test_lost_preparation_is_redone(app, api, fake_twilio):
     audience, _ = audiences.import_audience("A", ("phone\n" + "\n".join(phones(4))).encode())
-    run_id = api.post(f"/api/journeys/{create_journey(linear_journey('one')).id}/runs",
-                      json={"audience_id": audience.id}).json["run_id"]
+    run_id = api.post(
+        f"/api/journeys/{create_journey(linear_journey('one')).id}/runs", json={"audience_id": audience.id}
+    ).json["run_id"]
     runner.sweep()
     get_queue("flows").empty()  # prepare_run is lost
     sweep_at(LEASE + 1)

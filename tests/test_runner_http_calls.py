@@ -1,8 +1,8 @@
-"""`app.http_calls`: what an `api` node may call, and how answers are read (a real local HTTP server)."""
+"""`app.runs.http_calls`: what an `api` node may call, and how answers are read (a real local HTTP server)."""
 
 import pytest
 
-from app.http_calls import MAX_RESPONSE_BYTES, ApiCall, address_problem, perform_calls
+from app.runs.http_calls import MAX_RESPONSE_BYTES, ApiCall, address_problem, perform_calls
 
 
 def _one(call: ApiCall, allow_private: bool = True):
@@ -35,13 +35,16 @@ def test_calls_run_concurrently_and_keep_their_order(fake_api):
     assert max(result.duration_ms for result in results) < 3000  # not 10 x 0.3 s one after another
 
 
-@pytest.mark.parametrize("path, status, error", [
-    ("/status/503", 503, None),
-    ("/text", 200, None),
-    ("/slow/2", None, "no answer within 0.5 s"),
-    (f"/big/{MAX_RESPONSE_BYTES}", 200, "larger than"),
-    ("/redirect?to=http://other.example/", 302, "redirect to another host refused"),
-])
+@pytest.mark.parametrize(
+    "path, status, error",
+    [
+        ("/status/503", 503, None),
+        ("/text", 200, None),
+        ("/slow/2", None, "no answer within 0.5 s"),
+        (f"/big/{MAX_RESPONSE_BYTES}", 200, "larger than"),
+        ("/redirect?to=http://other.example/", 302, "redirect to another host refused"),
+    ],
+)
 def test_failures_come_back_as_results(fake_api, path, status, error):
     result = _one(ApiCall(0, "GET", fake_api.url(path), {}, timeout=0.5))
     assert result.status == status
@@ -55,10 +58,19 @@ def test_redirect_within_the_same_host_is_followed(fake_api):
     assert (result.status, result.body) == (200, {"status": "late"})
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:1/x", "http://localhost:1/x", "http://10.1.2.3/x", "http://192.168.0.1/",
-    "http://169.254.169.254/latest/meta-data", "http://[::1]:1/", "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1/x",
+        "http://localhost:1/x",
+        "http://10.1.2.3/x",
+        "http://192.168.0.1/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:1/",
+        "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.1]/",
+    ],
+)
 def test_private_addresses_are_refused_unless_allowed(url):
     result = _one(ApiCall(0, "GET", url, {}), allow_private=False)
     assert result.status is None and "API_NODE_ALLOW_PRIVATE" in result.error
@@ -73,4 +85,4 @@ def test_address_rules():
     assert address_problem("8.8.8.8", allow_private=False) is None
     assert address_problem("10.0.0.1", allow_private=True) is None
     assert address_problem("100.64.0.1", allow_private=False)  # carrier-grade NAT is not the internet
-    assert address_problem("224.0.0.1", allow_private=False)   # multicast
+    assert address_problem("224.0.0.1", allow_private=False)  # multicast

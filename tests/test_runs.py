@@ -9,13 +9,25 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app import journeys, runner
 from app.extensions import db
+from app.journeys import store as journeys
 from app.models import Message, utcnow
+from app.runs import runner
 from tests.conftest import drain
 from tests.test_runs_helpers import (
-    bodies_to, create_journey, example, inbound_outcome, linear_journey, participations, phones,
-    reply, run_row, settle, start, steps_of, sweep_at,
+    bodies_to,
+    create_journey,
+    example,
+    inbound_outcome,
+    linear_journey,
+    participations,
+    phones,
+    reply,
+    run_row,
+    settle,
+    start,
+    steps_of,
+    sweep_at,
 )
 
 TWO_HOURS = 2 * 3600
@@ -24,10 +36,16 @@ TWO_HOURS = 2 * 3600
 def test_welcome_journey_routes_replies_and_timeouts(app, api, fake_twilio):
     journey = create_journey(example("welcome"))
     ana, bia, caio, duda = phones(4)
-    run_id = start(api, journey.id, [
-        {"phone": ana, "name": "Ana", "order_id": "A1"}, {"phone": bia, "name": "Bia", "order_id": "B2"},
-        {"phone": caio, "order_id": "C3"}, {"phone": duda, "name": "Duda", "order_id": "D4"},
-    ])
+    run_id = start(
+        api,
+        journey.id,
+        [
+            {"phone": ana, "name": "Ana", "order_id": "A1"},
+            {"phone": bia, "name": "Bia", "order_id": "B2"},
+            {"phone": caio, "order_id": "C3"},
+            {"phone": duda, "name": "Duda", "order_id": "D4"},
+        ],
+    )
     settle()
     assert bodies_to(fake_twilio, ana) == ["Hi Ana! Did order A1 arrive? Reply YES or NO."]
     assert bodies_to(fake_twilio, caio) == ["Hi there! Did order C3 arrive? Reply YES or NO."]
@@ -57,13 +75,20 @@ def test_welcome_journey_routes_replies_and_timeouts(app, api, fake_twilio):
     summary = api.get(f"/api/runs/{run_id}").json
     assert summary["status"] == "completed" and summary["total"] == 4 and summary["version"] == 1
     assert summary["states"] == {
-        "active": 0, "sending": 0, "waiting": 0, "delayed": 0,
-        "completed": 4, "failed": 0, "filtered": 0, "stopped": 0, "opted_out": 0,
+        "active": 0,
+        "sending": 0,
+        "waiting": 0,
+        "delayed": 0,
+        "completed": 4,
+        "failed": 0,
+        "filtered": 0,
+        "stopped": 0,
+        "opted_out": 0,
     }
     assert summary["nodes"]["hello"]["visits"] == 4
-    assert summary["nodes"]["ask"]["visits"] == 5          # caio asked twice
+    assert summary["nodes"]["ask"]["visits"] == 5  # caio asked twice
     assert summary["nodes"]["again"]["visits"] == 1
-    assert summary["nodes"]["sorry"]["visits"] == 3        # bia, and the two timeouts
+    assert summary["nodes"]["sorry"]["visits"] == 3  # bia, and the two timeouts
     assert summary["nodes"]["done"] == {"visits": 4, "here": 0, "ended": 4}
     assert summary["messages"] == {"queued": 0, "sent": 9, "delivered": 0, "failed": 0, "canceled": 0}
 
@@ -81,10 +106,16 @@ def test_order_status_calls_the_api_and_branches(app, api, fake_twilio, fake_api
     fake_api.orders["2"] = {"status": "processing"}
     journey = create_journey(_order_status(fake_api))
     shipped, waiting, missing, no_order = phones(4)
-    run_id = start(api, journey.id, [
-        {"phone": shipped, "name": "Ana", "order_id": "1"}, {"phone": waiting, "order_id": "2"},
-        {"phone": missing, "order_id": "3"}, {"phone": no_order, "name": "Zé"},
-    ])
+    run_id = start(
+        api,
+        journey.id,
+        [
+            {"phone": shipped, "name": "Ana", "order_id": "1"},
+            {"phone": waiting, "order_id": "2"},
+            {"phone": missing, "order_id": "3"},
+            {"phone": no_order, "name": "Zé"},
+        ],
+    )
     settle()
     assert bodies_to(fake_twilio, shipped) == ["Ana, order 1 shipped with UPS: track 1Z999."]
     assert bodies_to(fake_twilio, waiting) == ["Hi, order 2 is processing. We'll text you when it ships."]
@@ -110,8 +141,10 @@ def test_order_status_calls_the_api_and_branches(app, api, fake_twilio, fake_api
     assert run_row(run_id).status == "completed"
     contacts = api.get(f"/api/runs/{run_id}/contacts").json["contacts"]
     assert [(c["phone"], c["state"], c["node"]) for c in contacts] == [
-        (shipped, "completed", "done"), (waiting, "completed", "done"),
-        (missing, "completed", "done"), (no_order, "filtered", "start"),
+        (shipped, "completed", "done"),
+        (waiting, "completed", "done"),
+        (missing, "completed", "done"),
+        (no_order, "filtered", "start"),
     ]
     assert contacts[0]["vars"]["order"]["tracking"] == "1Z999"
     assert [m["node"] for m in contacts[1]["messages"]] == ["waiting"]
@@ -120,8 +153,14 @@ def test_order_status_calls_the_api_and_branches(app, api, fake_twilio, fake_api
 def test_whatsapp_survey_buttons_regex_and_split(app, api, fake_twilio):
     journey = create_journey(example("whatsapp-survey"))
     ana, bia, caio, duda, eva = phones(5)
-    run_id = start(api, journey.id, [{"phone": phone, "name": name} for phone, name in
-                                     zip((ana, bia, caio, duda, eva), ("Ana", "Bia", "Caio", "Duda", "Eva"))])
+    run_id = start(
+        api,
+        journey.id,
+        [
+            {"phone": phone, "name": name}
+            for phone, name in zip((ana, bia, caio, duda, eva), ("Ana", "Bia", "Caio", "Duda", "Eva"))
+        ],
+    )
     settle()
     for call in fake_twilio.calls:
         assert call.to.startswith("whatsapp:+1500555")
@@ -141,10 +180,14 @@ def test_whatsapp_survey_buttons_regex_and_split(app, api, fake_twilio):
     reply(client, bia, "54321", channel="whatsapp")
     settle()
     assert bodies_to(fake_twilio, ana)[1:] == [
-        "Thanks! What's your 5-digit ZIP code?", "Thanks, Ana! Noted ZIP  12345 ."]
+        "Thanks! What's your 5-digit ZIP code?",
+        "Thanks, Ana! Noted ZIP  12345 .",
+    ]
     assert bodies_to(fake_twilio, bia)[1:] == [
-        "Thanks! What's your 5-digit ZIP code?", "That doesn't look like a ZIP code, try again (5 digits).",
-        "Thanks, Bia! Noted ZIP 54321."]
+        "Thanks! What's your 5-digit ZIP code?",
+        "That doesn't look like a ZIP code, try again (5 digits).",
+        "Thanks, Bia! Noted ZIP 54321.",
+    ]
     assert bodies_to(fake_twilio, caio)[1:] == ["No problem, have a nice day."]
     assert [inbound_outcome(sid).outcome for sid in outcomes] == ["matched", "matched", "matched", "not_waiting"]
     sweep_at(24 * 3600 + 1)  # duda and eva never answered the invitation
@@ -191,8 +234,12 @@ def test_permanent_send_failure_follows_failure_edge_or_fails(app, api, fake_twi
 def test_delay_fires_for_real_after_two_seconds(app, api, fake_twilio):
     doc = linear_journey("before", "after")
     doc["nodes"].insert(2, {"id": "pause", "type": "delay", "duration": 2})
-    doc["edges"] = [{"from": "start", "to": "m1"}, {"from": "m1", "to": "pause"},
-                    {"from": "pause", "to": "m2"}, {"from": "m2", "to": "done"}]
+    doc["edges"] = [
+        {"from": "start", "to": "m1"},
+        {"from": "m1", "to": "pause"},
+        {"from": "pause", "to": "m2"},
+        {"from": "m2", "to": "done"},
+    ]
     journey = create_journey(doc)
     phone = phones(1)[0]
     run_id = start(api, journey.id, [{"phone": phone}])
@@ -243,7 +290,12 @@ def test_stop_cancels_messages_still_queued(app, api, fake_twilio):
     sweep_at(3600)
     assert fake_twilio.calls == []
     assert api.get(f"/api/runs/{run_id}").json["messages"] == {
-        "queued": 0, "sent": 0, "delivered": 0, "failed": 0, "canceled": 5}
+        "queued": 0,
+        "sent": 0,
+        "delivered": 0,
+        "failed": 0,
+        "canceled": 5,
+    }
 
 
 def test_opt_out_ends_the_contacts_participations(app, api, fake_twilio):
@@ -330,7 +382,7 @@ def test_most_recent_run_gets_the_reply(app, api, fake_twilio):
 
 
 def test_run_for_an_audience(app, api, fake_twilio):
-    from app import audiences
+    from app.contacts import audiences
 
     csv = "phone,name\n" + "\n".join(f"{phone},N{n}" for n, phone in enumerate(phones(12))) + "\nnot-a-phone,X\n"
     audience, rejected = audiences.import_audience("Buyers", csv.encode())
@@ -359,11 +411,14 @@ def test_api_node_refuses_private_addresses_unless_allowed(app, api, fake_twilio
     assert api_step.detail["status"] is None and "private" in api_step.detail["error"]
 
 
-@pytest.mark.parametrize("path, error", [
-    ("/slow/3", "no answer within 1 s"),
-    ("/big/2000000", "larger than"),
-    ("/redirect?to=http://elsewhere.example/x", "another host"),
-])
+@pytest.mark.parametrize(
+    "path, error",
+    [
+        ("/slow/3", "no answer within 1 s"),
+        ("/big/2000000", "larger than"),
+        ("/redirect?to=http://elsewhere.example/x", "another host"),
+    ],
+)
 def test_api_node_failures_take_the_failure_edge(app, api, fake_twilio, fake_api, path, error):
     doc = _order_status(fake_api)
     lookup = next(node for node in doc["nodes"] if node["id"] == "lookup")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app import journeys
 from app.extensions import db
+from app.journeys import store as journeys
 from app.models import Contact, Run
 from tests.test_runs_helpers import create_journey, example, linear_journey, phones, settle, start
 
@@ -13,22 +13,28 @@ def journey_id(app):
     return create_journey(linear_journey("hi <<name>>")).id
 
 
-@pytest.mark.parametrize("body, message", [
-    (None, "JSON object"),
-    ([1, 2], "JSON object"),
-    ({}, "exactly one of audience_id or contacts"),
-    ({"audience_id": 1, "contacts": [{"phone": "+15005550000"}]}, "exactly one of audience_id or contacts"),
-    ({"audience_id": "7"}, "audience_id must be a whole number"),
-    ({"audience_id": True}, "audience_id must be a whole number"),
-    ({"contacts": []}, "contacts must be a non-empty list"),
-    ({"contacts": "+15005550000"}, "contacts must be a non-empty list"),
-    ({"contacts": [{"phone": "+15005550000"}, 5]}, "contacts[1] must be an object"),
-    ({"contacts": [{"phone": "+15005550000"}, {"name": "no phone"}]}, "contacts[1].phone is missing"),
-    ({"contacts": [{"phone": "+15005550000"}, {"phone": "12"}]}, "contact 2"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (None, "JSON object"),
+        ([1, 2], "JSON object"),
+        ({}, "exactly one of audience_id or contacts"),
+        ({"audience_id": 1, "contacts": [{"phone": "+15005550000"}]}, "exactly one of audience_id or contacts"),
+        ({"audience_id": "7"}, "audience_id must be a whole number"),
+        ({"audience_id": True}, "audience_id must be a whole number"),
+        ({"contacts": []}, "contacts must be a non-empty list"),
+        ({"contacts": "+15005550000"}, "contacts must be a non-empty list"),
+        ({"contacts": [{"phone": "+15005550000"}, 5]}, "contacts[1] must be an object"),
+        ({"contacts": [{"phone": "+15005550000"}, {"name": "no phone"}]}, "contacts[1].phone is missing"),
+        ({"contacts": [{"phone": "+15005550000"}, {"phone": "12"}]}, "contact 2"),
+    ],
+)
 def test_bad_start_requests_name_the_field(app, api, journey_id, body, message):
-    response = api.post(f"/api/journeys/{journey_id}/runs", json=body) if body is not None else \
-        api.post(f"/api/journeys/{journey_id}/runs", data="not json", content_type="application/json")
+    response = (
+        api.post(f"/api/journeys/{journey_id}/runs", json=body)
+        if body is not None
+        else api.post(f"/api/journeys/{journey_id}/runs", data="not json", content_type="application/json")
+    )
     assert response.status_code == 400
     assert message in response.json["error"]
     assert db.session.query(Run).count() == 0

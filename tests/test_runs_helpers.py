@@ -10,14 +10,14 @@ from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from sqlalchemy import select
 
-from app import journeys, runner
 from app.extensions import db
+from app.journeys import store as journeys
 from app.models import InboundMessage, Participation, Run, Step, utcnow
 from app.queues import QUEUE_NAMES, get_queue, get_redis
+from app.runs import runner
 from tests.conftest import drain
 from tests.examples import EXAMPLES_DIR
 from tests.fake_twilio import sign
-
 
 INBOUND_URL = "http://testserver.local/webhooks/twilio/inbound"
 
@@ -85,8 +85,9 @@ def reply(client, phone: str, body: str, payload: str | None = None, channel: st
     }
     if payload:
         params["ButtonPayload"] = payload
-    response = client.post("/webhooks/twilio/inbound", data=params,
-                           headers={"X-Twilio-Signature": sign(INBOUND_URL, params)})
+    response = client.post(
+        "/webhooks/twilio/inbound", data=params, headers={"X-Twilio-Signature": sign(INBOUND_URL, params)}
+    )
     assert response.status_code == 200, response.text
     return params["MessageSid"]
 

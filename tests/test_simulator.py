@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from app import simulator
 from app.queues import get_redis
+from app.runs import simulator
 from tests.examples import EXAMPLES_DIR
 
 
@@ -18,15 +18,19 @@ def said(simulation) -> list[str]:
 
 
 def run(doc, fields=None, real_api=False):
-    simulation = simulator.start(get_redis(), 1, doc, fields or {"name": "Ana", "order_id": "7"}, real_api=real_api,
-                                 allow_private=True)
+    simulation = simulator.start(
+        get_redis(), 1, doc, fields or {"name": "Ana", "order_id": "7"}, real_api=real_api, allow_private=True
+    )
     return simulation
 
 
-@pytest.mark.parametrize("reply, last, path_end", [
-    ("Yes please", "Great, thanks Ana!", ["thanks", "done"]),
-    ("NÃO", "Sorry about that! Someone will call you today.", ["sorry", "done"]),
-])
+@pytest.mark.parametrize(
+    "reply, last, path_end",
+    [
+        ("Yes please", "Great, thanks Ana!", ["thanks", "done"]),
+        ("NÃO", "Sorry about that! Someone will call you today.", ["sorry", "done"]),
+    ],
+)
 def test_yes_and_no_paths(app, reply, last, path_end):
     doc = example("welcome")
     simulation = run(doc)

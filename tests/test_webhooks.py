@@ -3,9 +3,9 @@
 import pytest
 from sqlalchemy import select
 
-from app import messaging
 from app.extensions import db
 from app.models import Contact, InboundMessage, MessageEvent
+from app.sending import messaging
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.fake_twilio import sign, status_callback_params
 from tests.test_messaging import make_campaign, message, phones, send
@@ -23,8 +23,15 @@ def post_signed(app, path, params, url=None, token=TEST_AUTH_TOKEN):
 
 
 def inbound(sid="SM" + "1" * 32, body="Hello", sender=CONTACT, **fields) -> dict:
-    return {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender, "To": "+15005550001",
-            "Body": body, "NumMedia": "0", **fields}
+    return {
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": sender,
+        "To": "+15005550001",
+        "Body": body,
+        "NumMedia": "0",
+        **fields,
+    }
 
 
 def contact(phone=CONTACT) -> Contact | None:
@@ -65,17 +72,29 @@ def test_signature_uses_the_request_url_without_public_base_url(app):
 
 
 def test_inbound_message_is_stored_and_answered_with_empty_twiml(app):
-    answer = post_signed(app, INBOUND, inbound(
-        sender="whatsapp:" + CONTACT, body="Yes please", ButtonPayload="yes", ButtonText="Yes please",
-        To="whatsapp:+15005550002",
-    ))
+    answer = post_signed(
+        app,
+        INBOUND,
+        inbound(
+            sender="whatsapp:" + CONTACT,
+            body="Yes please",
+            ButtonPayload="yes",
+            ButtonText="Yes please",
+            To="whatsapp:+15005550002",
+        ),
+    )
 
     assert answer.status_code == 200
     assert answer.mimetype == "text/xml"
     assert answer.text.endswith("<Response/>")
     [row] = inbound_rows()
     assert (row.sid, row.from_phone, row.to_address, row.channel, row.body, row.payload) == (
-        "SM" + "1" * 32, CONTACT, "whatsapp:+15005550002", "whatsapp", "Yes please", "yes",
+        "SM" + "1" * 32,
+        CONTACT,
+        "whatsapp:+15005550002",
+        "whatsapp",
+        "Yes please",
+        "yes",
     )
     assert row.outcome not in ("opted_out", "opted_in")  # a reply: the journey runner routes it
     assert row.contact_id is None and contact() is None  # a reply alone makes no contact
@@ -169,7 +188,12 @@ def test_status_callbacks_move_statuses_and_counts(app, fake_twilio):
     assert failed.error_code == 30003 and "unreachable" in failed.error_message
     assert message(ids[3]).error_code == 30005
     assert messaging.campaign_counts(campaign_id) == {
-        "total": 5, "queued": 0, "sent": 5, "delivered": 2, "failed": 2, "canceled": 0,
+        "total": 5,
+        "queued": 0,
+        "sent": 5,
+        "delivered": 2,
+        "failed": 2,
+        "canceled": 0,
     }
     events = db.session.scalars(select(MessageEvent.status).where(MessageEvent.message_id == ids[1])).all()
     assert sorted(events) == ["delivered", "read", "sent"]

@@ -4,11 +4,11 @@ Everything else in the app is a shell around this package: it loads a
 contact's state, calls `step` with what happened, stores the new state and
 trail, and carries out the effects. Map of the package:
 
-- `templates`   `<<name|default>>` rendering and SMS length helpers (also used by bulk campaigns)
+- `placeholders` `<<name|default>>` rendering and SMS length helpers (also used by bulk campaigns)
 - `durations`   "90s" / "10m" / "2h" / "1d"
 - `conditions`  edge conditions (`when`), a registry keyed by JSON name; keyword and safe regex matching
 - `nodes`       node types, a registry keyed by JSON `type`: keys, edge rules, how a contact moves through
-- `definitions` `validate` (every error at once) and `parse` into an immutable `Journey` (lossless `to_json`)
+- `definitions` `validate` (every error at once) and `parse` into an immutable `Definition` (lossless `to_json`)
 - `lint`        warnings for valid but suspicious journeys
 - `state`       `ContactState`, JSON round-trippable for the database
 - `events`      inputs of `step`: Start, Reply, TimerFired, MessageOutcome, ApiResponse
@@ -17,7 +17,7 @@ trail, and carries out the effects. Map of the package:
 """
 
 from . import effects, events
-from .definitions import Edge, Journey, Node, parse, validate
+from .definitions import Definition, Edge, Node, parse, validate
 from .lint import lint
 from .problems import JourneyInvalid, Problem
 from .state import ContactState
@@ -26,7 +26,7 @@ from .stepping import MAX_NODES_PER_STEP, StepResult, step
 __all__ = [
     "ContactState",
     "Edge",
-    "Journey",
+    "Definition",
     "JourneyInvalid",
     "MAX_NODES_PER_STEP",
     "Node",

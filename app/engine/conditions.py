@@ -46,7 +46,7 @@ from re import _constants as sre_constants
 from re import _parser as sre_parser
 from typing import Any, ClassVar
 
-from .templates import lookup, to_text
+from .placeholders import lookup, to_text
 
 REPLY_LIMIT = 1600
 REGEX_BUDGET = 2e7

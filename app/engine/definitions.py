@@ -1,9 +1,9 @@
-"""`journey/v1` definitions: validation, and the immutable `Journey` that `parse` builds.
+"""`journey/v1` definitions: validation, and the immutable `Definition` that `parse` builds.
 
 `validate` never raises on any JSON value; it returns every problem at once,
 each naming the node (by id, or `#index` when the id is unusable) or the edge
 (by index, `#0` first) and saying what is wrong. `parse` refuses a definition
-with errors (`JourneyInvalid`) and otherwise builds a `Journey` whose
+with errors (`JourneyInvalid`) and otherwise builds a `Definition` whose
 `to_json()` gives back exactly the document it was built from, unknown keys,
 `label` and `position` included.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from .conditions import Condition, compile_condition, condition_name, condition_problems
 from .nodes import CHANNELS, NODE_TYPES, NodeType, a_or_an
+from .placeholders import template_problems
 from .problems import JourneyInvalid, Problem
-from .templates import template_problems
 
 FORMAT = "journey/v1"
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -76,7 +76,7 @@ class Edge:
 
 
 @dataclass(frozen=True)
-class Journey:
+class Definition:
     """A valid definition, ready to step contacts through."""
 
     name: str
@@ -299,8 +299,8 @@ def validate(doc: Any) -> list[Problem]:
     return checker.problems
 
 
-def parse(doc: Any) -> Journey:
-    """The `Journey` of a valid definition; raises `JourneyInvalid` listing every error."""
+def parse(doc: Any) -> Definition:
+    """The parsed `Definition` of a valid document; raises `JourneyInvalid` listing every error."""
     problems = validate(doc)
     if problems:
         raise JourneyInvalid(problems)
@@ -320,4 +320,4 @@ def parse(doc: Any) -> Journey:
         )
         for index, data in enumerate(document["edges"])
     )
-    return Journey(name=doc["name"], channel=doc.get("channel", "sms"), nodes=nodes, edges=edges, document=document)
+    return Definition(name=doc["name"], channel=doc.get("channel", "sms"), nodes=nodes, edges=edges, document=document)

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .definitions import Edge, Journey, Node
+from .definitions import Definition, Edge, Node
+from .placeholders import placeholders
 from .problems import Problem
-from .templates import placeholders
 
 ALWAYS_KNOWN = ("reply", "payload", "phone", "name")
 
 
-def lint(journey: Journey, sample_fields: Iterable[str] | None = None) -> list[Problem]:
+def lint(journey: Definition, sample_fields: Iterable[str] | None = None) -> list[Problem]:
     """Warnings for `journey`; `sample_fields` (names, or a sample contact dict) enables the placeholder check."""
     warnings: list[Problem] = []
     warnings += _unreachable(journey)
@@ -45,7 +45,7 @@ def _warning(message: str, node_id: str | None = None, edge_index: int | None = 
     return Problem("warning", message, node_id, edge_index, field)
 
 
-def _unreachable(journey: Journey) -> list[Problem]:
+def _unreachable(journey: Definition) -> list[Problem]:
     seen = {journey.audience.id}
     todo = [journey.audience.id]
     while todo:
@@ -60,7 +60,7 @@ def _unreachable(journey: Journey) -> list[Problem]:
     ]
 
 
-def _dead_ends(journey: Journey) -> list[Problem]:
+def _dead_ends(journey: Definition) -> list[Problem]:
     return [
         _warning(
             f"node {node.id!r} has no edge out: a contact reaching it finishes as completed", node.id, field="edges"
@@ -70,7 +70,7 @@ def _dead_ends(journey: Journey) -> list[Problem]:
     ]
 
 
-def _waits(journey: Journey) -> list[Problem]:
+def _waits(journey: Definition) -> list[Problem]:
     warnings = []
     for node in journey.nodes:
         if node.type != "wait":
@@ -202,7 +202,7 @@ def _never_taken_by_outcome(node_type: str, edges: tuple[Edge, ...]) -> list[Pro
     return warnings
 
 
-def _spinning_loops(journey: Journey) -> list[Problem]:
+def _spinning_loops(journey: Definition) -> list[Problem]:
     """Strongly connected components (iterative Tarjan) of the graph without wait and delay nodes."""
     pausing = {node.id for node in journey.nodes if node.type in ("wait", "delay")}
     successors = {
@@ -259,7 +259,7 @@ def _spinning_loops(journey: Journey) -> list[Problem]:
     return warnings
 
 
-def _unknown_placeholders(journey: Journey, sample_fields: Iterable[str]) -> list[Problem]:
+def _unknown_placeholders(journey: Definition, sample_fields: Iterable[str]) -> list[Problem]:
     known = {str(name).casefold() for name in sample_fields} | set(ALWAYS_KNOWN)
     for node in journey.nodes:
         if node.type == "set":

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from . import effects, events
 from .conditions import CONDITIONS, REPLY_CONDITIONS, Context, Var
 from .durations import parse_duration
-from .templates import render
+from .placeholders import render
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 RESERVED_NAMES = frozenset({"reply", "payload"})

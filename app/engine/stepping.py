@@ -22,9 +22,9 @@ import random
 from dataclasses import dataclass
 
 from . import effects, events
-from .definitions import Journey, Node
+from .definitions import Definition, Node
+from .placeholders import scope
 from .state import FINAL_STATES, ContactState
-from .templates import scope
 
 MAX_NODES_PER_STEP = 100
 
@@ -36,10 +36,10 @@ class StepResult:
     trail: tuple
 
 
-class Run:
+class Walk:
     """The working state of one `step` call, handed to the node types."""
 
-    def __init__(self, journey: Journey, state: ContactState, now: float, rng: random.Random):
+    def __init__(self, journey: Definition, state: ContactState, now: float, rng: random.Random):
         self.journey, self.now, self.rng = journey, now, rng
         self.node_id, self.status, self.fields = state.node_id, state.status, state.fields
         self.variables, self.visits = dict(state.variables), dict(state.visits)
@@ -121,7 +121,7 @@ def _why_ignored(node: Node | None, state: ContactState, event) -> str | None:
     return None
 
 
-def step(journey: Journey, state: ContactState, event, now: float, rng: random.Random | None = None) -> StepResult:
+def step(journey: Definition, state: ContactState, event, now: float, rng: random.Random | None = None) -> StepResult:
     """Apply one event to one contact; returns the new state, effects for the shell, and trail entries.
 
     `now` is the epoch time wakes are scheduled from; `rng` drives `split` (pass a seeded one in tests).
@@ -130,7 +130,7 @@ def step(journey: Journey, state: ContactState, event, now: float, rng: random.R
     reason = _why_ignored(node, state, event)
     if reason is not None:
         return StepResult(state, (), ({"kind": "ignored", "reason": reason},))
-    run = Run(journey, state, now, rng or random.Random())
+    run = Walk(journey, state, now, rng or random.Random())
     if isinstance(event, events.Start):
         run.go(run.enter(journey.audience))
     elif node is None:

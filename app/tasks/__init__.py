@@ -6,7 +6,7 @@ point (`app.worker`) pushes the app context they run in.
 
 from functools import wraps
 
-from ..extensions import db
+from app.extensions import db
 
 
 def job(func):

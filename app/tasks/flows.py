@@ -1,11 +1,11 @@
-"""Jobs of the `flows` queue: journey runs (see `app.runner`, which enqueues them in batches).
+"""Jobs of the `flows` queue: journey runs (see `app.runs.runner`, which enqueues them in batches).
 
 Each job takes participation ids (or small tuples) and is safe to run twice:
 the runner only steps a participation still waiting for that event.
 """
 
-from .. import runner
-from . import job
+from app.runs import runner
+from app.tasks import job
 
 
 @job

@@ -9,10 +9,10 @@ from pathlib import PurePath
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from .. import audiences
-from ..csv_import import rejected_rows_csv
-from ..extensions import db
-from ..models import Audience, AudienceContact, Contact
+from app.contacts import audiences
+from app.contacts.csv_import import rejected_rows_csv
+from app.extensions import db
+from app.models import Audience, AudienceContact, Contact
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
 
@@ -58,9 +58,13 @@ def upload(audience_id: int):
 def rejected_csv(audience_id: int):
     audience = db.get_or_404(Audience, audience_id)
     text = rejected_rows_csv(audiences.audience_rejected_rows(audience), audience.columns or [])
-    return Response(text, mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="audience-{audience.id}-rejected.csv"',
-    })
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="audience-{audience.id}-rejected.csv"',
+        },
+    )
 
 
 @bp.route("/<int:audience_id>/delete", methods=["GET", "POST"])
@@ -86,7 +90,9 @@ def _import_upload(audience: Audience | None) -> tuple[Audience | None, str | No
     name = request.form.get("name", "").strip() or PurePath(upload.filename).stem
     try:
         audience, rejected = audiences.import_audience(
-            name, upload.read(), phone_column=request.form.get("phone_column", "").strip() or None,
+            name,
+            upload.read(),
+            phone_column=request.form.get("phone_column", "").strip() or None,
             audience=audience,
         )
     except audiences.CsvImportError as error:
@@ -100,10 +106,12 @@ def _import_upload(audience: Audience | None) -> tuple[Audience | None, str | No
 
 
 def _contacts_page(audience: Audience):
-    query = (db.select(Contact)
-             .join(AudienceContact, AudienceContact.contact_id == Contact.id)
-             .where(AudienceContact.audience_id == audience.id)
-             .order_by(Contact.id))
+    query = (
+        db.select(Contact)
+        .join(AudienceContact, AudienceContact.contact_id == Contact.id)
+        .where(AudienceContact.audience_id == audience.id)
+        .order_by(Contact.id)
+    )
     return db.paginate(query, per_page=CONTACTS_PER_PAGE, max_per_page=500, error_out=False)
 
 

@@ -5,8 +5,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required, login_user, logout_user
 
-from ..extensions import db, login_manager
-from ..models import User
+from app.extensions import db, login_manager
+from app.models import User
 
 bp = Blueprint("auth", __name__)
 

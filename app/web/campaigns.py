@@ -10,12 +10,12 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import campaigns as service
-from ..campaigns import CampaignError
-from ..channels import CHANNELS
-from ..extensions import db
-from ..models import Message
-from .outbox import STATUSES, log_page, wants_log_fragment
+from app.campaigns import service
+from app.campaigns.service import CampaignError
+from app.extensions import db
+from app.models import Message
+from app.sending.channels import CHANNELS
+from app.web.outbox import STATUSES, log_page, wants_log_fragment
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -28,8 +28,13 @@ def too_large(_error):
     """A clear page for an upload over MAX_CONTENT_LENGTH (htmx: the column field says it instead)."""
     limit = f"{current_app.config['MAX_CONTENT_LENGTH'] / (1024 * 1024):g} MB"
     if request.headers.get("HX-Request"):
-        return render_template("campaigns/_partials/phone_column.html", columns=[], found=None, selected="",
-                               column_error=f"the file is larger than {limit}, the most this server accepts")
+        return render_template(
+            "campaigns/_partials/phone_column.html",
+            columns=[],
+            found=None,
+            selected="",
+            column_error=f"the file is larger than {limit}, the most this server accepts",
+        )
     return render_template("campaigns/too_large.html", limit=limit), 413
 
 
@@ -50,8 +55,9 @@ def index():
 
 @bp.get("/new")
 def new():
-    return render_template("campaigns/new.html", form={"channel": "sms"}, errors={}, columns=[], rejected=[],
-                           channels=sorted(CHANNELS))
+    return render_template(
+        "campaigns/new.html", form={"channel": "sms"}, errors={}, columns=[], rejected=[], channels=sorted(CHANNELS)
+    )
 
 
 @bp.post("/new")
@@ -74,8 +80,14 @@ def upload():
             errors[error.field] = error.message
             columns, rejected = error.columns, error.rejected
     if errors:
-        return render_template("campaigns/new.html", form=form, errors=errors, columns=columns,
-                               rejected=rejected[:REJECTED_SHOWN], channels=sorted(CHANNELS)), 400
+        return render_template(
+            "campaigns/new.html",
+            form=form,
+            errors=errors,
+            columns=columns,
+            rejected=rejected[:REJECTED_SHOWN],
+            channels=sorted(CHANNELS),
+        ), 400
     campaign = service.create_draft(name=name, body=body, channel=channel, upload=result, user_id=current_user.id)
     return redirect(url_for("campaigns.preview", campaign_id=campaign.id))
 
@@ -100,8 +112,9 @@ def columns():
             columns, found = result.columns, result.phone_column
         except CampaignError as failure:
             columns, error = failure.columns, failure.message
-    return render_template("campaigns/_partials/phone_column.html", columns=columns, found=found,
-                           selected="", column_error=error)
+    return render_template(
+        "campaigns/_partials/phone_column.html", columns=columns, found=found, selected="", column_error=error
+    )
 
 
 @bp.get("/<int:campaign_id>/preview")
@@ -117,8 +130,14 @@ def _preview_page(campaign, form: dict, errors: dict | None = None):
     channel = form["channel"] if form["channel"] in CHANNELS else campaign.channel
     preview = service.preview(service.draft_recipients(campaign), form["body"], channel, campaign.columns)
     return render_template(
-        "campaigns/preview.html", campaign=campaign, channels=sorted(CHANNELS), form=form, errors=errors or {},
-        channel=channel, phone_column=campaign.draft.get("phone_column"), rejected_shown=REJECTED_SHOWN,
+        "campaigns/preview.html",
+        campaign=campaign,
+        channels=sorted(CHANNELS),
+        form=form,
+        errors=errors or {},
+        channel=channel,
+        phone_column=campaign.draft.get("phone_column"),
+        rejected_shown=REJECTED_SHOWN,
         preview=preview,
     ), 400 if errors else 200
 
@@ -132,7 +151,9 @@ def rerender(campaign_id: int):
     channel = request.form.get("channel") if request.form.get("channel") in CHANNELS else campaign.channel
     recipients = service.draft_recipients(campaign)
     return render_template(
-        "campaigns/_partials/preview.html", campaign=campaign, channel=channel,
+        "campaigns/_partials/preview.html",
+        campaign=campaign,
+        channel=channel,
         preview=service.preview(recipients, request.form.get("body", ""), channel, campaign.columns),
     )
 
@@ -162,15 +183,21 @@ def detail(campaign_id: int):
     campaign = _campaign_or_404(campaign_id)
     if campaign.status == "draft":
         return redirect(url_for("campaigns.preview", campaign_id=campaign.id))
-    log = log_page("campaigns.detail", {"campaign_id": campaign.id}, Message.campaign_id == campaign.id,
-                   searchable=False)
+    log = log_page(
+        "campaigns.detail", {"campaign_id": campaign.id}, Message.campaign_id == campaign.id, searchable=False
+    )
     log_context = {"log": log, "statuses": STATUSES, "show_source": False, "refresh_event": "campaign-progress"}
     if wants_log_fragment():
         return render_template("outbox/_partials/messages.html", **log_context)
     counts = service.counts(campaign)
-    return render_template("campaigns/detail.html", campaign=campaign, counts=counts,
-                           finished=service.is_finished(campaign, counts), rejected_shown=REJECTED_SHOWN,
-                           **log_context)
+    return render_template(
+        "campaigns/detail.html",
+        campaign=campaign,
+        counts=counts,
+        finished=service.is_finished(campaign, counts),
+        rejected_shown=REJECTED_SHOWN,
+        **log_context,
+    )
 
 
 @bp.get("/<int:campaign_id>/_progress")
@@ -178,8 +205,12 @@ def progress(campaign_id: int):
     """htmx, every second: counts and progress; rendered without the poll trigger once finished."""
     campaign = _campaign_or_404(campaign_id)
     counts = service.counts(campaign)
-    html = render_template("campaigns/_partials/progress.html", campaign=campaign, counts=counts,
-                           finished=service.is_finished(campaign, counts))
+    html = render_template(
+        "campaigns/_partials/progress.html",
+        campaign=campaign,
+        counts=counts,
+        finished=service.is_finished(campaign, counts),
+    )
     return html, 200, {"HX-Trigger": "campaign-progress"}
 
 
@@ -187,8 +218,11 @@ def progress(campaign_id: int):
 def rejected_csv(campaign_id: int):
     campaign = _campaign_or_404(campaign_id)
     filename = f"campaign-{campaign.id}-rejected.csv"
-    return Response(service.rejected_csv(campaign), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        service.rejected_csv(campaign),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @bp.route("/<int:campaign_id>/delete", methods=["GET", "POST"])

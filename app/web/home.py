@@ -3,11 +3,11 @@
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
-from .. import campaigns
-from ..extensions import db
-from ..models import LIVE_RUN_STATUSES, Run
-from ..queue_health import queue_health
-from .runs import progress_of
+from app.campaigns import service as campaigns
+from app.extensions import db
+from app.models import LIVE_RUN_STATUSES, Run
+from app.web.queue_health import queue_health
+from app.web.runs import progress_of
 
 bp = Blueprint("home", __name__)
 
@@ -22,6 +22,10 @@ def index():
     ).all()
     recent = db.session.scalars(campaigns.visible_campaigns().limit(RECENT_CAMPAIGNS)).all()
     return render_template(
-        "home.html", active_runs=active_runs, progress=progress_of(active_runs), campaigns=recent,
-        campaign_counts=campaigns.counts_of(recent), health=queue_health(),
+        "home.html",
+        active_runs=active_runs,
+        progress=progress_of(active_runs),
+        campaigns=recent,
+        campaign_counts=campaigns.counts_of(recent),
+        health=queue_health(),
     )

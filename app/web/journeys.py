@@ -21,15 +21,18 @@ from flask_login import current_user
 from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
-from .. import diagram, journey_diff, journeys, simulator
-from .. import engine
-from ..engine import Problem
-from ..engine.conditions import Context, compile_condition, condition_problems
-from ..engine.nodes import NODE_TYPES
-from ..engine.templates import PLACEHOLDER_RE, render, scope, sms_info
-from ..extensions import db
-from ..models import Audience, AudienceContact, Contact, JourneyVersion, Run
-from ..queues import get_redis
+from app import engine
+from app.engine import Problem
+from app.engine.conditions import Context, compile_condition, condition_problems
+from app.engine.nodes import NODE_TYPES
+from app.engine.placeholders import PLACEHOLDER_RE, render, scope, sms_info
+from app.extensions import db
+from app.journeys import diagram
+from app.journeys import diff as journey_diff
+from app.journeys import store as journeys
+from app.models import Audience, AudienceContact, Contact, JourneyVersion, Run
+from app.queues import get_redis
+from app.runs import simulator
 
 bp = Blueprint("journeys", __name__, url_prefix="/journeys")
 
@@ -45,9 +48,15 @@ TYPE_KEYS = {
 ALL_TYPE_KEYS = {key for keys in TYPE_KEYS.values() for key in keys}
 CONDITION_KINDS = ("always", "keywords", "regex", "payload", "var", "fallback", "timeout", "success", "failure")
 CONDITION_TITLES = {
-    "always": "always", "keywords": "keywords", "regex": "pattern (regex)",
-    "payload": "button payload", "var": "variable", "fallback": "else (fallback)",
-    "timeout": "timeout", "success": "success", "failure": "failure",
+    "always": "always",
+    "keywords": "keywords",
+    "regex": "pattern (regex)",
+    "payload": "button payload",
+    "var": "variable",
+    "fallback": "else (fallback)",
+    "timeout": "timeout",
+    "success": "success",
+    "failure": "failure",
 }
 OPS = ("eq", "ne", "contains", "gt", "gte", "lt", "lte", "exists", "regex")
 NODE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -71,7 +80,8 @@ def _index_context(import_problems=None, import_name=None) -> dict:
     runs = dict(db.session.execute(select(Run.journey_id, func.count()).group_by(Run.journey_id)).all())
     return {
         "rows": [(journey, journeys.status_of(journey), runs.get(journey.id, 0)) for journey in rows],
-        "import_problems": import_problems, "import_name": import_name,
+        "import_problems": import_problems,
+        "import_name": import_name,
     }
 
 
@@ -79,7 +89,9 @@ def _index_context(import_problems=None, import_name=None) -> dict:
 def create():
     name = request.form.get("name", "").strip() or journeys.UNTITLED
     doc = {
-        "format": "journey/v1", "name": name[: journeys.NAME_MAX], "channel": "sms",
+        "format": "journey/v1",
+        "name": name[: journeys.NAME_MAX],
+        "channel": "sms",
         "nodes": [{"id": "start", "type": "audience"}, {"id": "done", "type": "end"}],
         "edges": [{"from": "start", "to": "done"}],
     }
@@ -124,8 +136,11 @@ def export(journey_id: int):
     body = json.dumps(journeys.export_document(source), indent=2, ensure_ascii=False)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", journey.name).strip("-").lower() or "journey"
     suffix = f"-v{version}" if version else ""
-    return Response(body + "\n", mimetype="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="{slug}{suffix}.json"'})
+    return Response(
+        body + "\n",
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{slug}{suffix}.json"'},
+    )
 
 
 @bp.post("/<int:journey_id>/duplicate")
@@ -197,8 +212,15 @@ def node_fields(journey_id: int):
     node = _find_node(journey.draft, request.args.get("node_id", "")) or {}
     if node.get("type") != kind:  # another type: keep the id, label and position, drop the old type's keys
         node = {**{key: value for key, value in node.items() if key not in ALL_TYPE_KEYS}, "type": kind}
-    return render_template("journeys/_partials/node_fields.html", node=node, journey=journey, doc=journey.draft,
-                           ops=OPS, summary=diagram.node_summary, **_preview_context(journey, node))
+    return render_template(
+        "journeys/_partials/node_fields.html",
+        node=node,
+        journey=journey,
+        doc=journey.draft,
+        ops=OPS,
+        summary=diagram.node_summary,
+        **_preview_context(journey, node),
+    )
 
 
 @bp.post("/<int:journey_id>/nodes")
@@ -313,8 +335,9 @@ def condition_fields(journey_id: int):
     kind = request.args.get("kind", "always")
     prefix = request.args.get("prefix", "")
     when = _blank_condition(kind)
-    return render_template("journeys/_partials/condition_fields.html", journey=journey, when=when,
-                           kind=kind, prefix=prefix, ops=OPS)
+    return render_template(
+        "journeys/_partials/condition_fields.html", journey=journey, when=when, kind=kind, prefix=prefix, ops=OPS
+    )
 
 
 @bp.post("/<int:journey_id>/try-regex")
@@ -357,8 +380,9 @@ def set_sample(journey_id: int):
         try:
             session[_sample_key(journey)] = _pairs(request.form.get("fields", ""), "=")
         except Refused as error:
-            return render_template("journeys/_partials/sample.html", sample_error=str(error),
-                                   **_sample_context(journey)), 422
+            return render_template(
+                "journeys/_partials/sample.html", sample_error=str(error), **_sample_context(journey)
+            ), 422
     response = Response(render_template("journeys/_partials/sample.html", **_sample_context(journey)))
     response.headers["HX-Trigger"] = "sample-changed"
     return response
@@ -399,8 +423,9 @@ def versions(journey_id: int):
         rows.append((version, changes))
         previous = version
     draft_changes = journey_diff.diff(previous.definition, journey.draft) if previous else None
-    return render_template("journeys/versions.html", journey=journey, rows=list(reversed(rows)),
-                           draft_changes=draft_changes)
+    return render_template(
+        "journeys/versions.html", journey=journey, rows=list(reversed(rows)), draft_changes=draft_changes
+    )
 
 
 @bp.get("/<int:journey_id>/versions/<int:number>")
@@ -409,9 +434,14 @@ def version(journey_id: int, number: int):
     old = _version(journey, number)
     svg = Markup(diagram.render_svg(old.definition))
     changes = journey_diff.diff(old.definition, journey.draft)
-    return render_template("journeys/version.html", journey=journey, version=old, svg=svg,
-                           definition=json.dumps(old.definition, indent=2, ensure_ascii=False),
-                           changes=changes)
+    return render_template(
+        "journeys/version.html",
+        journey=journey,
+        version=old,
+        svg=svg,
+        definition=json.dumps(old.definition, indent=2, ensure_ascii=False),
+        changes=changes,
+    )
 
 
 @bp.post("/<int:journey_id>/versions/<int:number>/restore")
@@ -443,9 +473,14 @@ def simulator_start(journey_id: int):
     if problems:
         return _simulator_response(journey, None, error="Fix the errors listed under Problems to simulate.")
     fields = dict(_sample(journey))
-    simulation = simulator.start(get_redis(), journey.id, journey.draft, fields,
-                                 real_api=request.form.get("api_mode") == "real",
-                                 allow_private=current_app.config["API_NODE_ALLOW_PRIVATE"])
+    simulation = simulator.start(
+        get_redis(),
+        journey.id,
+        journey.draft,
+        fields,
+        real_api=request.form.get("api_mode") == "real",
+        allow_private=current_app.config["API_NODE_ALLOW_PRIVATE"],
+    )
     session[_simulation_key(journey)] = simulation.token
     return _simulator_response(journey, simulation)
 
@@ -490,11 +525,17 @@ def simulator_reset(journey_id: int):
 
 def _simulator_response(journey, simulation, error=None):
     doc = journey.draft
-    body = render_template("journeys/_partials/simulator.html", journey=journey, simulation=simulation,
-                           sim_error=error, buttons=simulator.expected_buttons(simulation, doc) if simulation else [],
-                           sample=_sample(journey))
-    body += render_template("journeys/_partials/diagram.html", journey=journey, oob=True,
-                            svg=_svg(journey, doc, None, simulation))
+    body = render_template(
+        "journeys/_partials/simulator.html",
+        journey=journey,
+        simulation=simulation,
+        sim_error=error,
+        buttons=simulator.expected_buttons(simulation, doc) if simulation else [],
+        sample=_sample(journey),
+    )
+    body += render_template(
+        "journeys/_partials/diagram.html", journey=journey, oob=True, svg=_svg(journey, doc, None, simulation)
+    )
     return body
 
 
@@ -538,8 +579,11 @@ def _edit(journey_id: int, change, edge_open: int | None = None):
     journey = _journey(journey_id)
     revision = request.form.get("draft_revision", type=int)
     if revision is None:
-        return _banner("The form did not say which revision it edits: reload the page."), 400, {
-            "HX-Retarget": "#conflict", "HX-Reswap": "innerHTML"}
+        return (
+            _banner("The form did not say which revision it edits: reload the page."),
+            400,
+            {"HX-Retarget": "#conflict", "HX-Reswap": "innerHTML"},
+        )
     if revision != journey.draft_revision:
         return _conflict(journey)
     doc = json.loads(json.dumps(journey.draft))
@@ -554,8 +598,11 @@ def _edit(journey_id: int, change, edge_open: int | None = None):
     except journeys.StaleDraft:
         return _conflict(journey)
     except journeys.InvalidJourney as error:
-        return _banner("; ".join(problem.message for problem in error.problems)), 422, {
-            "HX-Retarget": "#conflict", "HX-Reswap": "innerHTML"}
+        return (
+            _banner("; ".join(problem.message for problem in error.problems)),
+            422,
+            {"HX-Retarget": "#conflict", "HX-Reswap": "innerHTML"},
+        )
     db.session.refresh(journey)
     return _updated(journey, selected=selected, changed=True, edge_open=edge_open)
 
@@ -582,18 +629,31 @@ def _editor_context(journey, *, selected: str | None, edge_open: int | None = No
     simulation = _current_simulation(journey)
     nodes = [item for item in doc.get("nodes", []) if isinstance(item, dict)]
     context = {
-        "journey": journey, "doc": doc, "node": node, "selected": node.get("id") if node else None,
-        "nodes": nodes, "errors": errors, "warnings": warnings,
+        "journey": journey,
+        "doc": doc,
+        "node": node,
+        "selected": node.get("id") if node else None,
+        "nodes": nodes,
+        "errors": errors,
+        "warnings": warnings,
         "status": journeys.status_of(journey),
         "svg": _svg(journey, doc, node.get("id") if node else None, simulation),
-        "edge_open": edge_open, "node_types": NODE_TYPE_NAMES, "conditions": CONDITION_KINDS,
-        "condition_titles": CONDITION_TITLES, "ops": OPS, "simulation": simulation, "sample": sample,
+        "edge_open": edge_open,
+        "node_types": NODE_TYPE_NAMES,
+        "conditions": CONDITION_KINDS,
+        "condition_titles": CONDITION_TITLES,
+        "ops": OPS,
+        "simulation": simulation,
+        "sample": sample,
         "buttons": simulator.expected_buttons(simulation, doc) if simulation else [],
         "summary": diagram.node_summary,
     }
     if node is not None:
-        context["outgoing"] = [(index, edge) for index, edge in enumerate(doc.get("edges", []))
-                               if isinstance(edge, dict) and edge.get("from") == node.get("id")]
+        context["outgoing"] = [
+            (index, edge)
+            for index, edge in enumerate(doc.get("edges", []))
+            if isinstance(edge, dict) and edge.get("from") == node.get("id")
+        ]
         context["allowed_conditions"] = _allowed_conditions(node.get("type"))
         context.update(_preview_context(journey, node))
     context.update(_sample_context(journey))
@@ -662,11 +722,19 @@ def _sample_context(journey) -> dict:
         contacts = db.session.execute(
             select(Contact.id, Contact.phone, Contact.name)
             .join(AudienceContact, AudienceContact.contact_id == Contact.id)
-            .where(AudienceContact.audience_id == audience_id).order_by(Contact.id).limit(SAMPLE_LIMIT)
+            .where(AudienceContact.audience_id == audience_id)
+            .order_by(Contact.id)
+            .limit(SAMPLE_LIMIT)
         ).all()
     sample = _sample(journey)
-    return {"journey": journey, "audiences": audiences, "audience_id": audience_id, "sample_contacts": contacts,
-            "sample": sample, "sample_text": "\n".join(f"{key} = {value}" for key, value in sample.items())}
+    return {
+        "journey": journey,
+        "audiences": audiences,
+        "audience_id": audience_id,
+        "sample_contacts": contacts,
+        "sample": sample,
+        "sample_text": "\n".join(f"{key} = {value}" for key, value in sample.items()),
+    }
 
 
 def _preview_context(journey, node: dict) -> dict:
@@ -677,29 +745,43 @@ def _preview_context(journey, node: dict) -> dict:
     if node.get("content_sid"):
         variables_of = node.get("content_variables") or {}
         rendered = {name: render(str(value), variables) for name, value in variables_of.items()}
-        return {"sample": sample, "preview": {
-            "template": True, "content_sid": node["content_sid"],
-            "variables": [(name, item.text, item.missing) for name, item in rendered.items()],
-        }}
+        return {
+            "sample": sample,
+            "preview": {
+                "template": True,
+                "content_sid": node["content_sid"],
+                "variables": [(name, item.text, item.missing) for name, item in rendered.items()],
+            },
+        }
     body = str(node.get("body") or "")
     text = render(body, variables).text
     info = sms_info(text)
-    return {"sample": sample, "preview": {
-        "template": False, "html": _highlight_missing(body, variables), "text": text,
-        "missing": render(body, variables).missing, "encoding": info.encoding,
-        "characters": info.characters, "segments": info.segments,
-    }}
+    return {
+        "sample": sample,
+        "preview": {
+            "template": False,
+            "html": _highlight_missing(body, variables),
+            "text": text,
+            "missing": render(body, variables).missing,
+            "encoding": info.encoding,
+            "characters": info.characters,
+            "segments": info.segments,
+        },
+    }
 
 
 def _highlight_missing(body: str, variables: dict) -> Markup:
     """The rendered body as HTML, each placeholder with no value shown marked by its name."""
     out, last = [], 0
     for match in PLACEHOLDER_RE.finditer(body):
-        out.append(escape(body[last:match.start()]))
+        out.append(escape(body[last : match.start()]))
         rendered = render(match.group(0), variables)
         if rendered.missing:
-            out.append(Markup('<mark class="pill-missing" title="no value for this contact">«{}»</mark>')
-                       .format(rendered.missing[0]))
+            out.append(
+                Markup('<mark class="pill-missing" title="no value for this contact">«{}»</mark>').format(
+                    rendered.missing[0]
+                )
+            )
         else:
             out.append(escape(rendered.text))
         last = match.end()
@@ -711,8 +793,7 @@ def _highlight_missing(body: str, variables: dict) -> Markup:
 
 
 def _find_node(doc: dict, node_id: str | None) -> dict | None:
-    return next((node for node in doc.get("nodes", [])
-                 if isinstance(node, dict) and node.get("id") == node_id), None)
+    return next((node for node in doc.get("nodes", []) if isinstance(node, dict) and node.get("id") == node_id), None)
 
 
 def _edge_at(doc: dict, index: int) -> dict:
@@ -868,8 +949,12 @@ def _var_condition(var: str, op: str, value: str) -> dict:
 
 
 def _blank_condition(kind: str):
-    return {"keywords": {"keywords": []}, "regex": {"regex": ""}, "payload": {"payload": ""},
-            "var": {"var": "", "op": "eq", "value": ""}}.get(kind, kind)
+    return {
+        "keywords": {"keywords": []},
+        "regex": {"regex": ""},
+        "payload": {"payload": ""},
+        "var": {"var": "", "op": "eq", "value": ""},
+    }.get(kind, kind)
 
 
 def _condition_from_form(form):

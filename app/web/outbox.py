@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from flask import Blueprint, render_template, request, url_for
 
-from ..channels import CHANNELS, explain_error
-from ..extensions import db
-from ..models import Message
+from app.extensions import db
+from app.models import Message
+from app.sending.channels import CHANNELS, explain_error
 
 bp = Blueprint("outbox", __name__, url_prefix="/outbox")
 
@@ -78,9 +78,16 @@ def log_page(endpoint: str, endpoint_args: dict, *conditions, searchable: bool =
         rows = db.session.scalars(query.where(Message.id > after).order_by(Message.id).limit(PAGE_SIZE + 1)).all()
         more_newer = len(rows) > PAGE_SIZE
         messages = list(reversed(rows[:PAGE_SIZE]))
-        return LogPage(messages, filters, messages[0].id if more_newer else None,
-                       messages[-1].id if messages else None, endpoint, endpoint_args, {"after": after},
-                       searchable)
+        return LogPage(
+            messages,
+            filters,
+            messages[0].id if more_newer else None,
+            messages[-1].id if messages else None,
+            endpoint,
+            endpoint_args,
+            {"after": after},
+            searchable,
+        )
     if before is not None:
         query = query.where(Message.id < before)
     rows = db.session.scalars(query.order_by(Message.id.desc()).limit(PAGE_SIZE + 1)).all()

@@ -8,17 +8,27 @@ counts and a per-run tally, never the participations themselves, so an open page
 """
 
 from flask import (
-    Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for,
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
 )
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from .. import journeys, run_stats, runner
-from ..channels import explain_error
-from ..diagram import render_svg
-from ..extensions import db
-from ..models import ACTIVE_STATES, FINAL_STATES, LIVE_RUN_STATUSES, Audience, Participation, Run, User, utcnow
-from ..results_export import export_csv
+from app.extensions import db
+from app.journeys import store as journeys
+from app.journeys.diagram import render_svg
+from app.models import ACTIVE_STATES, FINAL_STATES, LIVE_RUN_STATUSES, Audience, Participation, Run, User, utcnow
+from app.runs import runner
+from app.runs import stats as run_stats
+from app.runs.export import export_csv
+from app.sending.channels import explain_error
 
 bp = Blueprint("runs", __name__, url_prefix="/runs")
 
@@ -43,7 +53,8 @@ def progress_of(runs: list[Run]) -> dict[int, dict]:
     if live:
         rows = db.session.execute(
             select(Participation.run_id, Participation.state, func.count())
-            .where(Participation.run_id.in_(live)).group_by(Participation.run_id, Participation.state)
+            .where(Participation.run_id.in_(live))
+            .group_by(Participation.run_id, Participation.state)
         )
         for run_id, state, number in rows:
             counts[run_id][state] = number
@@ -98,8 +109,12 @@ def _start_context(values) -> dict:
         "audiences": db.session.scalars(
             select(Audience).order_by(Audience.created_at.desc(), Audience.id.desc())
         ).all(),
-        "journey": journey, "audience": audience, "errors": {},
-        "status": None, "problems": [], "next_version": None,
+        "journey": journey,
+        "audience": audience,
+        "errors": {},
+        "status": None,
+        "problems": [],
+        "next_version": None,
     }
     if journey is not None:
         status = journeys.status_of(journey)
@@ -124,8 +139,13 @@ def show(run_id: int):
     live_context = _live_context(run)
     contacts_page = _contacts_page(run, filters, total=sum(live_context["stats"].states.values()))
     return render_template(
-        "runs/show.html", run=run, created_by=created_by, filters=filters, nodes=_node_ids(run),
-        contacts=contacts_page, **live_context,
+        "runs/show.html",
+        run=run,
+        created_by=created_by,
+        filters=filters,
+        nodes=_node_ids(run),
+        contacts=contacts_page,
+        **live_context,
     )
 
 
@@ -141,17 +161,25 @@ def _live_context(run: Run) -> dict:
     stats = run_stats.live_stats(run, now)
     definition = run.version.definition
     diagram = render_svg(
-        definition, node_counts=stats.nodes, edge_counts=stats.edges,
+        definition,
+        node_counts=stats.nodes,
+        edge_counts=stats.edges,
         link_template=url_for(".contacts", run_id=run.id) + "?node={id}",
     )
     return {
-        "stats": stats, "diagram": diagram, "now": now, "live": run.status in LIVE_RUN_STATUSES,
-        "errors": [(code, number, explain_error(None if code == run_stats.NO_CODE else code))
-                   for code, number in stats.errors],
-        "failure_reasons": run_stats.remembered(run, "failure-reasons", stats.states["failed"],
-                                                lambda: run_stats.failure_reasons(run.id)),
-        "unmatched": run_stats.remembered(run, "unmatched", stats.unmatched,
-                                          lambda: run_stats.unmatched_replies(run.id)),
+        "stats": stats,
+        "diagram": diagram,
+        "now": now,
+        "live": run.status in LIVE_RUN_STATUSES,
+        "errors": [
+            (code, number, explain_error(None if code == run_stats.NO_CODE else code)) for code, number in stats.errors
+        ],
+        "failure_reasons": run_stats.remembered(
+            run, "failure-reasons", stats.states["failed"], lambda: run_stats.failure_reasons(run.id)
+        ),
+        "unmatched": run_stats.remembered(
+            run, "unmatched", stats.unmatched, lambda: run_stats.unmatched_replies(run.id)
+        ),
         "elapsed": ((run.finished_at or now) - run.created_at).total_seconds(),
     }
 
@@ -163,13 +191,22 @@ def contacts(run_id: int):
     filters = _filters()
     if not request.headers.get("HX-Request"):
         return redirect(url_for(".show", run_id=run.id, **filters.as_args()) + "#contacts")
-    return render_template("runs/_partials/contacts.html", run=run, filters=filters, nodes=_node_ids(run),
-                           contacts=_contacts_page(run, filters), now=utcnow())
+    return render_template(
+        "runs/_partials/contacts.html",
+        run=run,
+        filters=filters,
+        nodes=_node_ids(run),
+        contacts=_contacts_page(run, filters),
+        now=utcnow(),
+    )
 
 
 def _contacts_page(run: Run, filters: run_stats.ContactFilter, total: int | None = None) -> run_stats.ContactsPage:
     return run_stats.contacts_table(
-        run, filters, after=request.args.get("after", type=int), before=request.args.get("before", type=int),
+        run,
+        filters,
+        after=request.args.get("after", type=int),
+        before=request.args.get("before", type=int),
         total=total,
     )
 
@@ -178,8 +215,10 @@ def _filters() -> run_stats.ContactFilter:
     args = request.args
     state = args.get("state") or None
     return run_stats.ContactFilter(
-        state=state if state in STATES else None, node=args.get("node") or None,
-        search=(args.get("q") or "").strip()[:100] or None, error=args.get("error") or None,
+        state=state if state in STATES else None,
+        node=args.get("node") or None,
+        search=(args.get("q") or "").strip()[:100] or None,
+        error=args.get("error") or None,
         overdue=args.get("overdue") == "1",
     )
 
@@ -195,8 +234,13 @@ def timeline(run_id: int, participation_id: int):
     participation = db.session.get(Participation, participation_id)
     if participation is None or participation.run_id != run.id:
         abort(404)
-    context = {"run": run, "participation": participation, "now": utcnow(),
-               "entries": run_stats.contact_timeline(participation), "limit": run_stats.TIMELINE_LIMIT}
+    context = {
+        "run": run,
+        "participation": participation,
+        "now": utcnow(),
+        "entries": run_stats.contact_timeline(participation),
+        "limit": run_stats.TIMELINE_LIMIT,
+    }
     if request.headers.get("HX-Request"):
         return render_template("runs/_partials/timeline.html", **context)
     return render_template("runs/contact.html", **context)
@@ -221,5 +265,8 @@ def export(run_id: int):
     """Every contact's state, node, variables and replies, streamed page by page."""
     run = _run_or_404(run_id)
     filename = f"run-{run.id}-results-{utcnow():%Y%m%d-%H%M}.csv"
-    return Response(stream_with_context(export_csv(run)), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        stream_with_context(export_csv(run)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -12,9 +12,10 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from .. import messaging, runner
-from ..extensions import db
-from ..models import Contact, InboundMessage, utcnow
+from app.extensions import db
+from app.models import Contact, InboundMessage, utcnow
+from app.runs import runner
+from app.sending import messaging
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
 

@@ -24,8 +24,14 @@ from tests.conftest import USER_EMAIL, USER_PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 BROWSER_TESTS = Path(__file__).resolve().parent
@@ -71,8 +77,12 @@ def page(browser):
     context.set_default_timeout(10_000)
     new_page = context.new_page()
     errors = []
-    new_page.on("console", lambda message: errors.append(f"console: {message.text}")
-                if message.type == "error" and not _is_favicon(message) else None)
+    new_page.on(
+        "console",
+        lambda message: (
+            errors.append(f"console: {message.text}") if message.type == "error" and not _is_favicon(message) else None
+        ),
+    )
     new_page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
     yield new_page
     context.close()
@@ -113,7 +123,7 @@ def drain_in_thread(app, queues=QUEUE_NAMES, timeout: float = 60) -> None:
             with app.app_context():
                 worker = ThreadWorker([get_queue(name) for name in queues], connection=get_redis())
                 worker.work(burst=True, with_scheduler=False)
-        except BaseException as error:  # noqa: BLE001 - reported to the test below
+        except BaseException as error:
             failures.append(error)
 
     thread = threading.Thread(target=work, name="rq-drain", daemon=True)

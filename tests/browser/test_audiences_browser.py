@@ -1,6 +1,6 @@
 """Audiences in a real browser: upload through the form, page through contacts with HTMX, delete."""
 
-from app import audiences
+from app.contacts import audiences
 from app.extensions import db
 from app.models import Audience
 from tests.examples import EXAMPLES_DIR

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+
 from tests.examples import EXAMPLES_DIR
 
 
@@ -29,8 +30,9 @@ def graph_of(doc: dict) -> tuple[dict, dict]:
 
 
 def open_node(page, node_id: str) -> None:
-    page.click(f"#node-list a:text-is('{node_id}')") if page.locator(f"#node-list a:text-is('{node_id}')").count() \
-        else page.click(f"#diagram-node-{node_id} a")
+    page.click(f"#node-list a:text-is('{node_id}')") if page.locator(
+        f"#node-list a:text-is('{node_id}')"
+    ).count() else page.click(f"#diagram-node-{node_id} a")
     expect(page.locator("#panel-title code")).to_have_text(node_id)
 
 
@@ -100,8 +102,7 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
     add_node(page, "message", "hello", after="start")
     expect(page.locator("#problems")).to_contain_text("start")  # the audience node now has two edges out
     page.fill("#message-body", welcome["nodes"][1]["body"])
-    expect(page.locator("#preview .preview-text")).to_have_text(
-        "Hi Ana! Did order A-1001 arrive? Reply YES or NO.")
+    expect(page.locator("#preview .preview-text")).to_have_text("Hi Ana! Did order A-1001 arrive? Reply YES or NO.")
     expect(page.locator("#preview .sms-info")).to_contain_text("GSM-7")
     expect(page.locator("#preview .sms-info")).to_contain_text("1 SMS segment")
     page.fill("#message-body", "Hi <<name|there>>! Your <<item>> arrived? ✓")
@@ -110,8 +111,9 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
     message_body(page, welcome["nodes"][1]["body"])
 
     open_node(page, "start")
-    page.locator("#panel .edge-item", has=page.locator("select[name=to] option[value=done][selected]")) \
-        .locator("button:text('Delete')").click()
+    page.locator("#panel .edge-item", has=page.locator("select[name=to] option[value=done][selected]")).locator(
+        "button:text('Delete')"
+    ).click()
     expect(page.locator("#problems .problem-error")).to_have_count(0)
     expect(page.locator("#problems")).to_contain_text("node 'hello' has no edge out")
 
@@ -173,8 +175,9 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
         page.click(".head-actions a:text('Export')")
     exported = json.loads(Path(download.value.path()).read_text())
     assert graph_of(exported) == graph_of(welcome)
-    assert {key: exported[key] for key in ("format", "name", "description", "channel")} == \
-        {key: welcome[key] for key in ("format", "name", "description", "channel")}
+    assert {key: exported[key] for key in ("format", "name", "description", "channel")} == {
+        key: welcome[key] for key in ("format", "name", "description", "channel")
+    }
 
 
 @pytest.mark.parametrize("name", ["order-status", "whatsapp-survey"])

@@ -8,24 +8,38 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from app import runner
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey
+from app.runs import runner
 from tests.browser.conftest import drain_in_thread
 from tests.test_run_stats import build_run
 
 HELLO = {
-    "format": "journey/v1", "name": "Welcome", "channel": "sms",
-    "nodes": [{"id": "start", "type": "audience"}, {"id": "hello", "type": "message", "body": "Hi <<name>>!"},
-              {"id": "done", "type": "end"}],
+    "format": "journey/v1",
+    "name": "Welcome",
+    "channel": "sms",
+    "nodes": [
+        {"id": "start", "type": "audience"},
+        {"id": "hello", "type": "message", "body": "Hi <<name>>!"},
+        {"id": "done", "type": "end"},
+    ],
     "edges": [{"from": "start", "to": "hello"}, {"from": "hello", "to": "done"}],
 }
 ASK = {
-    "format": "journey/v1", "name": "Survey", "channel": "sms",
-    "nodes": [{"id": "start", "type": "audience"}, {"id": "hello", "type": "message", "body": "Happy? YES/NO"},
-              {"id": "ask", "type": "wait"}, {"id": "done", "type": "end"}],
-    "edges": [{"from": "start", "to": "hello"}, {"from": "hello", "to": "ask"},
-              {"from": "ask", "to": "done", "when": {"keywords": ["yes", "no"]}}],
+    "format": "journey/v1",
+    "name": "Survey",
+    "channel": "sms",
+    "nodes": [
+        {"id": "start", "type": "audience"},
+        {"id": "hello", "type": "message", "body": "Happy? YES/NO"},
+        {"id": "ask", "type": "wait"},
+        {"id": "done", "type": "end"},
+    ],
+    "edges": [
+        {"from": "start", "to": "hello"},
+        {"from": "hello", "to": "ask"},
+        {"from": "ask", "to": "done", "when": {"keywords": ["yes", "no"]}},
+    ],
 }
 
 

@@ -27,7 +27,7 @@ import pytest
 from app.engine import ContactState, effects, events, lint, parse, step, validate
 from app.engine.conditions import CONDITIONS
 from app.engine.nodes import NODE_TYPES
-from app.engine.templates import placeholders, render, sms_info, template_problems
+from app.engine.placeholders import placeholders, render, sms_info, template_problems
 
 CASES_DIR = Path(__file__).parent / "cases"
 DEFAULT_NOW = 1_700_000_000

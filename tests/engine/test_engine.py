@@ -24,7 +24,7 @@ from app.engine import (
     validate,
 )
 from app.engine.conditions import REPLY_LIMIT, compile_regex, normalize_words
-from app.engine.templates import PLACEHOLDER_RE, Placeholder, Rendered, SmsInfo, placeholders, render, sms_info
+from app.engine.placeholders import PLACEHOLDER_RE, Placeholder, Rendered, SmsInfo, placeholders, render, sms_info
 from tests.examples import EXAMPLES_DIR
 
 CASES_DIR = Path(__file__).parent / "cases"

@@ -3,8 +3,8 @@
 from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ...extensions import db
-from ...models import ApiToken, utcnow
+from app.extensions import db
+from app.models import ApiToken, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -31,4 +31,4 @@ def _json_error(error: HTTPException):
     return jsonify(error=error.description), error.code
 
 
-from . import campaigns, journeys, runs, audiences  # noqa: E402,F401  (routes register on bp)
+from app.web.api import audiences, campaigns, journeys, runs  # noqa: E402,F401  (routes register on bp)

@@ -1,13 +1,13 @@
-"""JSON API: audiences uploaded as CSV, through `app.audiences` (the same importer as the pages)."""
+"""JSON API: audiences uploaded as CSV, through `app.contacts.audiences` (the same importer as the pages)."""
 
 from pathlib import PurePath
 
 from flask import abort, jsonify, request
 
-from ... import audiences
-from ...extensions import db
-from ...models import Audience
-from . import bp
+from app.contacts import audiences
+from app.extensions import db
+from app.models import Audience
+from app.web.api import bp
 
 
 @bp.post("/audiences")
@@ -19,14 +19,17 @@ def create_audience():
     name = request.form.get("name", "").strip() or PurePath(upload.filename).stem
     try:
         audience, rejected = audiences.import_audience(
-            name, upload.read(),
+            name,
+            upload.read(),
             phone_column=request.form.get("phone_column") or None,
             default_region=request.form.get("default_region") or None,
         )
     except audiences.CsvImportError as error:
         abort(400, str(error))
     return jsonify(
-        id=audience.id, name=audience.name, imported=audience.total,
+        id=audience.id,
+        name=audience.name,
+        imported=audience.total,
         rejected=[{"line": row.line, "reason": row.reason} for row in rejected],
     ), 201
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from flask import abort, g, jsonify, request
 
-from ... import campaigns as service
-from ...campaigns import CampaignError
-from ...extensions import db
-from . import bp
+from app.campaigns import service
+from app.campaigns.service import CampaignError
+from app.extensions import db
+from app.web.api import bp
 
 HISTORY_LIMIT_MAX = 1000
 
@@ -20,8 +20,13 @@ def _bad_input(error: CampaignError):
 
 
 def _accepted(campaign):
-    return jsonify(success=True, campaignId=campaign.id, total=campaign.total, status="queued",
-                   rejected=service.rejected_summary(campaign.rejected)), 202
+    return jsonify(
+        success=True,
+        campaignId=campaign.id,
+        total=campaign.total,
+        status="queued",
+        rejected=service.rejected_summary(campaign.rejected),
+    ), 202
 
 
 def _campaign_or_404(campaign_id: int):
@@ -56,8 +61,15 @@ def send_campaign():
             items = "messages" if "messages" in payload else "rows"
             raise CampaignError(items, f"no {items[:-1]} has a usable phone number", rejected=rejected)
         name = service.check_name(payload.get("name"), service.default_name("API"))
-        campaign = service.create_and_send(name=name, body=body, channel=channel, recipients=recipients,
-                                           rejected=rejected, columns=columns, user_id=g.api_user.id)
+        campaign = service.create_and_send(
+            name=name,
+            body=body,
+            channel=channel,
+            recipients=recipients,
+            rejected=rejected,
+            columns=columns,
+            user_id=g.api_user.id,
+        )
     except CampaignError as error:
         return _bad_input(error)
     return _accepted(campaign)
@@ -76,9 +88,16 @@ def upload_campaign():
         name = service.check_name(request.form.get("name"), service.default_name(source))
         result = service.read_csv(file.read(), request.form.get("phone_column"))
         recipients, rejected = service.recipients_from_csv(result)
-        campaign = service.create_and_send(name=name, body=body, channel=channel, recipients=recipients,
-                                           rejected=rejected, columns=result.columns, user_id=g.api_user.id,
-                                           key_name="line")
+        campaign = service.create_and_send(
+            name=name,
+            body=body,
+            channel=channel,
+            recipients=recipients,
+            rejected=rejected,
+            columns=result.columns,
+            user_id=g.api_user.id,
+            key_name="line",
+        )
     except CampaignError as error:
         return _bad_input(error)
     return _accepted(campaign)

@@ -1,4 +1,4 @@
-"""JSON API: journeys (create, read, replace the draft, list, publish, delete), through `app.journeys`.
+"""JSON API: journeys (create, read, replace the draft, list, publish, delete), through `app.journeys.store`.
 
 `PUT` takes an optional `If-Match: <revision>` header: a draft saved elsewhere since then is not
 overwritten (409). Journey runs (`/api/journeys/<id>/runs`) live in `runs.py`.
@@ -6,8 +6,8 @@ overwritten (409). Journey runs (`/api/journeys/<id>/runs`) live in `runs.py`.
 
 from flask import abort, g, jsonify, request
 
-from ... import journeys
-from . import bp
+from app.journeys import store as journeys
+from app.web.api import bp
 
 
 @bp.get("/journeys")

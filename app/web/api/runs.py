@@ -1,4 +1,4 @@
-"""JSON API: journey runs (start, statistics, contacts, stop), through `app.runner` and `app.run_stats`.
+"""JSON API: journey runs (start, statistics, contacts, stop), through `app.runs.runner` and `app.runs.stats`.
 
 `GET /api/runs/<id>/contacts` is paginated: `?page=1&per_page=100` by
 default, `per_page` at most 1000; the answer carries `page`, `per_page`,
@@ -7,10 +7,12 @@ default, `per_page` at most 1000; the answer carries `page`, `per_page`,
 
 from flask import abort, g, jsonify, request
 
-from ... import journeys, run_stats, runner
-from ...extensions import db
-from ...models import Run
-from . import bp
+from app.extensions import db
+from app.journeys import store as journeys
+from app.models import Run
+from app.runs import runner
+from app.runs import stats as run_stats
+from app.web.api import bp
 
 
 @bp.post("/journeys/<int:journey_id>/runs")
@@ -32,8 +34,10 @@ def start_run(journey_id: int):
     try:
         run = runner.start_run(journey, audience_id=audience_id, contacts=contacts, user=g.api_user)
     except journeys.InvalidJourney as error:
-        return jsonify(error=f"journey {journey_id} has errors: fix them before starting a run",
-                       problems=[journeys.problem_json(problem) for problem in error.problems]), 422
+        return jsonify(
+            error=f"journey {journey_id} has errors: fix them before starting a run",
+            problems=[journeys.problem_json(problem) for problem in error.problems],
+        ), 422
     except LookupError as error:
         abort(404, str(error))
     except ValueError as error:

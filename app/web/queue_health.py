@@ -16,7 +16,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from .queues import QUEUE_NAMES, get_redis
+from app.queues import QUEUE_NAMES, get_redis
 
 
 @dataclass

@@ -11,7 +11,7 @@ ids, all enqueued in one Redis round trip. Each job runs `deliver(ids)`:
    canceled messages (campaign deleted, participation stopped) are no longer
    `queued` and are skipped the same way.
 2. Send what was claimed, many calls in flight (`sender.send_many`), paced by
-   the global `MESSAGE_RATE_LIMIT` window (`app.limiter`) in small chunks.
+   the global `MESSAGE_RATE_LIMIT` window (`app.sending.limiter`) in small chunks.
 3. Record the results as they arrive, every `RECORD_EVERY` messages (or
    each rate-limited chunk): one executemany UPDATE, the `MessageEvent`s, one
    commit; so a crash loses only the answers not recorded yet. Then mark
@@ -50,11 +50,11 @@ from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .channels import OutboundMessage, SenderSettings, SendResult, SentLookup, explain_error, get_sender
-from .extensions import db
-from .limiter import SendRateLimiter
-from .models import Campaign, Contact, Message, MessageEvent, utcnow
-from .queues import JOB_DEFAULTS, get_queue, get_redis
+from app.extensions import db
+from app.models import Campaign, Contact, Message, MessageEvent, utcnow
+from app.queues import JOB_DEFAULTS, get_queue, get_redis
+from app.sending.channels import OutboundMessage, SenderSettings, SendResult, SentLookup, explain_error, get_sender
+from app.sending.limiter import SendRateLimiter
 
 SEND_JOB = "app.tasks.messages.send_batch"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
@@ -79,8 +79,15 @@ UNSENT = ("queued", "sending")
 STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "read": 4}
 # Twilio callback statuses -> ours (Twilio's queued/accepted/sending all mean "accepted, on its way").
 CALLBACK_STATUSES = {
-    "queued": "sent", "accepted": "sent", "scheduled": "sent", "sending": "sent", "sent": "sent",
-    "delivered": "delivered", "read": "read", "undelivered": "undelivered", "failed": "failed",
+    "queued": "sent",
+    "accepted": "sent",
+    "scheduled": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "undelivered": "undelivered",
+    "failed": "failed",
 }
 
 message_table = Message.__table__
@@ -132,7 +139,7 @@ def enqueue_messages(message_ids: Iterable[int]) -> int:
     size = batch_size(current_app.config)
     queue = get_queue("messages")
     jobs = [
-        queue.prepare_data(SEND_JOB, args=(ids[start:start + size],), timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
+        queue.prepare_data(SEND_JOB, args=(ids[start : start + size],), timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
         for start in range(0, len(ids), size)
     ]
     with get_redis().pipeline() as pipe:
@@ -168,8 +175,7 @@ def deliver(message_ids: Iterable[int]) -> list[Outcome]:
     db.session.commit()
 
     outcomes = [
-        Outcome(row.id, row.participation_id, ok=False, final=True, error_message=OPTED_OUT_REASON)
-        for row in opted_out
+        Outcome(row.id, row.participation_id, ok=False, final=True, error_message=OPTED_OUT_REASON) for row in opted_out
     ]
     if claimed:
         settings = SenderSettings.from_config(config)
@@ -209,8 +215,16 @@ def _claim(ids: list[int], now):
         .where(m.id.in_(ids), m.status == "queued")
         .values(status="sending", attempts=m.attempts + 1, updated_at=now)
         .returning(
-            m.id, m.participation_id, m.campaign_id, m.to_phone, m.channel, m.body,
-            m.content_sid, m.content_variables, m.media_url, m.attempts,
+            m.id,
+            m.participation_id,
+            m.campaign_id,
+            m.to_phone,
+            m.channel,
+            m.body,
+            m.content_sid,
+            m.content_variables,
+            m.media_url,
+            m.attempts,
         )
     ).all()
 
@@ -354,7 +368,7 @@ def _send_limited(
     running: set[Future] = set()
     for start in range(0, len(outbound), limiter.chunk_size):
         yield from _finished(running, block=False)
-        chunk = outbound[start:start + limiter.chunk_size]
+        chunk = outbound[start : start + limiter.chunk_size]
         pool.free_threads.acquire()
         sender = pool.take(chunk_settings)
         try:
@@ -391,9 +405,15 @@ def _record_results(claimed, results, dry_run: bool, backoff: list[float]) -> li
     updates, events, outcomes, unsubscribed = [], [], [], []
     for row, result in zip(claimed, results, strict=True):
         update_row = {
-            "b_id": row.id, "b_status": "sent", "b_sid": None, "b_error_code": result.error_code,
-            "b_error_message": result.error_message, "b_sent_at": None, "b_next_attempt_at": None,
-            "b_dry_run": dry_run, "b_updated_at": now,
+            "b_id": row.id,
+            "b_status": "sent",
+            "b_sid": None,
+            "b_error_code": result.error_code,
+            "b_error_message": result.error_message,
+            "b_sent_at": None,
+            "b_next_attempt_at": None,
+            "b_dry_run": dry_run,
+            "b_updated_at": now,
         }
         if result.ok:
             update_row.update(b_sid=result.sid, b_sent_at=now, b_error_code=None, b_error_message=None)
@@ -416,16 +436,28 @@ def _record_results(claimed, results, dry_run: bool, backoff: list[float]) -> li
             unsubscribed.append(row.to_phone)
         update_row["b_error_message"] = message
         updates.append(update_row)
-        outcomes.append(Outcome(row.id, row.participation_id, ok=False, final=not retry,
-                                error_code=result.error_code, error_message=message))
+        outcomes.append(
+            Outcome(
+                row.id,
+                row.participation_id,
+                ok=False,
+                final=not retry,
+                error_code=result.error_code,
+                error_message=message,
+            )
+        )
     m = message_table.c
     db.session.execute(
         update(message_table)
         .where(m.id == bindparam("b_id"), m.status == "sending")
         .values(
-            status=bindparam("b_status"), sid=bindparam("b_sid"), error_code=bindparam("b_error_code"),
-            error_message=bindparam("b_error_message"), sent_at=bindparam("b_sent_at"),
-            next_attempt_at=bindparam("b_next_attempt_at"), dry_run=bindparam("b_dry_run"),
+            status=bindparam("b_status"),
+            sid=bindparam("b_sid"),
+            error_code=bindparam("b_error_code"),
+            error_message=bindparam("b_error_message"),
+            sent_at=bindparam("b_sent_at"),
+            next_attempt_at=bindparam("b_next_attempt_at"),
+            dry_run=bindparam("b_dry_run"),
             updated_at=bindparam("b_updated_at"),
         ),
         updates,
@@ -545,33 +577,56 @@ def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
     m = message_table.c
     stuck = db.session.execute(
         select(
-            m.id, m.participation_id, m.campaign_id, m.to_phone, m.channel, m.body, m.content_sid, m.attempts,
-            m.created_at, m.updated_at,
+            m.id,
+            m.participation_id,
+            m.campaign_id,
+            m.to_phone,
+            m.channel,
+            m.body,
+            m.content_sid,
+            m.attempts,
+            m.created_at,
+            m.updated_at,
         )
         .where(m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
         .order_by(m.id)
     ).all()
     db.session.commit()  # no transaction stays open while Twilio is asked
     accepted, unknown, unresolved = _reconcile(stuck, older_than) if stuck else ([], [], [])
-    requeued = db.session.execute(
-        update(message_table)
-        .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
-        .values(status="queued", next_attempt_at=now, updated_at=now)
-        .returning(m.id)
-    ).scalars().all() if unknown else []
-    overdue = db.session.execute(
-        update(message_table)
-        .where(m.status == "queued", m.next_attempt_at < cutoff)
-        .values(next_attempt_at=now, updated_at=now)
-        .returning(m.id)
-    ).scalars().all()
+    requeued = (
+        db.session.execute(
+            update(message_table)
+            .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
+            .values(status="queued", next_attempt_at=now, updated_at=now)
+            .returning(m.id)
+        )
+        .scalars()
+        .all()
+        if unknown
+        else []
+    )
+    overdue = (
+        db.session.execute(
+            update(message_table)
+            .where(m.status == "queued", m.next_attempt_at < cutoff)
+            .values(next_attempt_at=now, updated_at=now)
+            .returning(m.id)
+        )
+        .scalars()
+        .all()
+    )
     db.session.commit()
     ids = [*requeued, *overdue]
     if stuck or ids:
         current_app.logger.warning(
             "messages left behind by dead jobs: %d stuck sending (%d accepted by Twilio and recorded as sent, "
             "%d re-enqueued, %d left for the next sweep as Twilio could not be asked); %d overdue retries "
-            "re-enqueued", len(stuck), len(accepted), len(requeued), len(unresolved), len(overdue),
+            "re-enqueued",
+            len(stuck),
+            len(accepted),
+            len(requeued),
+            len(unresolved),
+            len(overdue),
         )
     enqueue_messages(ids)
     return StaleRecovery(requeued=len(ids), accepted=tuple(accepted), unresolved=len(unresolved))
@@ -590,8 +645,13 @@ def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], 
     settings = SenderSettings.from_config(current_app.config)
     lookups = [
         SentLookup(
-            key=str(row.id), to=row.to_phone, channel=row.channel, body=row.body, content_sid=row.content_sid,
-            since=_aware(row.created_at) - CLOCK_SKEW, until=_aware(row.updated_at) + older_than + CLOCK_SKEW,
+            key=str(row.id),
+            to=row.to_phone,
+            channel=row.channel,
+            body=row.body,
+            content_sid=row.content_sid,
+            since=_aware(row.created_at) - CLOCK_SKEW,
+            until=_aware(row.updated_at) + older_than + CLOCK_SKEW,
         )
         for row in stuck
     ]
@@ -605,8 +665,9 @@ def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], 
         found = next((found for found in answer.found if found.sid not in taken), None)
         if not answer.ok:
             unresolved.append(row.id)
-            current_app.logger.warning("cannot tell whether Twilio accepted message %d: %s", row.id,
-                                       answer.error_message)
+            current_app.logger.warning(
+                "cannot tell whether Twilio accepted message %d: %s", row.id, answer.error_message
+            )
         elif found is None:
             unknown.append(row.id)
         else:
@@ -628,8 +689,14 @@ def _record_found(found_for: list) -> list[Outcome]:
             # Still the same claim: not recorded, requeued or claimed again meanwhile.
             .where(m.id == row.id, m.status == "sending", m.sid.is_(None), m.attempts == row.attempts)
             .values(
-                status="sent", sid=found.sid, sent_at=found.created_at.astimezone(UTC).replace(tzinfo=None),
-                error_code=None, error_message=None, next_attempt_at=None, dry_run=False, updated_at=now,
+                status="sent",
+                sid=found.sid,
+                sent_at=found.created_at.astimezone(UTC).replace(tzinfo=None),
+                error_code=None,
+                error_message=None,
+                next_attempt_at=None,
+                dry_run=False,
+                updated_at=now,
             )
             .returning(m.id)
         ).scalar()
@@ -791,19 +858,25 @@ def _set_opted_out(phones: list[str], opted_out: bool, commit: bool = False) -> 
     ids = []
     for phone in dict.fromkeys(bare_phone(phone) for phone in phones):
         insert = dialect.insert(contact_table).values(
-            phone=phone, fields={}, opted_out=opted_out, opted_out_at=now if opted_out else None,
-            created_at=now, updated_at=now,
+            phone=phone,
+            fields={},
+            opted_out=opted_out,
+            opted_out_at=now if opted_out else None,
+            created_at=now,
+            updated_at=now,
         )
-        ids.append(db.session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["phone"],
-                set_={
-                    "opted_out": insert.excluded.opted_out,
-                    "opted_out_at": insert.excluded.opted_out_at,
-                    "updated_at": insert.excluded.updated_at,
-                },
-            ).returning(contact_table.c.id)
-        ).scalar_one())
+        ids.append(
+            db.session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["phone"],
+                    set_={
+                        "opted_out": insert.excluded.opted_out,
+                        "opted_out_at": insert.excluded.opted_out_at,
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                ).returning(contact_table.c.id)
+            ).scalar_one()
+        )
     if commit:
         db.session.commit()
     return ids

@@ -127,8 +127,7 @@ class SenderSettings:
             parts = urlsplit(self.api_base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ValueError(
-                    f"api_base_url (TWILIO_API_BASE_URL) must look like https://host[:port], "
-                    f"got {self.api_base_url!r}"
+                    f"api_base_url (TWILIO_API_BASE_URL) must look like https://host[:port], got {self.api_base_url!r}"
                 )
 
     @classmethod

@@ -197,8 +197,14 @@ def _graph(doc: dict) -> tuple[dict[str, dict], list[_Edge]]:
         if isinstance(edge, dict):
             by_source.setdefault(str(edge.get("from")), []).append(edge)
     edges = [
-        _Edge(index, str(edge["from"]), str(edge["to"]), edge, back=False,
-              label=_label_of(edge, nodes[str(edge["from"])], by_source[str(edge["from"])]))
+        _Edge(
+            index,
+            str(edge["from"]),
+            str(edge["to"]),
+            edge,
+            back=False,
+            label=_label_of(edge, nodes[str(edge["from"])], by_source[str(edge["from"])]),
+        )
         for index, edge in enumerate(raw)
         if isinstance(edge, dict) and str(edge.get("from")) in nodes and str(edge.get("to")) in nodes
     ]
@@ -209,7 +215,7 @@ def _graph(doc: dict) -> tuple[dict[str, dict], list[_Edge]]:
 def _mark_back_edges(nodes: dict[str, dict], edges: list[_Edge]) -> None:
     """Depth-first from the audience node(s), then other roots: an edge into the walk's stack is a loop."""
     outgoing: dict[str, list[_Edge]] = {key: [] for key in nodes}
-    incoming: dict[str, int] = {key: 0 for key in nodes}
+    incoming: dict[str, int] = dict.fromkeys(nodes, 0)
     for edge in edges:
         outgoing[edge.source].append(edge)
         incoming[edge.target] += 1
@@ -265,12 +271,12 @@ def _layout(nodes: dict[str, dict], edges: list[_Edge]) -> tuple[dict[str, _Item
 def _longest_path_layers(nodes: dict[str, dict], edges: list[_Edge]) -> dict[str, int]:
     """Layer of each node: the longest forward path from a root (Kahn's order over the acyclic part)."""
     forward = [(edge.source, edge.target) for edge in edges if not edge.back and edge.source != edge.target]
-    indegree = {key: 0 for key in nodes}
+    indegree = dict.fromkeys(nodes, 0)
     children: dict[str, list[str]] = {key: [] for key in nodes}
     for source, target in forward:
         indegree[target] += 1
         children[source].append(target)
-    layer = {key: 0 for key in nodes}
+    layer = dict.fromkeys(nodes, 0)
     ready = [key for key in nodes if indegree[key] == 0]
     while ready:
         key = ready.pop()
@@ -347,6 +353,7 @@ def _place(layers: list[list[str]], items: dict[str, _Item]) -> None:
 
 def _fit(layer: list[str], desired: list[float], items: dict[str, _Item]) -> None:
     """Positions as near to `desired` as the order and the gaps allow (push right, then left, average)."""
+
     def gap(left: str, right: str) -> float:
         return (items[left].width + items[right].width) / 2 + H_GAP
 
@@ -495,8 +502,11 @@ def _back_route(edge, items):
 def _self_loop(item):
     right = item.x + NODE_WIDTH / 2
     top = _top(item)
-    points = [(right, top + NODE_HEIGHT * 0.7), (right + 30, top + NODE_HEIGHT / 2),
-              (right + 2, top + NODE_HEIGHT * 0.3)]
+    points = [
+        (right, top + NODE_HEIGHT * 0.7),
+        (right + 30, top + NODE_HEIGHT / 2),
+        (right + 2, top + NODE_HEIGHT * 0.3),
+    ]
     spot = (right + 30, top + NODE_HEIGHT / 2)
     return points, (spot, spot)
 
@@ -561,8 +571,14 @@ def _shape(kind: str, left: float, top: float, fill: str, stroke: str, stroke_wi
     if kind == "pill":
         return f'<rect {common} x="{left}" y="{top}" width="{w}" height="{h}" rx="{h / 2}"/>'
     if kind == "hexagon":
-        points = [(left + 14, top), (right - 14, top), (right, middle),
-                  (right - 14, bottom), (left + 14, bottom), (left, middle)]
+        points = [
+            (left + 14, top),
+            (right - 14, top),
+            (right, middle),
+            (right - 14, bottom),
+            (left + 14, bottom),
+            (left, middle),
+        ]
         return f'<polygon {common} points="{_points(points)}"/>'
     if kind == "diamond":
         points = [(left + w / 2, top - 6), (right, middle), (left + w / 2, bottom + 6), (left, middle)]
@@ -570,7 +586,7 @@ def _shape(kind: str, left: float, top: float, fill: str, stroke: str, stroke_wi
     if kind == "bubble":
         return (
             f'<path {common} d="M{left + 8},{top} H{right - 8} Q{right},{top} {right},{top + 8} V{bottom - 8} '
-            f'Q{right},{bottom} {right - 8},{bottom} H{left + 30} L{left + 16},{bottom + 8} L{left + 18},{bottom} '
+            f"Q{right},{bottom} {right - 8},{bottom} H{left + 30} L{left + 16},{bottom + 8} L{left + 18},{bottom} "
             f'H{left + 8} Q{left},{bottom} {left},{bottom - 8} V{top + 8} Q{left},{top} {left + 8},{top} Z"/>'
         )
     if kind == "api":
@@ -579,9 +595,7 @@ def _shape(kind: str, left: float, top: float, fill: str, stroke: str, stroke_wi
             f'<path d="M{left + 9},{top} V{bottom} M{right - 9},{top} V{bottom}" stroke="{stroke}" fill="none"/>'
         )
     if kind == "delay":
-        return (
-            f'<rect {common} x="{left}" y="{top}" width="{w}" height="{h}" rx="14" stroke-dasharray="5 3"/>'
-        )
+        return f'<rect {common} x="{left}" y="{top}" width="{w}" height="{h}" rx="14" stroke-dasharray="5 3"/>'
     if kind == "set":
         return (
             f'<path {common} d="M{left},{top} H{right - 14} L{right},{top + 14} V{bottom} H{left} Z"/>'

@@ -11,6 +11,7 @@ rebuilt from the rows whenever it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import Counter
@@ -21,12 +22,22 @@ from redis.exceptions import RedisError
 from sqlalchemy import and_, case, desc, exists, func, literal_column, or_, select, text, union_all
 from sqlalchemy.orm import aliased
 
-from . import engine, runner
-from .extensions import db
-from .models import (
-    ACTIVE_STATES, FINAL_STATES, Contact, InboundMessage, Message, MessageEvent, Participation, Run, Step, utcnow,
+from app import engine
+from app.extensions import db
+from app.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    Contact,
+    InboundMessage,
+    Message,
+    MessageEvent,
+    Participation,
+    Run,
+    Step,
+    utcnow,
 )
-from .queues import get_redis
+from app.queues import get_redis
+from app.runs import runner
 
 STATES = ACTIVE_STATES + FINAL_STATES
 DEFAULT_PER_PAGE = 100
@@ -53,8 +64,7 @@ def state_counts(run_id: int) -> dict[str, int]:
     """Participations per contact state."""
     counts = dict.fromkeys(STATES, 0)
     rows = db.session.execute(
-        select(Participation.state, func.count()).where(Participation.run_id == run_id)
-        .group_by(Participation.state)
+        select(Participation.state, func.count()).where(Participation.run_id == run_id).group_by(Participation.state)
     )
     for state, number in rows:
         counts[state] = counts.get(state, 0) + number
@@ -115,11 +125,24 @@ def contacts_page(run: Run, page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> 
     page, per_page = max(1, page), min(max(1, per_page), MAX_PER_PAGE)
     p = Participation
     rows = db.session.execute(
-        select(p.id, p.contact_id, Contact.phone, Contact.name, p.state, p.node_id, p.engine_state, p.error,
-               p.wake_at, p.started_at, p.updated_at)
+        select(
+            p.id,
+            p.contact_id,
+            Contact.phone,
+            Contact.name,
+            p.state,
+            p.node_id,
+            p.engine_state,
+            p.error,
+            p.wake_at,
+            p.started_at,
+            p.updated_at,
+        )
         .join(Contact, Contact.id == p.contact_id)
-        .where(p.run_id == run.id).order_by(p.id)
-        .offset((page - 1) * per_page).limit(per_page)
+        .where(p.run_id == run.id)
+        .order_by(p.id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
     ).all()
     messages: dict[int, list[dict]] = {row.id: [] for row in rows}
     if rows:
@@ -201,24 +224,39 @@ TIMELINE_LIMIT = 1000
 class _Tally:
     """Counts over a stretch of a run's history; two tallies add up to the tally of both stretches."""
 
-    visits: Counter = field(default_factory=Counter)      # node id -> entries
-    edges: Counter = field(default_factory=Counter)       # edge index -> traversals
-    unmatched: int = 0                                     # replies that matched no edge
-    messages: Counter = field(default_factory=Counter)    # cumulative: sent, delivered, read, failed, undelivered
-    errors: Counter = field(default_factory=Counter)      # Twilio error code (or "none") -> failed messages
+    visits: Counter = field(default_factory=Counter)  # node id -> entries
+    edges: Counter = field(default_factory=Counter)  # edge index -> traversals
+    unmatched: int = 0  # replies that matched no edge
+    messages: Counter = field(default_factory=Counter)  # cumulative: sent, delivered, read, failed, undelivered
+    errors: Counter = field(default_factory=Counter)  # Twilio error code (or "none") -> failed messages
 
     def __add__(self, other: _Tally) -> _Tally:
-        return _Tally(self.visits + other.visits, self.edges + other.edges, self.unmatched + other.unmatched,
-                      self.messages + other.messages, self.errors + other.errors)
+        return _Tally(
+            self.visits + other.visits,
+            self.edges + other.edges,
+            self.unmatched + other.unmatched,
+            self.messages + other.messages,
+            self.errors + other.errors,
+        )
 
     def to_json(self) -> dict:
-        return {"visits": dict(self.visits), "edges": {str(k): v for k, v in self.edges.items()},
-                "unmatched": self.unmatched, "messages": dict(self.messages), "errors": dict(self.errors)}
+        return {
+            "visits": dict(self.visits),
+            "edges": {str(k): v for k, v in self.edges.items()},
+            "unmatched": self.unmatched,
+            "messages": dict(self.messages),
+            "errors": dict(self.errors),
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> _Tally:
-        return cls(Counter(data["visits"]), Counter({int(k): v for k, v in data["edges"].items()}),
-                   int(data["unmatched"]), Counter(data["messages"]), Counter(data["errors"]))
+        return cls(
+            Counter(data["visits"]),
+            Counter({int(k): v for k, v in data["edges"].items()}),
+            int(data["unmatched"]),
+            Counter(data["messages"]),
+            Counter(data["errors"]),
+        )
 
 
 @dataclass
@@ -231,11 +269,11 @@ class LiveStats:
     nodes: dict[str, dict[str, int]]
     edges: dict[int, int]
     messages: dict[str, int]
-    errors: list[tuple[str, int]]       # (code or "none", failed messages), most frequent first
+    errors: list[tuple[str, int]]  # (code or "none", failed messages), most frequent first
     unmatched: int
     late_timers: int
     stuck: int
-    send_rate: float | None             # messages accepted per second, recently (None: not known yet)
+    send_rate: float | None  # messages accepted per second, recently (None: not known yet)
     estimated_finish: datetime | None
 
     @property
@@ -273,14 +311,22 @@ def live_stats(run: Run, now: datetime | None = None) -> LiveStats:
     if rate and in_progress and run.status in ("preparing", "active"):
         finish = now + timedelta(seconds=in_progress / rate)
     return LiveStats(
-        states=states, total=max(run.total or 0, sum(states.values())),
-        finished=sum(states[state] for state in FINAL_STATES), nodes=nodes, edges=dict(tally.edges),
-        messages=messages, errors=tally.errors.most_common(), unmatched=tally.unmatched,
-        late_timers=late_timers, stuck=stuck, send_rate=rate, estimated_finish=finish,
+        states=states,
+        total=max(run.total or 0, sum(states.values())),
+        finished=sum(states[state] for state in FINAL_STATES),
+        nodes=nodes,
+        edges=dict(tally.edges),
+        messages=messages,
+        errors=tally.errors.most_common(),
+        unmatched=tally.unmatched,
+        late_timers=late_timers,
+        stuck=stuck,
+        send_rate=rate,
+        estimated_finish=finish,
     )
 
 
-def _run_tally(run: Run, journey: engine.Journey, now: datetime) -> tuple[_Tally, float | None]:
+def _run_tally(run: Run, journey: engine.Definition, now: datetime) -> tuple[_Tally, float | None]:
     """The run's history counts (settled part from Redis + rows since), and the recent send rate."""
     key = f"jd:run-page:{run.id}"
     saved = _load_tally(key, run)
@@ -294,14 +340,25 @@ def _run_tally(run: Run, journey: engine.Journey, now: datetime) -> tuple[_Tally
         settled += _step_tally(journey, run.id, saved["step_mark"], step_mark)
     event_mark = _settled_mark(MessageEvent.__table__, MessageEvent.at, saved["event_mark"], cutoff)
     if event_mark > saved["event_mark"]:
-        settled += (_event_tally(run.id, saved["event_mark"], event_mark) if saved["event_mark"]
-                    else _events_up_to(run.id, event_mark))
+        settled += (
+            _event_tally(run.id, saved["event_mark"], event_mark)
+            if saved["event_mark"]
+            else _events_up_to(run.id, event_mark)
+        )
     tally = settled + _step_tally(journey, run.id, step_mark) + _event_tally(run.id, event_mark)
     stamp = now.timestamp()
     samples = [sample for sample in saved["samples"] if stamp - sample[0] <= 2 * RATE_WINDOW_SECONDS]
     samples.append([stamp, tally.messages.get("sent", 0)])
-    _save_tally(key, {"run_created": saved["run_created"], "step_mark": step_mark, "event_mark": event_mark,
-                      "settled": settled.to_json(), "samples": samples})
+    _save_tally(
+        key,
+        {
+            "run_created": saved["run_created"],
+            "step_mark": step_mark,
+            "event_mark": event_mark,
+            "settled": settled.to_json(),
+            "samples": samples,
+        },
+    )
     return tally, _rate(samples, stamp)
 
 
@@ -338,7 +395,7 @@ def _settled_mark(table, at_column, mark: int, cutoff: datetime) -> int:
     return newest if newest is not None else mark
 
 
-def _step_tally(journey: engine.Journey, run_id: int, after: int, upto: int | None = None) -> _Tally:
+def _step_tally(journey: engine.Definition, run_id: int, after: int, upto: int | None = None) -> _Tally:
     """Node entries, edges taken and unmatched replies among the run's steps with id in (after, upto].
 
     Entries, and edges out of nodes with a single edge, are counted from the (kind, node) index alone;
@@ -359,7 +416,8 @@ def _step_tally(journey: engine.Journey, run_id: int, after: int, upto: int | No
     if branching:
         edge_index = s.detail["index"].as_integer()
         for index, number in db.session.execute(
-            select(edge_index, func.count()).where(window, s.kind == "edge", s.node_id.in_(branching))
+            select(edge_index, func.count())
+            .where(window, s.kind == "edge", s.node_id.in_(branching))
             .group_by(edge_index)
         ):
             if index is not None:
@@ -384,12 +442,20 @@ def _event_counts(run_id: int, after: int, upto: int | None = None, *leading):
     e, m, p = MessageEvent, Message, Participation
     delivered_too = aliased(MessageEvent)
     # A message read without a `delivered` callback (they can come out of order) was delivered too.
-    read_only = case((e.status == "read", ~exists().where(
-        delivered_too.message_id == e.message_id, delivered_too.status == "delivered")), else_=False)
-    return (select(*leading, e.status, read_only, e.error_code, func.count())
-            .join(m, m.id == e.message_id).join(p, p.id == m.participation_id)
-            .where(_in_window(e.id, p.run_id, run_id, after, upto))
-            .group_by(e.status, read_only, e.error_code))
+    read_only = case(
+        (
+            e.status == "read",
+            ~exists().where(delivered_too.message_id == e.message_id, delivered_too.status == "delivered"),
+        ),
+        else_=False,
+    )
+    return (
+        select(*leading, e.status, read_only, e.error_code, func.count())
+        .join(m, m.id == e.message_id)
+        .join(p, p.id == m.participation_id)
+        .where(_in_window(e.id, p.run_id, run_id, after, upto))
+        .group_by(e.status, read_only, e.error_code)
+    )
 
 
 def _add_event(tally: _Tally, status: str, read_without_delivered, code, number: int) -> None:
@@ -409,9 +475,12 @@ def _events_up_to(run_id: int, mark: int) -> _Tally:
     """
     m, p = Message, Participation
     no_sid = m.sid.is_(None)
-    current = (select(literal_column("1"), m.status, no_sid, m.error_code, func.count())
-               .join(p, p.id == m.participation_id).where(p.run_id == run_id)
-               .group_by(m.status, no_sid, m.error_code))
+    current = (
+        select(literal_column("1"), m.status, no_sid, m.error_code, func.count())
+        .join(p, p.id == m.participation_id)
+        .where(p.run_id == run_id)
+        .group_by(m.status, no_sid, m.error_code)
+    )
     newer = _event_counts(run_id, mark, None, literal_column("0"))
     had, taken = _Tally(), _Tally()
     for source, status, flag, code, number in db.session.execute(union_all(current, newer)):
@@ -461,8 +530,10 @@ def _overdue_counts(run_id: int, now: datetime) -> tuple[int, int]:
     late, stuck = _overdue_conditions(now)
     p = Participation
     # Late timers are found through the `wake_at` index (few, across all runs), not the run's waiting rows.
-    return (db.session.scalar(select(func.count()).where(p.run_id + 0 == run_id, late)),
-            db.session.scalar(select(func.count()).where(p.run_id == run_id, stuck)))
+    return (
+        db.session.scalar(select(func.count()).where(p.run_id + 0 == run_id, late)),
+        db.session.scalar(select(func.count()).where(p.run_id == run_id, stuck)),
+    )
 
 
 def remembered(run: Run, name: str, fingerprint, compute):
@@ -479,10 +550,8 @@ def remembered(run: Run, name: str, fingerprint, compute):
     except (RedisError, ValueError, KeyError, TypeError):
         pass
     value = compute()
-    try:
+    with contextlib.suppress(RedisError):
         get_redis().set(key, json.dumps({"stamp": stamp, "value": value}), ex=TALLY_TTL_SECONDS)
-    except RedisError:
-        pass
     return value
 
 
@@ -490,8 +559,11 @@ def failure_reasons(run_id: int, limit: int = 5) -> list[list]:
     """Why contacts failed: the most frequent `Participation.error` texts with their counts."""
     p = Participation
     rows = db.session.execute(
-        select(p.error, func.count().label("number")).where(p.run_id == run_id, p.state == "failed")
-        .group_by(p.error).order_by(desc("number")).limit(limit)
+        select(p.error, func.count().label("number"))
+        .where(p.run_id == run_id, p.state == "failed")
+        .group_by(p.error)
+        .order_by(desc("number"))
+        .limit(limit)
     )
     return [[error or "no reason recorded", number] for error, number in rows]
 
@@ -505,12 +577,19 @@ def unmatched_replies(run_id: int, limit: int = 10) -> list[dict]:
         .join(Participation, Participation.id == s.participation_id)
         .join(Contact, Contact.id == Participation.contact_id)
         .where(s.run_id == run_id, s.kind == "reply", s.detail["matched"].as_boolean().is_not(True))
-        .order_by(s.id.desc()).limit(limit)
+        .order_by(s.id.desc())
+        .limit(limit)
     ).all()
     inbound_ids = [row.detail.get("inbound_id") for row in rows if row.detail.get("inbound_id")]
-    outcomes = dict(db.session.execute(
-        select(InboundMessage.id, InboundMessage.outcome).where(InboundMessage.id.in_(inbound_ids))
-    ).all()) if inbound_ids else {}
+    outcomes = (
+        dict(
+            db.session.execute(
+                select(InboundMessage.id, InboundMessage.outcome).where(InboundMessage.id.in_(inbound_ids))
+            ).all()
+        )
+        if inbound_ids
+        else {}
+    )
     replies = []
     for row in rows:
         detail = row.detail or {}
@@ -520,9 +599,18 @@ def unmatched_replies(run_id: int, limit: int = 10) -> list[dict]:
             why = "matched no answer: took the fallback edge"
         else:
             why = "matched no edge: still waiting"
-        replies.append({"participation_id": row.participation_id, "phone": row.phone, "name": row.name,
-                        "node_id": row.node_id, "text": detail.get("text") or "", "payload": detail.get("payload"),
-                        "why": why, "at": row.at.isoformat()})
+        replies.append(
+            {
+                "participation_id": row.participation_id,
+                "phone": row.phone,
+                "name": row.name,
+                "node_id": row.node_id,
+                "text": detail.get("text") or "",
+                "payload": detail.get("payload"),
+                "why": why,
+                "at": row.at.isoformat(),
+            }
+        )
     return replies
 
 
@@ -533,12 +621,17 @@ class ContactFilter:
     state: str | None = None
     node: str | None = None
     search: str | None = None
-    error: str | None = None       # a Twilio error code, or "none": contacts with a message that failed so
+    error: str | None = None  # a Twilio error code, or "none": contacts with a message that failed so
     overdue: bool = False
 
     def as_args(self) -> dict:
-        args = {"state": self.state, "node": self.node, "q": self.search, "error": self.error,
-                "overdue": "1" if self.overdue else None}
+        args = {
+            "state": self.state,
+            "node": self.node,
+            "q": self.search,
+            "error": self.error,
+            "overdue": "1" if self.overdue else None,
+        }
         return {key: value for key, value in args.items() if value}
 
 
@@ -552,9 +645,15 @@ class ContactsPage:
     has_after: bool
 
 
-def contacts_table(run: Run, filters: ContactFilter, after: int | None = None, before: int | None = None,
-                   per_page: int = CONTACTS_PER_PAGE, now: datetime | None = None,
-                   total: int | None = None) -> ContactsPage:
+def contacts_table(
+    run: Run,
+    filters: ContactFilter,
+    after: int | None = None,
+    before: int | None = None,
+    per_page: int = CONTACTS_PER_PAGE,
+    now: datetime | None = None,
+    total: int | None = None,
+) -> ContactsPage:
     """One page of the run's contacts, in the order they joined, keyset-paginated on the participation id.
 
     Never loads more than a page of rows: `after`/`before` are the last/first id of the neighbouring page.
@@ -568,9 +667,22 @@ def contacts_table(run: Run, filters: ContactFilter, after: int | None = None, b
     known = total if total is not None and not filtering else None
     # The count rides along in the page's statement, so a search scans the contacts once, not twice.
     count_column = literal_column(str(known)) if known is not None else counted.scalar_subquery()
-    query = (select(p.id, p.contact_id, Contact.phone, Contact.name, p.state, p.node_id, p.wake_at, p.error,
-                    p.updated_at, count_column.label("total"))
-             .join(Contact, Contact.id == p.contact_id).where(*criteria))
+    query = (
+        select(
+            p.id,
+            p.contact_id,
+            Contact.phone,
+            Contact.name,
+            p.state,
+            p.node_id,
+            p.wake_at,
+            p.error,
+            p.updated_at,
+            count_column.label("total"),
+        )
+        .join(Contact, Contact.id == p.contact_id)
+        .where(*criteria)
+    )
     if before is not None:
         rows = db.session.execute(query.where(p.id < before).order_by(p.id.desc()).limit(per_page + 1)).all()
         has_more, rows = len(rows) > per_page, list(reversed(rows[:per_page]))
@@ -582,9 +694,14 @@ def contacts_table(run: Run, filters: ContactFilter, after: int | None = None, b
         has_after, rows = len(rows) > per_page, rows[:per_page]
         has_before = after is not None
     count = known if known is not None else rows[0].total if rows else db.session.scalar(counted)
-    return ContactsPage(rows=rows, count=count,
-                        first_id=rows[0].id if rows else None, last_id=rows[-1].id if rows else None,
-                        has_before=has_before and bool(rows), has_after=has_after)
+    return ContactsPage(
+        rows=rows,
+        count=count,
+        first_id=rows[0].id if rows else None,
+        last_id=rows[-1].id if rows else None,
+        has_before=has_before and bool(rows),
+        has_after=has_after,
+    )
 
 
 def _filter_criteria(filters: ContactFilter, now: datetime) -> list:
@@ -632,18 +749,21 @@ class TimelineEntry:
     detail: dict
     message: Message | None = None
     events: list = field(default_factory=list)
-    reply: str | None = None        # for an edge: the reply that chose it
+    reply: str | None = None  # for an edge: the reply that chose it
 
 
 def contact_timeline(participation: Participation) -> list[TimelineEntry]:
     """The contact's path through the run, oldest first: nodes entered, edges taken with the reply that
     chose them, each message with its status history, API calls, timers and errors."""
-    steps = list(db.session.scalars(
-        select(Step).where(Step.participation_id == participation.id).order_by(Step.id).limit(TIMELINE_LIMIT)
-    ))
-    messages = {message.id: message for message in db.session.scalars(
-        select(Message).where(Message.participation_id == participation.id)
-    )}
+    steps = list(
+        db.session.scalars(
+            select(Step).where(Step.participation_id == participation.id).order_by(Step.id).limit(TIMELINE_LIMIT)
+        )
+    )
+    messages = {
+        message.id: message
+        for message in db.session.scalars(select(Message).where(Message.participation_id == participation.id))
+    }
     events: dict[int, list] = {}
     if messages:
         for event in db.session.scalars(

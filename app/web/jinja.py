@@ -4,7 +4,7 @@ from datetime import datetime
 
 from flask import Flask, current_app
 
-from .models import utcnow
+from app.models import utcnow
 
 
 def ago(moment: datetime | None) -> str:

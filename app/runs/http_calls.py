@@ -80,8 +80,9 @@ def address_problem(address: str, allow_private: bool) -> str | None:
         ip = ip.ipv4_mapped
     if allow_private or (ip.is_global and not ip.is_multicast):
         return None
-    return (f"address {address} is loopback, private or reserved; "
-            "api nodes may call it only with API_NODE_ALLOW_PRIVATE=1")
+    return (
+        f"address {address} is loopback, private or reserved; api nodes may call it only with API_NODE_ALLOW_PRIVATE=1"
+    )
 
 
 class _GuardedResolver(AbstractResolver):

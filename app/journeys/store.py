@@ -23,9 +23,9 @@ from typing import NamedTuple
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import engine
-from .extensions import db
-from .models import FINISHED_RUN_STATUSES, Journey, JourneyVersion, Run, User, utcnow
+from app import engine
+from app.extensions import db
+from app.models import FINISHED_RUN_STATUSES, Journey, JourneyVersion, Run, User, utcnow
 
 NAME_MAX = 200
 UNTITLED = "Untitled journey"
@@ -37,8 +37,10 @@ class InvalidJourney(ValueError):
     def __init__(self, problems: list):
         self.problems = list(problems)
         count = len(self.problems)
-        super().__init__(f"the journey has {count} problem{'s' if count != 1 else ''}: "
-                         + "; ".join(describe_problem(problem) for problem in self.problems))
+        super().__init__(
+            f"the journey has {count} problem{'s' if count != 1 else ''}: "
+            + "; ".join(describe_problem(problem) for problem in self.problems)
+        )
 
 
 class StaleDraft(Exception):
@@ -46,8 +48,9 @@ class StaleDraft(Exception):
 
     def __init__(self, current_revision: int):
         self.current_revision = current_revision
-        super().__init__(f"the journey was changed elsewhere (now at revision {current_revision}); "
-                         "reload it before saving")
+        super().__init__(
+            f"the journey was changed elsewhere (now at revision {current_revision}); reload it before saving"
+        )
 
 
 class JourneyInUse(Exception):
@@ -145,7 +148,8 @@ def save_draft_unchecked(journey: Journey, doc: dict, expected_revision: int | N
         raise InvalidJourney([engine.Problem(severity="error", message="a journey must be a JSON object")])
     shape = [
         engine.Problem(severity="error", message=f"{key!r} must be a list", field=key)
-        for key in ("nodes", "edges") if not isinstance(doc.get(key), list)
+        for key in ("nodes", "edges")
+        if not isinstance(doc.get(key), list)
     ]
     if shape:
         raise InvalidJourney(shape)
@@ -234,8 +238,10 @@ def delete(journey: Journey) -> None:
 
 
 def has_active_run(journey: Journey) -> bool:
-    active = select(func.count()).select_from(Run).where(
-        Run.journey_id == journey.id, Run.status.not_in(FINISHED_RUN_STATUSES)
+    active = (
+        select(func.count())
+        .select_from(Run)
+        .where(Run.journey_id == journey.id, Run.status.not_in(FINISHED_RUN_STATUSES))
     )
     return db.session.scalar(active) > 0
 
@@ -276,8 +282,10 @@ def _save_draft(journey: Journey, document: dict, expected_revision: int | None)
     if expected_revision is not None:
         statement = statement.where(Journey.draft_revision == expected_revision)
     statement = statement.values(
-        draft=document, name=_name_of(document),
-        draft_revision=Journey.draft_revision + 1, updated_at=utcnow(),
+        draft=document,
+        name=_name_of(document),
+        draft_revision=Journey.draft_revision + 1,
+        updated_at=utcnow(),
     )
     saved = db.session.execute(statement, execution_options={"synchronize_session": False}).rowcount
     if not saved:

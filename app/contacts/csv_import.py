@@ -5,6 +5,7 @@ delimiter, finds the phone column by name, normalises numbers to E.164 and repor
 physical line number and a plain reason, keeping the valid rows. It is pure (standard library and phonenumbers)
 and streams the rows, so any layer can call it; size limits belong to the caller.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -20,16 +21,51 @@ import phonenumbers
 # Column names are compared after _fold() (accents, case, spaces and punctuation removed).
 # Earlier names win when several columns match: a mobile number is the better one to message.
 PHONE_COLUMN_NAMES = (
-    "mobile", "mobilephone", "mobilenumber", "mobileno", "cell", "cellphone", "cellular", "celular", "cel",
-    "numerocelular", "numerodecelular", "telemovel", "movil", "handy", "whatsapp", "whatsappnumber",
-    "phone", "phonenumber", "phoneno", "telephone", "telefone", "telefono", "numerotelefone",
-    "numerodetelefone", "tel", "fone", "msisdn", "number", "numero", "to",
+    "mobile",
+    "mobilephone",
+    "mobilenumber",
+    "mobileno",
+    "cell",
+    "cellphone",
+    "cellular",
+    "celular",
+    "cel",
+    "numerocelular",
+    "numerodecelular",
+    "telemovel",
+    "movil",
+    "handy",
+    "whatsapp",
+    "whatsappnumber",
+    "phone",
+    "phonenumber",
+    "phoneno",
+    "telephone",
+    "telefone",
+    "telefono",
+    "numerotelefone",
+    "numerodetelefone",
+    "tel",
+    "fone",
+    "msisdn",
+    "number",
+    "numero",
+    "to",
 )
 # Fallback: a column whose folded name contains one of these words ("Home Phone", "Telefone 1").
 PHONE_COLUMN_WORDS = ("mobile", "celular", "cell", "whatsapp", "phone", "telefone", "telefono", "fone", "msisdn")
 NAME_COLUMN_NAMES = (
-    "name", "fullname", "nome", "nomecompleto", "nombre", "contactname", "customername", "nomedocliente",
-    "firstname", "primeironome", "givenname",
+    "name",
+    "fullname",
+    "nome",
+    "nomecompleto",
+    "nombre",
+    "contactname",
+    "customername",
+    "nomedocliente",
+    "firstname",
+    "primeironome",
+    "givenname",
 )
 
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # latin-1 decodes any byte, so it is the last resort
@@ -97,8 +133,9 @@ class ImportResult:
     delimiter: str
 
 
-def import_contacts_csv(data: bytes, default_region: str | None = "US",
-                        phone_column: str | None = None) -> ImportResult:
+def import_contacts_csv(
+    data: bytes, default_region: str | None = "US", phone_column: str | None = None
+) -> ImportResult:
     """Read contacts from CSV bytes: valid rows become contacts, bad rows are rejected with line and reason.
 
     Numbers without a +country code are read as numbers of `default_region`. `phone_column` names the
@@ -177,8 +214,10 @@ def normalise_phone(text: str, default_region: str | None = "US") -> str:
     if scientific:
         digits = _exact_scientific_digits(*scientific.groups())
         if digits is None:
-            raise ValueError(f"invalid phone number {shown}: Excel rounded it to scientific notation; "
-                             "format the phone column as text and export the file again")
+            raise ValueError(
+                f"invalid phone number {shown}: Excel rounded it to scientific notation; "
+                "format the phone column as text and export the file again"
+            )
         # Excel drops the leading + of an international number, so try that reading too.
         candidates = (digits, "+" + digits)
     else:
@@ -205,8 +244,9 @@ def normalise_phone(text: str, default_region: str | None = "US") -> str:
 def _is_valid(number: phonenumbers.PhoneNumber, region: str | None) -> bool:
     """phonenumbers.is_valid_number, sped up: most numbers belong to the default region, so check it first
     instead of searching every region of the country code (25 share +1)."""
-    return bool(region and phonenumbers.is_valid_number_for_region(number, region)) or \
-        phonenumbers.is_valid_number(number)
+    return bool(region and phonenumbers.is_valid_number_for_region(number, region)) or phonenumbers.is_valid_number(
+        number
+    )
 
 
 def rejected_rows_csv(rejected: list[RejectedRow], columns: list[str]) -> str:
@@ -246,8 +286,10 @@ def _detect_encoding(data: bytes) -> str:
             raise CsvImportError(_BINARY_MESSAGE)
         return "utf-16"
     if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise CsvImportError("this is a spreadsheet workbook (.xlsx, .xls or .ods), not CSV: "
-                             "save it as CSV (File > Save As > CSV) and upload that")
+        raise CsvImportError(
+            "this is a spreadsheet workbook (.xlsx, .xls or .ods), not CSV: "
+            "save it as CSV (File > Save As > CSV) and upload that"
+        )
     if b"\x00" in data:
         raise CsvImportError(_BINARY_MESSAGE)
     encoding = next(encoding for encoding in ENCODINGS if _decodes(data, encoding))
@@ -262,7 +304,7 @@ def _decodes(data: bytes, encoding: str) -> bool:
     chunk = 1 << 16
     try:
         for start in range(0, len(data), chunk):
-            decoder.decode(data[start:start + chunk])
+            decoder.decode(data[start : start + chunk])
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
@@ -283,6 +325,7 @@ def _sniff_delimiter(sample: str, truncated: bool) -> str:
 
     The header decides: a decimal comma or a comma inside a name then cannot outvote the semicolons.
     """
+
     def score(delimiter: str) -> tuple[float, int]:
         reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, skipinitialspace=True)
         try:
@@ -316,9 +359,11 @@ def _records(reader):
             if any(row) and not _is_blank(row):
                 yield record_start, [cell.strip() for cell in row]
     except csv.Error as error:
-        raise CsvImportError(f"line {start}: {error}; check that every opening quote (\") is closed") from None
-    raise CsvImportError(f"line {record_start}: a quoted field starting here is never closed; "
-                         "fix or remove the unmatched quote (\") and upload again")
+        raise CsvImportError(f'line {start}: {error}; check that every opening quote (") is closed') from None
+    raise CsvImportError(
+        f"line {record_start}: a quoted field starting here is never closed; "
+        'fix or remove the unmatched quote (") and upload again'
+    )
 
 
 def _column_names(header: list[str]) -> list[str]:
@@ -349,10 +394,14 @@ def _phone_column_index(columns: list[str], chosen: str | None, region: str | No
     if found is not None:
         return found
     if any(_looks_like_phone(column, region) for column in columns):
-        raise CsvImportError(f"the first line holds data ({listed}), not column names: "
-                             "add a header line first, such as phone,name")
-    raise CsvImportError(f"no phone column found among the columns {listed}: "
-                         "name the column phone, or choose which column holds the phone numbers", columns)
+        raise CsvImportError(
+            f"the first line holds data ({listed}), not column names: add a header line first, such as phone,name"
+        )
+    raise CsvImportError(
+        f"no phone column found among the columns {listed}: "
+        "name the column phone, or choose which column holds the phone numbers",
+        columns,
+    )
 
 
 def _name_column_index(columns: list[str], phone_index: int) -> int | None:
@@ -398,5 +447,5 @@ def _exact_scientific_digits(lead: str, fraction: str | None, exponent: str) -> 
 
 def _shown(text: str) -> str:
     if len(text) > _SHOWN_TEXT_MAX:
-        text = text[:_SHOWN_TEXT_MAX - 3] + "..."
+        text = text[: _SHOWN_TEXT_MAX - 3] + "..."
     return repr(text)

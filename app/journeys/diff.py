@@ -59,10 +59,14 @@ class JourneyDiff:
         """One line such as `2 nodes added, 1 edge changed`."""
         parts = []
         for count, what in (
-            (len(self.nodes_added), "node added"), (len(self.nodes_removed), "node removed"),
-            (len(self.nodes_renamed), "node renamed"), (len(self.nodes_changed), "node changed"),
-            (len(self.edges_added), "edge added"), (len(self.edges_removed), "edge removed"),
-            (len(self.edges_changed), "edge changed"), (len(self.edges_reordered), "node's edges reordered"),
+            (len(self.nodes_added), "node added"),
+            (len(self.nodes_removed), "node removed"),
+            (len(self.nodes_renamed), "node renamed"),
+            (len(self.nodes_changed), "node changed"),
+            (len(self.edges_added), "edge added"),
+            (len(self.edges_removed), "edge removed"),
+            (len(self.edges_changed), "edge changed"),
+            (len(self.edges_reordered), "node's edges reordered"),
             (len(self.settings), "setting changed"),
         ):
             if count:

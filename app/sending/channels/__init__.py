@@ -4,10 +4,17 @@ Pure adapter (twilio SDK, aiohttp, standard library): no Flask, database or
 Redis here, so the messaging worker can call it with the values it holds.
 """
 
-from .channels import CHANNELS, Channel, SmsChannel, WhatsAppChannel
-from .errors import classify_error, explain_error
-from .messages import FoundMessage, LookupResult, OutboundMessage, SenderSettings, SendResult, SentLookup
-from .senders import DryRunSender, TwilioSender, get_sender
+from app.sending.channels.channels import CHANNELS, Channel, SmsChannel, WhatsAppChannel
+from app.sending.channels.errors import classify_error, explain_error
+from app.sending.channels.messages import (
+    FoundMessage,
+    LookupResult,
+    OutboundMessage,
+    SenderSettings,
+    SendResult,
+    SentLookup,
+)
+from app.sending.channels.senders import DryRunSender, TwilioSender, get_sender
 
 __all__ = [
     "CHANNELS",

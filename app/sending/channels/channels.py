@@ -2,7 +2,7 @@
 
 import json
 
-from .messages import OutboundMessage, SenderSettings
+from app.sending.channels.messages import OutboundMessage, SenderSettings
 
 
 class Channel:
@@ -68,7 +68,7 @@ class WhatsAppChannel(Channel):
     def address(self, phone: str) -> str:
         phone = phone.strip()
         if phone.lower().startswith(self.prefix):
-            phone = phone[len(self.prefix):].strip()
+            phone = phone[len(self.prefix) :].strip()
         return self.prefix + phone
 
     def sender(self, settings: SenderSettings) -> dict | None:

@@ -4,7 +4,7 @@ Operators try a journey before any message leaves: the simulator calls
 `engine.step` exactly as the workers do and carries out its effects in its
 own way: a `SendMessage` becomes a chat bubble and is accepted at once (no
 Twilio), a `ScheduleWake` becomes a timer the operator can fire now, a
-`CallApi` is made for real through `app.http_calls` (the same safety rules
+`CallApi` is made for real through `app.runs.http_calls` (the same safety rules
 as the workers) or answered with a response the operator types.
 
 A simulation is small JSON kept in Redis under a random key with a TTL, so
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from . import engine
-from .engine import effects, events
-from .http_calls import ApiCall, perform_calls
+from app import engine
+from app.engine import effects, events
+from app.runs.http_calls import ApiCall, perform_calls
 
 TTL_SECONDS = 2 * 3600
 KEY_PREFIX = "simulator:"
@@ -61,11 +61,14 @@ class Simulation:
         return json.dumps(self.__dict__, ensure_ascii=False)
 
 
-def start(redis: Redis, journey_id: int, doc: dict, fields: dict, *, real_api: bool,
-          allow_private: bool = False) -> Simulation:
+def start(
+    redis: Redis, journey_id: int, doc: dict, fields: dict, *, real_api: bool, allow_private: bool = False
+) -> Simulation:
     """A new simulation of `doc` for a contact with `fields`, already stepped from the audience node."""
     simulation = Simulation(
-        token=secrets.token_urlsafe(16), journey_id=journey_id, real_api=real_api,
+        token=secrets.token_urlsafe(16),
+        journey_id=journey_id,
+        real_api=real_api,
         state=engine.ContactState(fields=dict(fields)).to_json(),
     )
     _advance(simulation, engine.parse(doc), events.Start(), allow_private)
@@ -111,8 +114,9 @@ def answer_api(simulation: Simulation, doc: dict, status: int | None, body, allo
         return
     call = simulation.pending_api
     simulation.pending_api = None
-    simulation.chat.append({"who": "api", "text": f"{call['method']} {call['url']} → {status or 'no answer'} (typed)",
-                            "body": body})
+    simulation.chat.append(
+        {"who": "api", "text": f"{call['method']} {call['url']} → {status or 'no answer'} (typed)", "body": body}
+    )
     response = events.ApiResponse(status=status, body=body, error=None if status else "no answer (simulated)")
     _advance(simulation, engine.parse(doc), response, allow_private)
 
@@ -123,7 +127,8 @@ def expected_buttons(simulation: Simulation, doc: dict) -> list[str]:
     if state.status != "waiting":
         return []
     return [
-        edge["when"]["payload"] for edge in doc.get("edges", [])
+        edge["when"]["payload"]
+        for edge in doc.get("edges", [])
         if edge.get("from") == state.node_id and isinstance(edge.get("when"), dict) and "payload" in edge["when"]
     ]
 
@@ -132,7 +137,7 @@ def _note(simulation: Simulation, text: str) -> None:
     simulation.chat.append({"who": "system", "text": text})
 
 
-def _advance(simulation: Simulation, journey: engine.Journey, event, allow_private: bool) -> None:
+def _advance(simulation: Simulation, journey: engine.Definition, event, allow_private: bool) -> None:
     """Step with `event`, then carry out the effects, stepping again on each outcome, until the engine waits."""
     pending = [event]
     while pending:
@@ -172,31 +177,56 @@ def _call(call: ApiCall, allow_private: bool):
 def _carry_out(simulation: Simulation, effect, allow_private: bool):
     """Do one effect the simulator's way; return the event it leads to at once, if any."""
     if isinstance(effect, effects.SendMessage):
-        simulation.chat.append({
-            "who": "journey", "node_id": effect.node_id, "channel": effect.channel, "text": effect.body or "",
-            "content_sid": effect.content_sid, "content_variables": effect.content_variables,
-            "media_url": effect.media_url, "missing": list(effect.missing),
-        })
+        simulation.chat.append(
+            {
+                "who": "journey",
+                "node_id": effect.node_id,
+                "channel": effect.channel,
+                "text": effect.body or "",
+                "content_sid": effect.content_sid,
+                "content_variables": effect.content_variables,
+                "media_url": effect.media_url,
+                "missing": list(effect.missing),
+            }
+        )
         return events.MessageOutcome(ok=True)
     if isinstance(effect, effects.ScheduleWake):
-        simulation.timer = None if effect.at is None else {
-            "node_id": effect.node_id, "visit": effect.visit, "at": effect.at,
-        }
+        simulation.timer = (
+            None
+            if effect.at is None
+            else {
+                "node_id": effect.node_id,
+                "visit": effect.visit,
+                "at": effect.at,
+            }
+        )
         return None
     if isinstance(effect, effects.CallApi):
-        call = {"node_id": effect.node_id, "method": effect.method, "url": effect.url, "headers": effect.headers,
-                "body": effect.body, "timeout": effect.timeout}
+        call = {
+            "node_id": effect.node_id,
+            "method": effect.method,
+            "url": effect.url,
+            "headers": effect.headers,
+            "body": effect.body,
+            "timeout": effect.timeout,
+        }
         if not simulation.real_api:
             simulation.pending_api = call
             return None
-        result = _call(ApiCall(None, effect.method, effect.url, effect.headers, effect.body, effect.timeout),
-                       allow_private)
-        simulation.chat.append({
-            "who": "api", "text": f"{effect.method} {effect.url} → {result.status or result.error}",
-            "body": result.body, "duration_ms": round(result.duration_ms),
-        })
-        return events.ApiResponse(status=result.status, body=result.body, error=result.error,
-                                  duration_ms=result.duration_ms)
+        result = _call(
+            ApiCall(None, effect.method, effect.url, effect.headers, effect.body, effect.timeout), allow_private
+        )
+        simulation.chat.append(
+            {
+                "who": "api",
+                "text": f"{effect.method} {effect.url} → {result.status or result.error}",
+                "body": result.body,
+                "duration_ms": round(result.duration_ms),
+            }
+        )
+        return events.ApiResponse(
+            status=result.status, body=result.body, error=result.error, duration_ms=result.duration_ms
+        )
     if isinstance(effect, effects.Finish):
         _note(simulation, f"The contact finished: {effect.status} ({effect.reason}).")
     return None

@@ -1,6 +1,6 @@
 """Audiences: named lists of contacts uploaded as CSV, and the one way contacts are saved.
 
-Files are read by the same importer as campaigns (`app.csv_import`), so a file that works for one works
+Files are read by the same importer as campaigns (`app.contacts.csv_import`), so a file that works for one works
 for the other and rejected rows are reported the same way. Contacts are unique by E.164 phone: uploading a
 number again updates that contact instead of duplicating it. Its fields are merged: new columns are added,
 non-empty values replace old ones, and an empty cell never erases a value already stored (a re-upload with a
@@ -21,9 +21,9 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 # CsvImportError is re-exported: callers catch audiences.CsvImportError.
-from .csv_import import CsvImportError, RejectedRow, import_contacts_csv, normalise_phone  # noqa: F401
-from .extensions import db
-from .models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Contact, Run, utcnow
+from app.contacts.csv_import import CsvImportError, RejectedRow, import_contacts_csv, normalise_phone  # noqa: F401
+from app.extensions import db
+from app.models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Contact, Run, utcnow
 
 CHUNK_SIZE = 1000
 NAME_MAX = 200
@@ -36,9 +36,13 @@ class AudienceInUse(Exception):
     """An active run is still reading the audience's contacts."""
 
 
-def import_audience(name: str, data: bytes, phone_column: str | None = None,
-                    default_region: str | None = None,
-                    audience: Audience | None = None) -> tuple[Audience, list[RejectedRow]]:
+def import_audience(
+    name: str,
+    data: bytes,
+    phone_column: str | None = None,
+    default_region: str | None = None,
+    audience: Audience | None = None,
+) -> tuple[Audience, list[RejectedRow]]:
     """Import a CSV into a new audience (or add it to `audience`); return it with the rejected rows.
 
     Raises CsvImportError (nothing written) when the file cannot be used at all.
@@ -90,9 +94,11 @@ def upsert_contacts(contacts: Iterable[dict]) -> list[int]:
 
 def contact_ids(audience_id: int) -> list[int]:
     """Ids of the audience's contacts, in id order."""
-    query = (select(membership_table.c.contact_id)
-             .where(membership_table.c.audience_id == audience_id)
-             .order_by(membership_table.c.contact_id))
+    query = (
+        select(membership_table.c.contact_id)
+        .where(membership_table.c.audience_id == audience_id)
+        .order_by(membership_table.c.contact_id)
+    )
     return list(db.session.scalars(query))
 
 
@@ -102,8 +108,10 @@ def audience_rejected_rows(audience: Audience) -> list[RejectedRow]:
 
 
 def has_active_run(audience: Audience) -> bool:
-    active = select(func.count()).select_from(Run).where(
-        Run.audience_id == audience.id, Run.status.not_in(FINISHED_RUN_STATUSES)
+    active = (
+        select(func.count())
+        .select_from(Run)
+        .where(Run.audience_id == audience.id, Run.status.not_in(FINISHED_RUN_STATUSES))
     )
     return db.session.scalar(active) > 0
 
@@ -125,7 +133,7 @@ def _upsert(fields_by_phone: dict[str, dict]) -> dict[str, int]:
     ids: dict[str, int] = {}
     phones = list(fields_by_phone)
     for start in range(0, len(phones), CHUNK_SIZE):
-        chunk = {phone: fields_by_phone[phone] for phone in phones[start:start + CHUNK_SIZE]}
+        chunk = {phone: fields_by_phone[phone] for phone in phones[start : start + CHUNK_SIZE]}
         ids.update(_upsert_chunk(chunk))
     return ids
 
@@ -159,12 +167,16 @@ def _merge_existing(chunk: dict[str, dict]) -> dict[str, int]:
 # parameter expanded by the server (json_to_recordset): psycopg neither caches long parameter lists nor
 # quotes text arrays cheaply, and one json.dumps is much faster than either.
 
+
 def _existing_contacts(phones: list[str]):
     if _on_postgresql():
-        return db.session.execute(text(
-            "SELECT id, phone, name, fields FROM contact"
-            " WHERE phone IN (SELECT json_array_elements_text(CAST(:phones AS json)))"
-        ).columns(*contact_table.c["id", "phone", "name", "fields"]), {"phones": json.dumps(phones)}).all()
+        return db.session.execute(
+            text(
+                "SELECT id, phone, name, fields FROM contact"
+                " WHERE phone IN (SELECT json_array_elements_text(CAST(:phones AS json)))"
+            ).columns(*contact_table.c["id", "phone", "name", "fields"]),
+            {"phones": json.dumps(phones)},
+        ).all()
     columns = (contact_table.c.id, contact_table.c.phone, contact_table.c.name, contact_table.c.fields)
     return db.session.execute(select(*columns).where(contact_table.c.phone.in_(phones))).all()
 
@@ -173,15 +185,27 @@ def _insert_contacts(new: dict[str, dict]) -> None:
     now = utcnow()
     if _on_postgresql():
         rows = [{"phone": phone, "name": _name(fields), "fields": fields} for phone, fields in new.items()]
-        db.session.execute(text(
-            "INSERT INTO contact (phone, name, fields, opted_out, created_at, updated_at)"
-            " SELECT phone, name, fields, false, :now, :now"
-            " FROM json_to_recordset(CAST(:rows AS json)) AS new_contact(phone text, name text, fields json)"
-            " ON CONFLICT (phone) DO NOTHING"
-        ), {"now": now, "rows": json.dumps(rows)})
+        db.session.execute(
+            text(
+                "INSERT INTO contact (phone, name, fields, opted_out, created_at, updated_at)"
+                " SELECT phone, name, fields, false, :now, :now"
+                " FROM json_to_recordset(CAST(:rows AS json)) AS new_contact(phone text, name text, fields json)"
+                " ON CONFLICT (phone) DO NOTHING"
+            ),
+            {"now": now, "rows": json.dumps(rows)},
+        )
         return
-    rows = [{"phone": phone, "name": _name(fields), "fields": fields, "opted_out": False,
-             "created_at": now, "updated_at": now} for phone, fields in new.items()]
+    rows = [
+        {
+            "phone": phone,
+            "name": _name(fields),
+            "fields": fields,
+            "opted_out": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for phone, fields in new.items()
+    ]
     db.session.execute(sqlite_insert(contact_table).on_conflict_do_nothing(), rows)
 
 
@@ -189,34 +213,46 @@ def _update_contacts(changes: list[dict]) -> None:
     """`changes`: {"id", "name", "fields"} of each contact to update."""
     now = utcnow()
     if _on_postgresql():
-        db.session.execute(text(
-            "UPDATE contact SET name = changed.name, fields = changed.fields, updated_at = :now"
-            " FROM json_to_recordset(CAST(:rows AS json)) AS changed(id integer, name text, fields json)"
-            " WHERE contact.id = changed.id"
-        ), {"now": now, "rows": json.dumps(changes)})
+        db.session.execute(
+            text(
+                "UPDATE contact SET name = changed.name, fields = changed.fields, updated_at = :now"
+                " FROM json_to_recordset(CAST(:rows AS json)) AS changed(id integer, name text, fields json)"
+                " WHERE contact.id = changed.id"
+            ),
+            {"now": now, "rows": json.dumps(changes)},
+        )
         return
-    statement = (update(contact_table).where(contact_table.c.id == bindparam("changed_id"))
-                 .values(name=bindparam("changed_name"), fields=bindparam("changed_fields"), updated_at=now))
-    db.session.connection().execute(statement, [
-        {"changed_id": row["id"], "changed_name": row["name"], "changed_fields": row["fields"]} for row in changes
-    ])
+    statement = (
+        update(contact_table)
+        .where(contact_table.c.id == bindparam("changed_id"))
+        .values(name=bindparam("changed_name"), fields=bindparam("changed_fields"), updated_at=now)
+    )
+    db.session.connection().execute(
+        statement,
+        [{"changed_id": row["id"], "changed_name": row["name"], "changed_fields": row["fields"]} for row in changes],
+    )
 
 
 def _add_members(audience_id: int, ids: dict[str, int]) -> None:
     """Insert the memberships; those that exist already (a re-upload) are skipped by the database."""
     contact_id_list = list(dict.fromkeys(ids.values()))
     for start in range(0, len(contact_id_list), CHUNK_SIZE):
-        chunk = contact_id_list[start:start + CHUNK_SIZE]
+        chunk = contact_id_list[start : start + CHUNK_SIZE]
         if _on_postgresql():
-            db.session.execute(text(
-                "INSERT INTO audience_contact (audience_id, contact_id)"
-                " SELECT :audience_id, CAST(contact_id AS integer)"
-                " FROM json_array_elements_text(CAST(:contact_ids AS json)) AS member(contact_id)"
-                " ON CONFLICT DO NOTHING"
-            ), {"audience_id": audience_id, "contact_ids": json.dumps(chunk)})
+            db.session.execute(
+                text(
+                    "INSERT INTO audience_contact (audience_id, contact_id)"
+                    " SELECT :audience_id, CAST(contact_id AS integer)"
+                    " FROM json_array_elements_text(CAST(:contact_ids AS json)) AS member(contact_id)"
+                    " ON CONFLICT DO NOTHING"
+                ),
+                {"audience_id": audience_id, "contact_ids": json.dumps(chunk)},
+            )
         else:
-            db.session.execute(sqlite_insert(membership_table).on_conflict_do_nothing(),
-                               [{"audience_id": audience_id, "contact_id": contact_id} for contact_id in chunk])
+            db.session.execute(
+                sqlite_insert(membership_table).on_conflict_do_nothing(),
+                [{"audience_id": audience_id, "contact_id": contact_id} for contact_id in chunk],
+            )
 
 
 def _on_postgresql() -> bool:

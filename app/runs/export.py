@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 from sqlalchemy import select
 
-from .extensions import db
-from .models import Contact, Participation, Run, Step
+from app.extensions import db
+from app.models import Contact, Participation, Run, Step
 
 PAGE_SIZE = 2000
 FORMULA_STARTS = frozenset("=+-@\t\r")
@@ -75,10 +75,21 @@ def _chunks(run_id: int, variables: list[str]) -> Iterator[str]:
         for row in page:
             stored = dict(row.variables or {})
             values = [stored.pop(name, None) for name in variables]
-            lines.append([
-                row.id, row.phone, row.name, row.state, row.node_id, _iso(row.started_at), _iso(row.updated_at),
-                row.error, *values, stored or None, " | ".join(replies.get(row.id, ())),
-            ])
+            lines.append(
+                [
+                    row.id,
+                    row.phone,
+                    row.name,
+                    row.state,
+                    row.node_id,
+                    _iso(row.started_at),
+                    _iso(row.updated_at),
+                    row.error,
+                    *values,
+                    stored or None,
+                    " | ".join(replies.get(row.id, ())),
+                ]
+            )
         yield _csv_text(lines)
         after = page[-1].id
 
@@ -87,12 +98,27 @@ def _page(run_id: int, after: int) -> list:
     """The next page of contacts (Core rows: no ORM objects to build); only the variables of the stored
     engine state are read, decoded from JSON."""
     p = Participation
-    return db.session.connection().execute(
-        select(p.id, Contact.phone, Contact.name, p.state, p.node_id, p.started_at, p.updated_at, p.error,
-               p.engine_state["variables"].label("variables"))
-        .join(Contact, Contact.id == p.contact_id)
-        .where(p.run_id == run_id, p.id > after).order_by(p.id).limit(PAGE_SIZE)
-    ).all()
+    return (
+        db.session.connection()
+        .execute(
+            select(
+                p.id,
+                Contact.phone,
+                Contact.name,
+                p.state,
+                p.node_id,
+                p.started_at,
+                p.updated_at,
+                p.error,
+                p.engine_state["variables"].label("variables"),
+            )
+            .join(Contact, Contact.id == p.contact_id)
+            .where(p.run_id == run_id, p.id > after)
+            .order_by(p.id)
+            .limit(PAGE_SIZE)
+        )
+        .all()
+    )
 
 
 def _replies(run_id: int, first: int, last: int) -> dict[int, list[str]]:

@@ -13,6 +13,7 @@ list for the recipient, so a send is only repeated when Twilio does not know it.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -25,10 +26,17 @@ from aiohttp import ClientConnectorError, ClientError
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.rest import Client
 
-from .channels import CHANNELS, Channel
-from .errors import ERROR_EXPLANATIONS, classify_error
-from .http_client import PooledAsyncHttpClient
-from .messages import FoundMessage, LookupResult, OutboundMessage, SenderSettings, SendResult, SentLookup
+from app.sending.channels.channels import CHANNELS, Channel
+from app.sending.channels.errors import ERROR_EXPLANATIONS, classify_error
+from app.sending.channels.http_client import PooledAsyncHttpClient
+from app.sending.channels.messages import (
+    FoundMessage,
+    LookupResult,
+    OutboundMessage,
+    SenderSettings,
+    SendResult,
+    SentLookup,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -151,10 +159,8 @@ class TwilioSender:
             except BaseException:
                 # e.g. an RQ job timeout raised mid-batch: leave no half-run calls behind.
                 task.cancel()
-                try:
+                with contextlib.suppress(BaseException):
                     loop.run_until_complete(task)
-                except BaseException:
-                    pass
                 raise
 
     def close(self) -> None:
@@ -236,8 +242,7 @@ class TwilioSender:
         except TimeoutError:
             return _network_failure(
                 message,
-                f"Twilio did not answer within {self.settings.timeout:g} s; "
-                "the message may or may not have been sent.",
+                f"Twilio did not answer within {self.settings.timeout:g} s; the message may or may not have been sent.",
             )
         except (ClientError, OSError) as error:
             return _network_failure(
@@ -294,10 +299,15 @@ class TwilioSender:
         records = [record for record in reversed(records) if record.date_created is not None]
         records.sort(key=lambda record: record.date_created)  # oldest first (stable: arrival order within a second)
         return [
-            LookupResult(key=lookup.key, ok=True, found=tuple(
-                FoundMessage(record.sid, record.date_created, str(record.status or ""), record.error_code)
-                for record in records if _matches(record, lookup, sender)
-            ))
+            LookupResult(
+                key=lookup.key,
+                ok=True,
+                found=tuple(
+                    FoundMessage(record.sid, record.date_created, str(record.status or ""), record.error_code)
+                    for record in records
+                    if _matches(record, lookup, sender)
+                ),
+            )
             for lookup in lookups
         ]
 

@@ -59,9 +59,7 @@ class SendRateLimiter:
         self.per_second = amount / seconds
         self.item = RateLimitItemPerSecond(amount, seconds)
         self.key = key
-        self.storage = RedisStorage(
-            "redis://", connection_pool=redis.connection_pool, key_prefix="jd-limits"
-        )
+        self.storage = RedisStorage("redis://", connection_pool=redis.connection_pool, key_prefix="jd-limits")
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.chunk_size = max(1, amount // CHUNKS_PER_WINDOW)
         self._lock = threading.Lock()

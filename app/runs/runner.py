@@ -34,6 +34,7 @@ Run statuses: `preparing` (participations being inserted), `active`, then
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -46,26 +47,40 @@ from redis.exceptions import LockError
 from rq import Queue, Retry
 from sqlalchemy import JSON, bindparam, func, literal, select, update
 
-from . import audiences, engine, http_calls, journeys, messaging
-from .engine import effects, events
-from .extensions import db
-from .models import (
-    ACTIVE_STATES, Audience, AudienceContact, Contact, InboundMessage, Journey, JourneyVersion, Message,
-    Participation, Run, Step, utcnow,
+from app import engine
+from app.contacts import audiences
+from app.engine import effects, events
+from app.extensions import db
+from app.journeys import store as journeys
+from app.models import (
+    ACTIVE_STATES,
+    Audience,
+    AudienceContact,
+    Contact,
+    InboundMessage,
+    Journey,
+    JourneyVersion,
+    Message,
+    Participation,
+    Run,
+    Step,
+    utcnow,
 )
-from .queues import JOB_DEFAULTS, get_queue, get_redis
+from app.queues import JOB_DEFAULTS, get_queue, get_redis
+from app.runs import http_calls
+from app.sending import messaging
 
-BATCH_SIZE = 500          # participations per flows job
-API_BATCH_SIZE = 50       # API calls per job (made concurrently)
-PREPARE_CHUNK = 5000      # participations inserted per transaction when a run starts
-SWEEP_LIMIT = 5000        # due participations claimed per sweep
+BATCH_SIZE = 500  # participations per flows job
+API_BATCH_SIZE = 50  # API calls per job (made concurrently)
+PREPARE_CHUNK = 5000  # participations inserted per transaction when a run starts
+SWEEP_LIMIT = 5000  # due participations claimed per sweep
 CONFLICT_RETRIES = 5
 DEFAULT_LEASE_SECONDS = 60.0
 FLOWS_RETRY = Retry(max=3, interval=[1, 5, 15])
 SWEEP_LOCK_KEY = "jd:runner:sweep-lock"
 EPOCH_KEY = "jd:runner:epoch"
 REQUEUE_STALE_KEY = "jd:runner:requeue-stale"
-REQUEUE_STALE_EVERY = 5   # seconds between `messaging.requeue_stale()` calls, across all sweepers
+REQUEUE_STALE_EVERY = 5  # seconds between `messaging.requeue_stale()` calls, across all sweepers
 FLOWS = "app.tasks.flows"
 
 participation_table = Participation.__table__
@@ -80,8 +95,7 @@ class RunConflict(RuntimeError):
 # -- starting and stopping runs --------------------------------------------------
 
 
-def start_run(journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None,
-              user=None) -> Run:
+def start_run(journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None) -> Run:
     """Start `journey` for an audience or an inline list of contacts; returns at once.
 
     The run executes an immutable version (`journeys.version_for_run`; raises
@@ -109,8 +123,12 @@ def start_run(journey: Journey, audience_id: int | None = None, contacts: list[d
             raise
         total = len(contact_ids)
     run = Run(
-        journey_id=journey.id, version_id=version.id, audience_id=audience_id, status="preparing",
-        total=total, dry_run=bool(current_app.config.get("DRY_RUN")),
+        journey_id=journey.id,
+        version_id=version.id,
+        audience_id=audience_id,
+        status="preparing",
+        total=total,
+        dry_run=bool(current_app.config.get("DRY_RUN")),
         created_by_id=getattr(user, "id", None),
     )
     db.session.add(run)
@@ -141,13 +159,13 @@ def _prepare(run_id: int, contact_ids: list[int]) -> int:
     then mark the run `active` with its real total."""
     inserted = 0
     for start in range(0, len(contact_ids), PREPARE_CHUNK):
-        ids = _insert_participations(run_id, contact_ids[start:start + PREPARE_CHUNK])
+        ids = _insert_participations(run_id, contact_ids[start : start + PREPARE_CHUNK])
         db.session.commit()
         inserted += len(ids)
         if _run_status(run_id) == "stopped":
             _stop_participations(run_id)
             return inserted
-        _enqueue("advance", [(ids[i:i + BATCH_SIZE],) for i in range(0, len(ids), BATCH_SIZE)])
+        _enqueue("advance", [(ids[i : i + BATCH_SIZE],) for i in range(0, len(ids), BATCH_SIZE)])
     total = db.session.scalar(select(func.count()).where(participation_table.c.run_id == run_id))
     db.session.execute(
         update(Run).where(Run.id == run_id, Run.status == "preparing").values(status="active", total=total)
@@ -163,11 +181,16 @@ def _insert_participations(run_id: int, contact_ids: list[int]) -> list[int]:
     p = participation_table.c
     now = utcnow()
     rows = select(
-        literal(run_id), Contact.id, literal("active"), literal({}, JSON), literal(now + _lease()),
-        literal(0), literal(now), literal(now),
+        literal(run_id),
+        Contact.id,
+        literal("active"),
+        literal({}, JSON),
+        literal(now + _lease()),
+        literal(0),
+        literal(now),
+        literal(now),
     ).where(Contact.id.in_(contact_ids))
-    columns = [p.run_id, p.contact_id, p.state, p.engine_state, p.wake_at, p.lock_version, p.started_at,
-               p.updated_at]
+    columns = [p.run_id, p.contact_id, p.state, p.engine_state, p.wake_at, p.lock_version, p.started_at, p.updated_at]
     insert = messaging.insert_ignore(participation_table, ["run_id", "contact_id"])
     return list(db.session.scalars(insert.from_select(columns, rows).returning(p.id)))
 
@@ -181,7 +204,8 @@ def stop_run(run: Run) -> int:
     stopped = _stop_participations(run.id, commit=False)
     _cancel_queued(participation_table.c.run_id == run.id)
     db.session.execute(
-        update(Run).where(Run.id == run.id, Run.status.in_(("preparing", "active")))
+        update(Run)
+        .where(Run.id == run.id, Run.status.in_(("preparing", "active")))
         .values(status="stopped", finished_at=utcnow())
     )
     db.session.commit()
@@ -192,7 +216,8 @@ def _stop_participations(run_id: int, commit: bool = True) -> int:
     p = participation_table.c
     _lock_in_id_order(p.run_id == run_id, p.state.in_(ACTIVE_STATES))
     count = db.session.execute(
-        update(participation_table).where(p.run_id == run_id, p.state.in_(ACTIVE_STATES))
+        update(participation_table)
+        .where(p.run_id == run_id, p.state.in_(ACTIVE_STATES))
         .values(state="stopped", wake_at=None, lock_version=p.lock_version + 1, updated_at=utcnow())
     ).rowcount
     if commit:
@@ -203,12 +228,17 @@ def _stop_participations(run_id: int, commit: bool = True) -> int:
 def _cancel_queued(*participation_criteria) -> None:
     """Cancel the queued messages of these participations, locking them in id order as senders do."""
     m = message_table.c
-    queued = list(db.session.scalars(
-        select(m.id).join(participation_table, participation_table.c.id == m.participation_id)
-        .where(m.status == "queued", *participation_criteria).order_by(m.id).with_for_update(of=message_table)
-    ))
+    queued = list(
+        db.session.scalars(
+            select(m.id)
+            .join(participation_table, participation_table.c.id == m.participation_id)
+            .where(m.status == "queued", *participation_criteria)
+            .order_by(m.id)
+            .with_for_update(of=message_table)
+        )
+    )
     for start in range(0, len(queued), PREPARE_CHUNK):
-        messaging.cancel_messages(m.id.in_(queued[start:start + PREPARE_CHUNK]), commit=False)
+        messaging.cancel_messages(m.id.in_(queued[start : start + PREPARE_CHUNK]), commit=False)
 
 
 def opt_out_contact(contact_id: int | None) -> int:
@@ -219,16 +249,26 @@ def opt_out_contact(contact_id: int | None) -> int:
     now = utcnow()
     _lock_in_id_order(p.contact_id == contact_id, p.state.in_(ACTIVE_STATES))
     ended = db.session.execute(
-        update(participation_table).where(p.contact_id == contact_id, p.state.in_(ACTIVE_STATES))
+        update(participation_table)
+        .where(p.contact_id == contact_id, p.state.in_(ACTIVE_STATES))
         .values(state="opted_out", wake_at=None, lock_version=p.lock_version + 1, updated_at=now)
         .returning(p.id, p.run_id, p.node_id)
     ).all()
     if ended:
-        db.session.execute(step_table.insert(), [
-            {"participation_id": pid, "run_id": run_id, "kind": "finish", "node_id": node_id, "at": now,
-             "detail": {"status": "opted_out", "reason": "the contact opted out (replied STOP)"}}
-            for pid, run_id, node_id in ended
-        ])
+        db.session.execute(
+            step_table.insert(),
+            [
+                {
+                    "participation_id": pid,
+                    "run_id": run_id,
+                    "kind": "finish",
+                    "node_id": node_id,
+                    "at": now,
+                    "detail": {"status": "opted_out", "reason": "the contact opted out (replied STOP)"},
+                }
+                for pid, run_id, node_id in ended
+            ],
+        )
         _cancel_queued(p.id.in_([row.id for row in ended]))
     db.session.commit()
     complete_runs({row.run_id for row in ended})
@@ -248,7 +288,8 @@ def complete_runs(run_ids: Iterable[int]) -> None:
         pending = db.session.scalar(select(p.id).where(p.run_id == run_id, p.state.in_(ACTIVE_STATES)).limit(1))
         if pending is None:
             db.session.execute(
-                update(Run).where(Run.id == run_id, Run.status == "active")
+                update(Run)
+                .where(Run.id == run_id, Run.status == "active")
                 .values(status="completed", finished_at=utcnow())
             )
     db.session.commit()
@@ -315,15 +356,24 @@ def call_apis(participation_ids: Iterable[int]) -> int:
         pending = (row.engine_state or {}).get("pending_api")
         if row.state != "active" or not pending:
             continue
-        lock = redis.lock(f"jd:runner:api:{row.id}:{pending['node_id']}:{pending['visit']}",
-                          timeout=pending["timeout"] + 30, blocking=False)
+        lock = redis.lock(
+            f"jd:runner:api:{row.id}:{pending['node_id']}:{pending['visit']}",
+            timeout=pending["timeout"] + 30,
+            blocking=False,
+        )
         if not lock.acquire(blocking=False):
             continue
         locks.append(lock)
-        calls.append(http_calls.ApiCall(
-            key=(row.id, pending["node_id"], pending["visit"]), method=pending["method"], url=pending["url"],
-            headers=pending["headers"], body=pending["body"], timeout=pending["timeout"],
-        ))
+        calls.append(
+            http_calls.ApiCall(
+                key=(row.id, pending["node_id"], pending["visit"]),
+                method=pending["method"],
+                url=pending["url"],
+                headers=pending["headers"],
+                body=pending["body"],
+                timeout=pending["timeout"],
+            )
+        )
     try:
         results = http_calls.perform_calls(calls, allow_private=bool(current_app.config.get("API_NODE_ALLOW_PRIVATE")))
         answers = {result.key[0]: (call, result) for call, result in zip(calls, results)}
@@ -339,10 +389,8 @@ def call_apis(participation_ids: Iterable[int]) -> int:
         return len(_step(answers, decide))
     finally:
         for lock in locks:
-            try:
+            with contextlib.suppress(LockError):
                 lock.release()
-            except LockError:
-                pass
 
 
 def on_message_outcomes(outcomes: Iterable) -> int:
@@ -360,11 +408,19 @@ def on_message_outcomes(outcomes: Iterable) -> int:
     ).all()
     db.session.commit()
     try:
-        return _feed_outcomes([
-            (row.participation_id, row.id, row.idempotency_key, row.sid, final[row.id].ok,
-             final[row.id].error_message)
-            for row in rows
-        ])
+        return _feed_outcomes(
+            [
+                (
+                    row.participation_id,
+                    row.id,
+                    row.idempotency_key,
+                    row.sid,
+                    final[row.id].ok,
+                    final[row.id].error_message,
+                )
+                for row in rows
+            ]
+        )
     except Exception:
         # Do not wait a whole lease: have a flows job (with retries) read the outcomes back from the log.
         db.session.rollback()
@@ -403,10 +459,15 @@ def recover_sending(participation_ids: Iterable[int]) -> int:
         node_id = stored.get("node_id")
         keys[f"{row.id}:{node_id}:{(stored.get('visits') or {}).get(node_id)}"] = row.id
     m = message_table.c
-    messages = db.session.execute(
-        select(m.id, m.idempotency_key, m.status, m.sid, m.error_message, m.next_attempt_at)
-        .where(m.idempotency_key.in_(list(keys)))
-    ).all() if keys else []
+    messages = (
+        db.session.execute(
+            select(m.id, m.idempotency_key, m.status, m.sid, m.error_message, m.next_attempt_at).where(
+                m.idempotency_key.in_(list(keys))
+            )
+        ).all()
+        if keys
+        else []
+    )
     db.session.commit()
     now = utcnow()
     to_send, outcomes = [], []
@@ -447,9 +508,12 @@ def handle_inbound(inbound_id: int) -> str | None:
         outcome, participation_id = "not_waiting", _latest_participation(contact_id)
         for candidate in _waiting_participations(contact_id, inbound.channel):
             reply = events.Reply(inbound.body or "", inbound.payload)
-            results = _step([candidate], lambda row, state: (
-                (reply, {"reply": {"inbound_id": inbound_id}}) if state.status == "waiting" else None
-            ))
+            results = _step(
+                [candidate],
+                lambda row, state: (
+                    (reply, {"reply": {"inbound_id": inbound_id}}) if state.status == "waiting" else None
+                ),
+            )
             if candidate in results:
                 moved = any(entry.get("kind") == "edge" for entry in results[candidate].trail)
                 outcome, participation_id = ("matched" if moved else "unmatched"), candidate
@@ -457,7 +521,8 @@ def handle_inbound(inbound_id: int) -> str | None:
     if outcome == "not_waiting" and participation_id is not None:
         _record_unrouted_reply(participation_id, inbound)
     db.session.execute(
-        update(InboundMessage).where(InboundMessage.id == inbound_id, InboundMessage.outcome == "received")
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id, InboundMessage.outcome == "received")
         .values(outcome=outcome, contact_id=contact_id, participation_id=participation_id)
     )
     db.session.commit()
@@ -469,15 +534,18 @@ def _waiting_participations(contact_id: int, channel: str) -> list[int]:
     p = participation_table.c
     rows = db.session.execute(
         select(p.id, Run.version_id, JourneyVersion.created_at)
-        .join(Run, Run.id == p.run_id).join(JourneyVersion, JourneyVersion.id == Run.version_id)
+        .join(Run, Run.id == p.run_id)
+        .join(JourneyVersion, JourneyVersion.id == Run.version_id)
         .where(p.contact_id == contact_id, p.state == "waiting")
         .order_by(Run.created_at.desc(), Run.id.desc())
     ).all()
     found = []
     for pid, version_id, created_at in rows:
         last_channel = db.session.scalar(
-            select(message_table.c.channel).where(message_table.c.participation_id == pid)
-            .order_by(message_table.c.id.desc()).limit(1)
+            select(message_table.c.channel)
+            .where(message_table.c.participation_id == pid)
+            .order_by(message_table.c.id.desc())
+            .limit(1)
         )
         if (last_channel or journey_for_version(version_id, created_at).channel) == channel:
             found.append(pid)
@@ -487,19 +555,33 @@ def _waiting_participations(contact_id: int, channel: str) -> list[int]:
 def _latest_participation(contact_id: int) -> int | None:
     p = participation_table.c
     return db.session.scalar(
-        select(p.id).join(Run, Run.id == p.run_id).where(p.contact_id == contact_id)
-        .order_by(Run.created_at.desc(), p.id.desc()).limit(1)
+        select(p.id)
+        .join(Run, Run.id == p.run_id)
+        .where(p.contact_id == contact_id)
+        .order_by(Run.created_at.desc(), p.id.desc())
+        .limit(1)
     )
 
 
 def _record_unrouted_reply(participation_id: int, inbound: InboundMessage) -> None:
     p = participation_table.c
     run_id, node_id = db.session.execute(select(p.run_id, p.node_id).where(p.id == participation_id)).one()
-    db.session.execute(step_table.insert().values(
-        participation_id=participation_id, run_id=run_id, kind="reply", node_id=node_id, at=utcnow(),
-        detail={"text": inbound.body, "payload": inbound.payload, "matched": False,
-                "inbound_id": inbound.id, "ignored": "not waiting"},
-    ))
+    db.session.execute(
+        step_table.insert().values(
+            participation_id=participation_id,
+            run_id=run_id,
+            kind="reply",
+            node_id=node_id,
+            at=utcnow(),
+            detail={
+                "text": inbound.body,
+                "payload": inbound.payload,
+                "matched": False,
+                "inbound_id": inbound.id,
+                "ignored": "not waiting",
+            },
+        )
+    )
 
 
 # -- the sweeper -------------------------------------------------------------------
@@ -529,10 +611,8 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, in
             counts["reconciled_messages"] = on_message_outcomes(recovery.accepted)
         return counts
     finally:
-        try:
+        with contextlib.suppress(LockError):
             lock.release()
-        except LockError:
-            pass
 
 
 def _expire_leases(now: datetime) -> None:
@@ -545,19 +625,21 @@ def _expire_leases(now: datetime) -> None:
     db.session.commit()
     if count:
         current_app.logger.warning(
-            "Redis had no runner marker (new or flushed): re-dispatching %d participations", count)
+            "Redis had no runner marker (new or flushed): re-dispatching %d participations", count
+        )
 
 
 def _resume_preparing(now: datetime) -> int:
     """Re-enqueue `prepare_run` for runs still `preparing` a lease after they started (the job was lost)."""
     lease = _lease()
-    stuck = list(db.session.scalars(
-        select(Run.id).where(Run.status == "preparing", Run.created_at < now - lease)
-    ))
+    stuck = list(db.session.scalars(select(Run.id).where(Run.status == "preparing", Run.created_at < now - lease)))
     db.session.commit()
     redis = get_redis()
-    again = [run_id for run_id in stuck
-             if redis.set(f"jd:runner:preparing:{run_id}", "1", nx=True, ex=max(1, int(lease.total_seconds())))]
+    again = [
+        run_id
+        for run_id in stuck
+        if redis.set(f"jd:runner:preparing:{run_id}", "1", nx=True, ex=max(1, int(lease.total_seconds())))
+    ]
     _enqueue("prepare_run", [(run_id,) for run_id in again], timeout=3600)
     return len(again)
 
@@ -567,20 +649,32 @@ def _dispatch_due(now: datetime, limit: int) -> dict[str, int]:
     lease = _lease()
     # Rows a job holds right now are skipped, not waited for: they are being worked on, and a sweeper
     # that never waits for a lock cannot deadlock with the jobs (PostgreSQL; SQLite has one writer).
-    due = list(db.session.scalars(
-        select(p.id).where(p.wake_at <= now, p.state.in_(ACTIVE_STATES))
-        .order_by(p.wake_at).limit(limit).with_for_update(skip_locked=True)
-    ))
-    claimed = db.session.execute(
-        update(participation_table)
-        .where(p.id.in_(due), p.wake_at <= now, p.state.in_(ACTIVE_STATES))
-        .values(wake_at=now + lease)
-        .returning(p.id, p.state, p.engine_state, p.updated_at)
-    ).all() if due else []
+    due = list(
+        db.session.scalars(
+            select(p.id)
+            .where(p.wake_at <= now, p.state.in_(ACTIVE_STATES))
+            .order_by(p.wake_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    claimed = (
+        db.session.execute(
+            update(participation_table)
+            .where(p.id.in_(due), p.wake_at <= now, p.state.in_(ACTIVE_STATES))
+            .values(wake_at=now + lease)
+            .returning(p.id, p.state, p.engine_state, p.updated_at)
+        ).all()
+        if due
+        else []
+    )
     # Work still undone after a lease gets a longer one each time (the age of its last change): a long
     # queue behind a low rate limit is re-checked a handful of times, not every lease.
-    backoff = [{"b_id": row.id, "b_wake_at": now + (now - row.updated_at)}
-               for row in claimed if row.state in ("active", "sending") and now - row.updated_at > lease]
+    backoff = [
+        {"b_id": row.id, "b_wake_at": now + (now - row.updated_at)}
+        for row in claimed
+        if row.state in ("active", "sending") and now - row.updated_at > lease
+    ]
     if backoff:
         db.session.execute(
             update(participation_table).where(p.id == bindparam("b_id")).values(wake_at=bindparam("b_wake_at")),
@@ -597,9 +691,9 @@ def _dispatch_due(now: datetime, limit: int) -> dict[str, int]:
             active.append(row.id)
         else:
             sending.append(row.id)
-    _enqueue("fire_timers", [(timers[i:i + BATCH_SIZE],) for i in range(0, len(timers), BATCH_SIZE)])
-    _enqueue("advance", [(active[i:i + BATCH_SIZE],) for i in range(0, len(active), BATCH_SIZE)])
-    _enqueue("recover_sending", [(sending[i:i + BATCH_SIZE],) for i in range(0, len(sending), BATCH_SIZE)])
+    _enqueue("fire_timers", [(timers[i : i + BATCH_SIZE],) for i in range(0, len(timers), BATCH_SIZE)])
+    _enqueue("advance", [(active[i : i + BATCH_SIZE],) for i in range(0, len(active), BATCH_SIZE)])
+    _enqueue("recover_sending", [(sending[i : i + BATCH_SIZE],) for i in range(0, len(sending), BATCH_SIZE)])
     return {"timers": len(timers), "active": len(active), "sending": len(sending)}
 
 
@@ -613,8 +707,8 @@ class _Batch:
     """What one stored batch asks for once it is committed."""
 
     results: dict[int, engine.StepResult] = field(default_factory=dict)
-    send: list[int] = field(default_factory=list)          # new queued messages
-    resume: list[tuple] = field(default_factory=list)      # messages that already existed: (pid, id, key, …)
+    send: list[int] = field(default_factory=list)  # new queued messages
+    resume: list[tuple] = field(default_factory=list)  # messages that already existed: (pid, id, key, …)
     api: list[int] = field(default_factory=list)
     finished_runs: set[int] = field(default_factory=set)
 
@@ -681,21 +775,32 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
         finish = next((e for e in result.effects if isinstance(e, effects.Finish)), None)
         if result.state.is_final:
             batch.finished_runs.add(row.run_id)
-        updates.append({
-            "b_id": row.id, "b_version": row.lock_version, "b_state": result.state.status,
-            "b_node_id": result.state.node_id, "b_engine_state": stored,
-            "b_wake_at": _wake_at(row, state, result, now), "b_updated_at": now,
-            "b_error": finish.reason if finish and result.state.status in ("failed", "filtered") else None,
-        })
+        updates.append(
+            {
+                "b_id": row.id,
+                "b_version": row.lock_version,
+                "b_state": result.state.status,
+                "b_node_id": result.state.node_id,
+                "b_engine_state": stored,
+                "b_wake_at": _wake_at(row, state, result, now),
+                "b_updated_at": now,
+                "b_error": finish.reason if finish and result.state.status in ("failed", "filtered") else None,
+            }
+        )
     if updates:
         p = participation_table.c
         statement = (
             update(participation_table)
             .where(p.id == bindparam("b_id"), p.lock_version == bindparam("b_version"))
-            .values(state=bindparam("b_state"), node_id=bindparam("b_node_id"),
-                    engine_state=bindparam("b_engine_state"), wake_at=bindparam("b_wake_at"),
-                    error=bindparam("b_error"), updated_at=bindparam("b_updated_at"),
-                    lock_version=p.lock_version + 1)
+            .values(
+                state=bindparam("b_state"),
+                node_id=bindparam("b_node_id"),
+                engine_state=bindparam("b_engine_state"),
+                wake_at=bindparam("b_wake_at"),
+                error=bindparam("b_error"),
+                updated_at=bindparam("b_updated_at"),
+                lock_version=p.lock_version + 1,
+            )
         )
         if db.session.execute(statement, updates).rowcount != len(updates):
             db.session.rollback()
@@ -711,9 +816,21 @@ def _load(ids: list[int]):
     """The participations with what stepping needs, locked on PostgreSQL until the commit."""
     p = participation_table.c
     query = (
-        select(p.id, p.run_id, p.contact_id, p.state, p.node_id, p.engine_state, p.wake_at, p.lock_version,
-               Contact.phone, Contact.name, Contact.fields, Run.version_id,
-               JourneyVersion.created_at.label("version_created_at"))
+        select(
+            p.id,
+            p.run_id,
+            p.contact_id,
+            p.state,
+            p.node_id,
+            p.engine_state,
+            p.wake_at,
+            p.lock_version,
+            Contact.phone,
+            Contact.name,
+            Contact.fields,
+            Run.version_id,
+            JourneyVersion.created_at.label("version_created_at"),
+        )
         .join(Contact, Contact.id == p.contact_id)
         .join(Run, Run.id == p.run_id)
         .join(JourneyVersion, JourneyVersion.id == Run.version_id)
@@ -744,8 +861,7 @@ def _engine_step(journey, state, event, now_epoch: float, rng, pid: int) -> engi
         current_app.logger.exception("engine step failed for participation %s", pid)
         message = f"internal error while stepping: {type(error).__name__}: {error}"
         failed = engine.ContactState(state.node_id, "failed", state.variables, state.visits, state.fields)
-        return engine.StepResult(failed, (effects.Finish("failed", message),),
-                                 ({"kind": "error", "message": message},))
+        return engine.StepResult(failed, (effects.Finish("failed", message),), ({"kind": "error", "message": message},))
 
 
 def _wake_at(row, before: engine.ContactState, result: engine.StepResult, now: datetime) -> datetime | None:
@@ -775,8 +891,16 @@ def _trail_steps(row, before: engine.ContactState, result: engine.StepResult, ex
         node_id = entry.get("node") or entry.get("from") or current
         detail = {key: value for key, value in entry.items() if key not in ("kind", "node")}
         detail.update(extra.get(kind, {}))
-        steps.append({"participation_id": row.id, "run_id": row.run_id, "kind": kind,
-                      "node_id": node_id, "detail": detail, "at": now})
+        steps.append(
+            {
+                "participation_id": row.id,
+                "run_id": row.run_id,
+                "kind": kind,
+                "node_id": node_id,
+                "detail": detail,
+                "at": now,
+            }
+        )
     return steps
 
 
@@ -793,11 +917,21 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
     for row, effect in sends:
         key = f"{row.id}:{effect.node_id}:{effect.visit}"
         rows[key] = {
-            "participation_id": row.id, "node_id": effect.node_id, "idempotency_key": key,
-            "contact_id": row.contact_id, "to_phone": row.phone, "channel": effect.channel, "body": effect.body,
-            "content_sid": effect.content_sid, "content_variables": effect.content_variables,
-            "media_url": effect.media_url, "status": "queued", "attempts": 0, "dry_run": dry_run,
-            "created_at": now, "updated_at": now,
+            "participation_id": row.id,
+            "node_id": effect.node_id,
+            "idempotency_key": key,
+            "contact_id": row.contact_id,
+            "to_phone": row.phone,
+            "channel": effect.channel,
+            "body": effect.body,
+            "content_sid": effect.content_sid,
+            "content_variables": effect.content_variables,
+            "media_url": effect.media_url,
+            "status": "queued",
+            "attempts": 0,
+            "dry_run": dry_run,
+            "created_at": now,
+            "updated_at": now,
         }
     m = message_table.c
     # No RETURNING: with many rows it is several times slower on PostgreSQL than one SELECT after. Rows
@@ -805,8 +939,9 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
     db.session.execute(messaging.insert_ignore(message_table, ["idempotency_key"]), list(rows.values()))
     inserted = {}
     for found in db.session.execute(
-        select(m.id, m.idempotency_key, m.status, m.sid, m.error_message, m.created_at)
-        .where(m.idempotency_key.in_(list(rows)))
+        select(m.id, m.idempotency_key, m.status, m.sid, m.error_message, m.created_at).where(
+            m.idempotency_key.in_(list(rows))
+        )
     ):
         pid = rows[found.idempotency_key]["participation_id"]
         if found.created_at == now:
@@ -825,8 +960,16 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
         if effect.missing:
             detail["missing"] = list(effect.missing)
         if key in inserted:
-            steps.append({"participation_id": row.id, "run_id": row.run_id, "kind": "message",
-                          "node_id": effect.node_id, "detail": detail, "at": now})
+            steps.append(
+                {
+                    "participation_id": row.id,
+                    "run_id": row.run_id,
+                    "kind": "message",
+                    "node_id": effect.node_id,
+                    "detail": detail,
+                    "at": now,
+                }
+            )
     return steps
 
 
@@ -847,10 +990,10 @@ def message_key(participation_id: int, state: engine.ContactState) -> str:
 
 # -- helpers -------------------------------------------------------------------------
 
-_parsed_versions: dict[tuple, engine.Journey] = {}
+_parsed_versions: dict[tuple, engine.Definition] = {}
 
 
-def journey_for_version(version_id: int, created_at: datetime | None = None) -> engine.Journey:
+def journey_for_version(version_id: int, created_at: datetime | None = None) -> engine.Definition:
     """The parsed journey of a version, cached in-process (versions never change).
 
     `created_at` is part of the key so a reused id (a test database emptied
@@ -871,7 +1014,7 @@ def journey_for_version(version_id: int, created_at: datetime | None = None) -> 
 
 def _enqueue_api_calls(participation_ids: list[int]) -> None:
     ids = sorted(set(participation_ids))
-    _enqueue("call_apis", [(ids[i:i + API_BATCH_SIZE],) for i in range(0, len(ids), API_BATCH_SIZE)])
+    _enqueue("call_apis", [(ids[i : i + API_BATCH_SIZE],) for i in range(0, len(ids), API_BATCH_SIZE)])
 
 
 def _enqueue(job_name: str, arg_lists: list[tuple], timeout: int = 600) -> None:

@@ -1,0 +1,69 @@
+"""The message log: every outbound message with its statuses, and every inbound one."""
+
+from sqlalchemy import JSON, Index, UniqueConstraint
+
+from app.extensions import db
+from app.models.vocabulary import utcnow
+
+
+class Message(db.Model):
+    """The log row of one outbound message, from queued to its final status."""
+
+    id = db.Column(db.Integer, primary_key=True)
+    campaign_id = db.Column(db.Integer, db.ForeignKey("campaign.id", ondelete="CASCADE"))
+    participation_id = db.Column(db.Integer, db.ForeignKey("participation.id", ondelete="SET NULL"))
+    node_id = db.Column(db.String(64))
+    idempotency_key = db.Column(db.String(120), unique=True)
+    contact_id = db.Column(db.Integer, db.ForeignKey("contact.id", ondelete="SET NULL"))
+    to_phone = db.Column(db.String(32), nullable=False)
+    channel = db.Column(db.String(16), nullable=False)
+    body = db.Column(db.Text)
+    content_sid = db.Column(db.String(64))
+    content_variables = db.Column(JSON)
+    media_url = db.Column(db.Text)
+    status = db.Column(db.String(16), nullable=False, default="queued")
+    sid = db.Column(db.String(64), unique=True)
+    error_code = db.Column(db.Integer)
+    error_message = db.Column(db.Text)
+    attempts = db.Column(db.Integer, nullable=False, default=0)
+    dry_run = db.Column(db.Boolean, nullable=False, default=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    sent_at = db.Column(db.DateTime)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    next_attempt_at = db.Column(db.DateTime)
+
+    __table_args__ = (
+        Index("ix_message_campaign_status", "campaign_id", "status"),
+        Index("ix_message_participation", "participation_id"),
+        Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
+    )
+
+
+class MessageEvent(db.Model):
+    """One status a message reached (status callbacks and our own send results)."""
+
+    id = db.Column(db.Integer, primary_key=True)
+    message_id = db.Column(db.Integer, db.ForeignKey("message.id", ondelete="CASCADE"), nullable=False)
+    status = db.Column(db.String(16), nullable=False)
+    error_code = db.Column(db.Integer)
+    at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("message_id", "status"),)
+
+
+class InboundMessage(db.Model):
+    """Every inbound message Twilio delivered, matched to a participation or not."""
+
+    id = db.Column(db.Integer, primary_key=True)
+    sid = db.Column(db.String(64), unique=True, nullable=False)
+    from_phone = db.Column(db.String(32), nullable=False)
+    to_address = db.Column(db.String(64))
+    channel = db.Column(db.String(16), nullable=False, default="sms")
+    body = db.Column(db.Text, nullable=False, default="")
+    payload = db.Column(db.String(256))
+    contact_id = db.Column(db.Integer, db.ForeignKey("contact.id", ondelete="SET NULL"))
+    participation_id = db.Column(db.Integer, db.ForeignKey("participation.id", ondelete="SET NULL"))
+    outcome = db.Column(db.String(32), nullable=False, default="received")
+    received_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (Index("ix_inbound_from_phone", "from_phone"),)

@@ -3,7 +3,7 @@
 Starts N SimpleWorker processes (no fork per job: jobs reuse the app, its
 database pool and Twilio connections), each with RQ's scheduler enabled so
 retries and `enqueue_in` fire, and with a sweeper thread for journey runs'
-durable timers and crash recovery (`runner.sweep`). The app is built here,
+durable timers and crash recovery (`sweeper.sweep`). The app is built here,
 never at import.
 """
 
@@ -20,7 +20,7 @@ from rq import SimpleWorker
 
 from app import create_app
 from app.queues import QUEUE_NAMES, get_queue, get_redis
-from app.runs import runner
+from app.runs import sweeper
 from app.sending import messaging
 
 SWEEP_INTERVAL = 0.5
@@ -81,7 +81,7 @@ def _die_with_parent() -> None:
 
 
 def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) -> None:
-    """The journey runs' sweeper (`runner.sweep`): due timers, lost jobs, stale sends, until `stop` is set.
+    """The journey runs' sweeper (`sweeper.sweep`): due timers, lost jobs, stale sends, until `stop` is set.
 
     Every worker process runs one; they take turns through a Redis lock, so
     timers fire within about `interval` of their time even if all but one
@@ -91,7 +91,7 @@ def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) 
     while not stop.wait(pause):
         try:
             with app.app_context():
-                runner.sweep()
+                sweeper.sweep()
             pause = interval
         except Exception:
             pause = min(max(pause * 2, 1.0), 30.0)  # e.g. the database is down: don't flood the log

@@ -15,6 +15,7 @@ import pytest
 from flask import g, has_app_context
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from hypothesis import HealthCheck, settings
 from rq import SimpleWorker
 from sqlalchemy import text
 from werkzeug.serving import make_server
@@ -26,6 +27,10 @@ from app.queues import QUEUE_NAMES, get_queue, get_redis
 from tests.databases import scratch_postgres
 
 pytest_plugins = ["tests.fake_twilio", "tests.fake_api"]
+
+# Property tests judge results, not speed: a busy machine must not fail them.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 def _test_redis_url() -> str:

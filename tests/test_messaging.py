@@ -9,10 +9,12 @@ from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from sqlalchemy import select, update
 
+from app.campaigns import counts
+from app.contacts import optout
 from app.extensions import db
 from app.models import Campaign, Contact, Journey, JourneyVersion, Message, MessageEvent, Participation, Run, utcnow
 from app.queues import get_queue, get_redis
-from app.sending import messaging
+from app.sending import callbacks, log, messaging, recovery
 from tests.conftest import drain
 
 
@@ -67,7 +69,7 @@ def events_of(message_id: int) -> list[str]:
 
 def test_sends_and_logs_every_message(app, fake_twilio):
     campaign_id, ids = make_campaign(phones(3))
-    assert messaging.campaign_counts(campaign_id) == {
+    assert counts.campaign_counts(campaign_id) == {
         "total": 3,
         "queued": 3,
         "sent": 0,
@@ -92,7 +94,7 @@ def test_sends_and_logs_every_message(app, fake_twilio):
         assert events_of(message_id) == ["sent"]
     campaign = db.session.get(Campaign, campaign_id)
     assert campaign.status == "completed" and campaign.finished_at is not None
-    assert messaging.campaign_counts(campaign_id) == {
+    assert counts.campaign_counts(campaign_id) == {
         "total": 3,
         "queued": 0,
         "sent": 3,
@@ -206,7 +208,7 @@ def test_transient_error_is_final_after_the_last_try(app, fake_twilio):
     assert "too many requests" in row.error_message and "Gave up after 4 attempts" in row.error_message
     assert events_of(message_id) == ["failed"]
     assert db.session.get(Campaign, campaign_id).status == "completed"
-    assert messaging.campaign_counts(campaign_id)["failed"] == 1
+    assert counts.campaign_counts(campaign_id)["failed"] == 1
 
 
 def test_permanent_error_is_not_retried(app, fake_twilio):
@@ -220,7 +222,7 @@ def test_permanent_error_is_not_retried(app, fake_twilio):
     assert (bad.status, bad.attempts, bad.error_code, bad.sid) == ("failed", 1, 21211, None)
     assert "not a valid phone number" in bad.error_message
     assert good.status == "sent"
-    assert messaging.campaign_counts(campaign_id) == {
+    assert counts.campaign_counts(campaign_id) == {
         "total": 2,
         "queued": 0,
         "sent": 1,
@@ -243,7 +245,7 @@ def test_unsubscribed_recipient_is_opted_out(app, fake_twilio):
 
 
 def test_opted_out_contact_is_never_sent(app, fake_twilio):
-    messaging.opt_out(phones(1)[0])
+    optout.opt_out(phones(1)[0])
     campaign_id, ids = make_campaign(phones(3))
 
     send(ids)
@@ -255,16 +257,16 @@ def test_opted_out_contact_is_never_sent(app, fake_twilio):
     assert events_of(ids[0]) == ["failed"]
     assert db.session.get(Campaign, campaign_id).status == "completed"
 
-    messaging.opt_in(phones(1)[0])
+    optout.opt_in(phones(1)[0])
     _, [again] = make_campaign(phones(1))
     send([again])
     assert message(again).status == "sent"
 
 
 def test_opt_out_keeps_one_contact_per_phone(app):
-    first = messaging.opt_out("whatsapp:+15550001234")
-    assert messaging.opt_out("+15550001234") == first
-    assert messaging.opt_in("+15550001234") == first
+    first = optout.opt_out("whatsapp:+15550001234")
+    assert optout.opt_out("+15550001234") == first
+    assert optout.opt_in("+15550001234") == first
     contacts = db.session.scalars(select(Contact)).all()
     assert [(c.phone, c.opted_out, c.opted_out_at) for c in contacts] == [("+15550001234", False, None)]
 
@@ -292,7 +294,7 @@ def test_dry_run_sends_nothing_and_logs_sent(app, fake_twilio):
         row = message(message_id)
         assert (row.status, row.dry_run, row.attempts) == ("sent", True, 1)
         assert row.sid.startswith("DRY")
-    assert messaging.campaign_counts(campaign_id)["sent"] == 3
+    assert counts.campaign_counts(campaign_id)["sent"] == 3
     assert db.session.get(Campaign, campaign_id).status == "completed"
 
 
@@ -300,13 +302,13 @@ def test_canceled_campaign_is_not_sent(app, fake_twilio):
     campaign_id, ids = make_campaign(phones(3))
     messaging.enqueue_messages(ids)
 
-    assert messaging.cancel_campaign(campaign_id) == 3
+    assert log.cancel_campaign(campaign_id) == 3
     drain(["messages"])
 
     assert fake_twilio.attempts == []
     assert {message(message_id).status for message_id in ids} == {"canceled"}
     assert db.session.get(Campaign, campaign_id).status == "canceled"
-    assert messaging.campaign_counts(campaign_id)["canceled"] == 3
+    assert counts.campaign_counts(campaign_id)["canceled"] == 3
 
 
 def test_stopped_participation_is_not_sent(app, fake_twilio):
@@ -319,7 +321,7 @@ def test_stopped_participation_is_not_sent(app, fake_twilio):
     db.session.commit()
     ids = [row.id for row in messages]
 
-    assert messaging.cancel_for_participations(participation_ids[:1]) == 1
+    assert log.cancel_for_participations(participation_ids[:1]) == 1
     messaging.enqueue_messages(ids)
     outcomes = drain_outcomes(ids)
 
@@ -360,7 +362,7 @@ def test_outcomes_say_what_happened(app, fake_twilio):
     db.session.add_all(messages)
     db.session.commit()
     ids = [row.id for row in messages]
-    messaging.opt_out(phones(1)[0])
+    optout.opt_out(phones(1)[0])
     fake_twilio.fail_for(phones(2)[1], status=400, code=21211)
     fake_twilio.fail_for(phones(3)[2], status=429, code=20429)
 
@@ -381,13 +383,13 @@ def test_crashed_job_is_recovered_by_the_sweep(app, fake_twilio):
     db.session.execute(update(Message).where(Message.id == ids[1]).values(updated_at=utcnow()))
     db.session.commit()
 
-    assert messaging.requeue_stale() == messaging.StaleRecovery(requeued=1)  # Twilio never had it
+    assert recovery.requeue_stale() == recovery.StaleRecovery(requeued=1)  # Twilio never had it
     drain(["messages"])
 
     assert [call.to for call in fake_twilio.calls] == phones(1)
     assert (message(ids[0]).status, message(ids[0]).attempts) == ("sent", 2)
     assert message(ids[1]).status == "sending"
-    assert messaging.requeue_stale() == messaging.StaleRecovery()
+    assert recovery.requeue_stale() == recovery.StaleRecovery()
 
 
 def test_lost_retry_is_recovered_by_the_sweep(app, fake_twilio):
@@ -396,8 +398,8 @@ def test_lost_retry_is_recovered_by_the_sweep(app, fake_twilio):
     db.session.execute(update(Message).values(attempts=1, next_attempt_at=overdue))
     db.session.commit()
 
-    assert messaging.requeue_stale().requeued == 1
-    assert messaging.requeue_stale().requeued == 0  # stamped: the next sweep leaves it to the job just enqueued
+    assert recovery.requeue_stale().requeued == 1
+    assert recovery.requeue_stale().requeued == 0  # stamped: the next sweep leaves it to the job just enqueued
     drain(["messages"])
     assert message(message_id).status == "sent"
 
@@ -411,7 +413,7 @@ def test_status_callback_before_the_sid_is_stored(app, fake_twilio):
     def callback_while_the_job_waits():
         [call] = fake_twilio.wait_for_calls(1)
         with app.app_context():
-            answers.append(messaging.record_status(call.sid, "delivered"))
+            answers.append(callbacks.record_status(call.sid, "delivered"))
 
     thread = threading.Thread(target=callback_while_the_job_waits)
     thread.start()
@@ -422,10 +424,10 @@ def test_status_callback_before_the_sid_is_stored(app, fake_twilio):
     row = message(message_id)
     assert (row.status, row.sid) == ("delivered", fake_twilio.calls[0].sid)
     assert events_of(message_id) == ["delivered", "sent"]
-    assert messaging.campaign_counts(campaign_id)["delivered"] == 1
+    assert counts.campaign_counts(campaign_id)["delivered"] == 1
 
 
 @pytest.mark.parametrize("status", ["sent", "queued"])
 def test_unknown_sid_changes_nothing(app, status):
-    assert messaging.record_status("SMunknown", status) is False
-    assert messaging.record_status("", "delivered") is False
+    assert callbacks.record_status("SMunknown", status) is False
+    assert callbacks.record_status("", "delivered") is False

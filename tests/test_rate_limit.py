@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Message
 from app.queues import get_queue, get_redis
-from app.sending import messaging
+from app.sending import log, messaging
 from app.sending.limiter import window_for
 from tests.conftest import worker_env
 from tests.test_messaging import make_campaign, phones
@@ -76,7 +76,7 @@ def wait_until_sent(ids, timeout: float = 30.0) -> None:
     while True:
         db.session.rollback()
         unsent = db.session.scalar(
-            select(func.count()).select_from(Message).where(Message.id.in_(ids), Message.status.in_(messaging.UNSENT))
+            select(func.count()).select_from(Message).where(Message.id.in_(ids), Message.status.in_(log.UNSENT))
         )
         if unsent == 0:
             return

@@ -19,8 +19,8 @@ from twilio.rest import Client
 from app.extensions import db
 from app.models import Campaign, Message, Step, utcnow
 from app.queues import get_queue
-from app.runs import runner
-from app.sending import messaging
+from app.runs import advancing, sweeper
+from app.sending import messaging, recovery
 from app.sending.channels import DryRunSender, OutboundMessage, SenderSettings, SentLookup, TwilioSender, get_sender
 from app.worker import warn_about_settings
 from tests.conftest import drain
@@ -60,12 +60,12 @@ def test_an_accepted_message_is_recorded_and_not_sent_again(app, fake_twilio):
     campaign_id, ids = make_campaign(phones(3))
     sids = die_while_sending(ids, accepted=ids[:2])
 
-    recovery = messaging.requeue_stale(STALE)
+    result = recovery.requeue_stale(STALE)
     drain(["messages"])
 
-    assert recovery.requeued == 1 and recovery.unresolved == 0
-    assert {outcome.message_id for outcome in recovery.accepted} == set(ids[:2])
-    assert all(outcome.ok and outcome.final for outcome in recovery.accepted)
+    assert result.requeued == 1 and result.unresolved == 0
+    assert {outcome.message_id for outcome in result.accepted} == set(ids[:2])
+    assert all(outcome.ok and outcome.final for outcome in result.accepted)
     assert sorted(call.to for call in fake_twilio.calls) == sorted(phones(3))  # one each: nothing twice
     for message_id in ids[:2]:
         row = message(message_id)
@@ -73,15 +73,15 @@ def test_an_accepted_message_is_recorded_and_not_sent_again(app, fake_twilio):
         assert row.sent_at is not None and events_of(message_id) == ["sent"]
     assert (message(ids[2]).status, message(ids[2]).attempts) == ("sent", 2)
     assert db.session.get(Campaign, campaign_id).status == "completed"
-    assert messaging.requeue_stale(STALE) == messaging.StaleRecovery()
+    assert recovery.requeue_stale(STALE) == recovery.StaleRecovery()
 
 
 def test_a_message_twilio_never_got_is_sent_once(app, fake_twilio):
     _, ids = make_campaign(phones(2))
     die_while_sending(ids, accepted=[])
 
-    assert messaging.requeue_stale(STALE) == messaging.StaleRecovery(requeued=2)
-    assert messaging.requeue_stale(STALE) == messaging.StaleRecovery()  # queued now: not stuck any more
+    assert recovery.requeue_stale(STALE) == recovery.StaleRecovery(requeued=2)
+    assert recovery.requeue_stale(STALE) == recovery.StaleRecovery()  # queued now: not stuck any more
     drain(["messages"])
 
     assert sorted(call.to for call in fake_twilio.calls) == phones(2)
@@ -98,15 +98,15 @@ def test_nothing_is_resent_while_twilio_cannot_be_asked(app, fake_twilio, outage
     else:
         app.config["TWILIO_API_BASE_URL"] = "http://127.0.0.1:9"  # discard port: connection refused
 
-    assert messaging.requeue_stale(STALE) == messaging.StaleRecovery(unresolved=2)
+    assert recovery.requeue_stale(STALE) == recovery.StaleRecovery(unresolved=2)
     drain(["messages"])
     assert len(fake_twilio.calls) == 1
     assert {message(i).status for i in ids} == {"sending"}
 
     app.config["TWILIO_API_BASE_URL"] = working_url  # Twilio answers again: the next sweep settles both
-    recovery = messaging.requeue_stale(STALE)
+    result = recovery.requeue_stale(STALE)
     drain(["messages"])
-    assert (recovery.requeued, len(recovery.accepted)) == (1, 1)
+    assert (result.requeued, len(result.accepted)) == (1, 1)
     assert message(ids[0]).sid == sids[ids[0]]
     assert sorted(call.to for call in fake_twilio.calls) == phones(2)
 
@@ -119,10 +119,10 @@ def test_whatsapp_and_messaging_service_messages_are_found(app, fake_twilio):
     stuck = whatsapp + sms + template
     sids = die_while_sending(stuck, accepted=[whatsapp[0], *sms, *template])
 
-    recovery = messaging.requeue_stale(STALE)
+    result = recovery.requeue_stale(STALE)
     drain(["messages"])
 
-    assert recovery.requeued == 1
+    assert result.requeued == 1
     assert {message(i).sid for i in [whatsapp[0], *sms, *template]} == set(sids.values())
     assert sorted(call.to for call in fake_twilio.calls) == sorted(
         [f"whatsapp:{phone}" for phone in phones(2) + phones(1, start=20)] + phones(1, start=10)
@@ -139,7 +139,7 @@ def test_a_sid_already_recorded_is_not_taken_for_another_message(app, fake_twili
     drain(["messages"])
     die_while_sending([second], accepted=[])
 
-    assert messaging.requeue_stale(STALE).requeued == 1
+    assert recovery.requeue_stale(STALE).requeued == 1
     drain(["messages"])
 
     assert len(fake_twilio.calls) == 2
@@ -150,10 +150,10 @@ def test_two_stuck_copies_get_one_twilio_message_each(app, fake_twilio):
     _, ids = make_campaign([phones(1)[0]] * 3, body="Same text")
     sids = die_while_sending(ids, accepted=ids[:2])
 
-    recovery = messaging.requeue_stale(STALE)
+    result = recovery.requeue_stale(STALE)
     drain(["messages"])
 
-    assert (len(recovery.accepted), recovery.requeued) == (2, 1)
+    assert (len(result.accepted), result.requeued) == (2, 1)
     assert {message(i).sid for i in ids[:2]} == set(sids.values())
     assert len(fake_twilio.calls) == 3 and len({message(i).sid for i in ids}) == 3
 
@@ -164,7 +164,7 @@ def test_twilio_status_beyond_sent_is_kept(app, fake_twilio):
     fake_twilio.set_status(sids[ids[0]], "delivered")
     fake_twilio.set_status(sids[ids[1]], "undelivered", error_code=30003)
 
-    messaging.requeue_stale(STALE)
+    recovery.requeue_stale(STALE)
 
     assert (message(ids[0]).status, events_of(ids[0])) == ("delivered", ["delivered", "sent"])
     assert (message(ids[1]).status, message(ids[1]).error_code) == ("undelivered", 30003)
@@ -176,7 +176,7 @@ def test_dry_run_finds_nothing_so_stuck_rows_are_sent_dry(app, fake_twilio):
     db.session.execute(update(Message).values(status="sending", attempts=1, updated_at=utcnow() - timedelta(hours=1)))
     db.session.commit()
 
-    assert messaging.requeue_stale().requeued == 2
+    assert recovery.requeue_stale().requeued == 2
     drain(["messages"])
 
     assert fake_twilio.attempts == [] and fake_twilio.list_requests == []
@@ -193,7 +193,7 @@ def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio):
     first_messages = list(db.session.scalars(select(Message.id).order_by(Message.id)))
     die_while_sending(first_messages, accepted=first_messages[:1])
 
-    counts = runner.sweep()
+    counts = sweeper.sweep()
     settle()
 
     assert counts["reconciled_messages"] == 1
@@ -208,7 +208,7 @@ def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio):
         assert sorted(outcomes) == ["m1", "m2"]
     # An outcome fed again (a repeated sweep or job) changes nothing.
     again = messaging.Outcome(first_messages[0], moved[numbers[0]].id, ok=True, final=True)
-    assert runner.on_message_outcomes([again]) == 0
+    assert advancing.on_message_outcomes([again]) == 0
 
 
 # -- the pieces: the sender's lookup and the fake's Messages list ------------------------------------------

@@ -11,7 +11,7 @@ from rq import SimpleWorker
 from app.extensions import db
 from app.models import Audience, AudienceContact, Campaign, Contact, Journey, Message, Participation, Run
 from app.queues import get_queue, get_redis
-from app.runs import runner
+from app.runs import lifecycle
 from app.runs.export import safe_cell
 from tests.conftest import drain
 from tests.test_run_stats import FAILED_REASON, build_run
@@ -235,7 +235,7 @@ def test_export_of_many_contacts_reads_them_page_by_page(client, app, monkeypatc
     db.session.add(journey)
     db.session.commit()
     audience = make_audience("Many", 30)
-    run_id = runner.start_run(journey, audience_id=audience.id).id
+    run_id = lifecycle.start_run(journey, audience_id=audience.id).id
     drain()
     response = client.get(f"/runs/{run_id}/export.csv")
     chunks = list(response.response)

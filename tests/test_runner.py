@@ -11,7 +11,7 @@ from app.contacts import audiences
 from app.extensions import db
 from app.models import Contact, InboundMessage, Message, Participation, utcnow
 from app.queues import get_queue, get_redis
-from app.runs import runner
+from app.runs import advancing, inbound, sweeper
 from app.sending import messaging
 from tests.conftest import drain
 from tests.test_runs_helpers import (
@@ -50,13 +50,13 @@ def test_two_sweeps_at_the_same_moment_fire_each_timer_once(app, api, fake_twili
     numbers = phones(20)
     run_id = start(api, create_journey(_delay_journey()).id, [{"phone": phone} for phone in numbers])
     settle()
-    runner.sweep()  # first sweep of a fresh Redis: sets its marker
+    sweeper.sweep()  # first sweep of a fresh Redis: sets its marker
     now = utcnow() + timedelta(seconds=31)
     results = []
 
     def claim():
         with app.app_context():
-            results.append(runner._dispatch_due(now, runner.SWEEP_LIMIT)["timers"])
+            results.append(sweeper._dispatch_due(now, sweeper.SWEEP_LIMIT)["timers"])
             db.session.remove()
 
     threads = [threading.Thread(target=claim) for _ in range(2)]
@@ -75,9 +75,9 @@ def test_a_timer_delivered_twice_moves_the_contact_once(app, api, fake_twilio):
     run_id = start(api, create_journey(_delay_journey()).id, [{"phone": phone} for phone in numbers])
     settle()
     items = [(p.id, "pause", 1) for p in participations(run_id).values()]
-    assert runner.fire_timers(items) == 5
-    assert runner.fire_timers(items) == 0
-    assert runner.fire_timers([(pid, "pause", 2) for pid, _, _ in items]) == 0  # a visit that never was
+    assert advancing.fire_timers(items) == 5
+    assert advancing.fire_timers(items) == 0
+    assert advancing.fire_timers([(pid, "pause", 2) for pid, _, _ in items]) == 0  # a visit that never was
     settle()
     assert all(bodies_to(fake_twilio, phone) == ["before", "after"] for phone in numbers)
 
@@ -89,14 +89,14 @@ def test_repeated_jobs_and_outcomes_never_send_twice(app, api, fake_twilio):
     )
     drain(["flows"])
     ids = _ids(run_id)
-    assert runner.advance(ids) == 0  # a re-delivered first step: nothing to do
+    assert advancing.advance(ids) == 0  # a re-delivered first step: nothing to do
     first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
     get_queue("messages").empty()
     outcomes = messaging.deliver(first)
-    assert runner.on_message_outcomes(outcomes) == 10
-    assert runner.on_message_outcomes(outcomes) == 0  # the same outcomes again
+    assert advancing.on_message_outcomes(outcomes) == 10
+    assert advancing.on_message_outcomes(outcomes) == 0  # the same outcomes again
     settle()
-    assert runner.on_message_outcomes(outcomes) == 0  # and once more, long after
+    assert advancing.on_message_outcomes(outcomes) == 0  # and once more, long after
     for phone in numbers:
         assert bodies_to(fake_twilio, phone) == ["one", "two", "three"]
     assert db.session.scalar(select(func.count()).select_from(Message)) == 30
@@ -104,7 +104,7 @@ def test_repeated_jobs_and_outcomes_never_send_twice(app, api, fake_twilio):
 
 def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in phones(8)])
-    runner.sweep()
+    sweeper.sweep()
     drain(["flows"])  # prepare_run also enqueued the first steps: lose them
     assert get_queue("flows").count == 0
     db.session.execute(update(Participation).values(node_id=None, engine_state={}, state="active"))
@@ -121,7 +121,7 @@ def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
 def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
     numbers = phones(6)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
-    runner.sweep()
+    sweeper.sweep()
     drain(["flows"])
     get_queue("messages").empty()  # the send jobs are gone
     settle()
@@ -135,7 +135,7 @@ def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
 def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio):
     numbers = phones(6)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
-    runner.sweep()
+    sweeper.sweep()
     drain(["flows"])
     get_queue("messages").empty()
     messaging.deliver(list(db.session.scalars(select(Message.id))))  # sent, but the runner never heard
@@ -149,13 +149,13 @@ def test_message_left_sending_by_a_dead_job_is_sent_again(app, api, fake_twilio)
     app.config["MESSAGE_STALE_SECONDS"] = 30
     phone = phones(1)[0]
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone}])
-    runner.sweep()
+    sweeper.sweep()
     drain(["flows"])
     get_queue("messages").empty()
     # A worker claimed the message and died before Twilio answered.
     db.session.execute(update(Message).values(status="sending", attempts=1, updated_at=utcnow() - timedelta(minutes=1)))
     db.session.commit()
-    get_redis().delete(runner.REQUEUE_STALE_KEY)
+    get_redis().delete(sweeper.REQUEUE_STALE_KEY)
     sweep_at(LEASE + 1)
     assert bodies_to(fake_twilio, phone) == ["one", "two"]
     assert run_row(run_id).status == "completed"
@@ -167,9 +167,9 @@ def test_lost_api_call_is_made_again(app, api, fake_twilio, fake_api):
     next(node for node in doc["nodes"] if node["id"] == "lookup")["url"] = fake_api.url("/orders/<<order_id>>")
     phone = phones(1)[0]
     run_id = start(api, create_journey(doc).id, [{"phone": phone, "order_id": "5"}])
-    runner.sweep()
+    sweeper.sweep()
     get_queue("flows").empty()
-    runner.advance(_ids(run_id))
+    advancing.advance(_ids(run_id))
     get_queue("flows").empty()  # the call_apis job is lost
     assert participations(run_id)[phone].state == "active"
     sweep_at(LEASE + 1)
@@ -186,10 +186,10 @@ def test_flushed_redis_loses_nothing(app, api, fake_twilio):
     sending_run = start(
         api, create_journey(linear_journey("one", "two", "three")).id, [{"phone": p} for p in numbers[:6]]
     )
-    runner.sweep()
+    sweeper.sweep()
     drain(["flows"])  # first messages queued in Redis, not sent
     get_redis().flushdb()  # every queued job and the sweeper's marker are gone
-    runner.sweep()  # notices, and re-dispatches every active and sending participation now
+    sweeper.sweep()  # notices, and re-dispatches every active and sending participation now
     settle()
     assert all(bodies_to(fake_twilio, phone) == ["one", "two", "three"] for phone in numbers[:6])
     get_redis().flushdb()
@@ -204,21 +204,21 @@ def test_two_replies_at_once_advance_the_contact_once(app, api, fake_twilio, att
     run_id = start(api, create_journey(example("welcome")).id, [{"phone": phone}])
     settle()
     contact_id = db.session.scalar(select(Contact.id).where(Contact.phone == phone))
-    inbound = [
+    rows = [
         InboundMessage(
             sid=f"SM{attempt}{n}", from_phone=phone, channel="sms", body=body, contact_id=contact_id, outcome="received"
         )
         for n, body in enumerate(("yes", "no"))
     ]
-    db.session.add_all(inbound)
+    db.session.add_all(rows)
     db.session.commit()
-    inbound_ids = [row.id for row in inbound]
+    inbound_ids = [row.id for row in rows]
     barrier, outcomes = threading.Barrier(2), {}
 
     def handle(inbound_id):
         with app.app_context():
             barrier.wait()
-            outcomes[inbound_id] = runner.handle_inbound(inbound_id)
+            outcomes[inbound_id] = inbound.handle_inbound(inbound_id)
             db.session.remove()
 
     threads = [threading.Thread(target=handle, args=(inbound_id,)) for inbound_id in inbound_ids]
@@ -261,7 +261,7 @@ def test_lost_preparation_is_redone(app, api, fake_twilio):
     run_id = api.post(
         f"/api/journeys/{create_journey(linear_journey('one')).id}/runs", json={"audience_id": audience.id}
     ).json["run_id"]
-    runner.sweep()
+    sweeper.sweep()
     get_queue("flows").empty()  # prepare_run is lost
     sweep_at(LEASE + 1)
     assert len(fake_twilio.calls) == 4 and run_row(run_id).status == "completed"
@@ -270,7 +270,7 @@ def test_lost_preparation_is_redone(app, api, fake_twilio):
 def test_replayed_step_reuses_its_message_and_its_outcome(app, api, fake_twilio):
     numbers = phones(3)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
-    runner.sweep()
+    sweeper.sweep()
     drain(["flows"])
     get_queue("messages").empty()
     first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
@@ -278,7 +278,7 @@ def test_replayed_step_reuses_its_message_and_its_outcome(app, api, fake_twilio)
     # As if the participations' first step had never been stored (a crash before its commit).
     db.session.execute(update(Participation).values(node_id=None, engine_state={}, state="active"))
     db.session.commit()
-    assert runner.advance(_ids(run_id)) == 3
+    assert advancing.advance(_ids(run_id)) == 3
     settle()
     assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
     assert db.session.scalar(select(func.count()).select_from(Message)) == 6

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Message, utcnow
-from app.runs import runner
+from app.runs import sweeper
 from tests.conftest import drain
 from tests.test_runs_helpers import (
     bodies_to,
@@ -247,15 +247,15 @@ def test_delay_fires_for_real_after_two_seconds(app, api, fake_twilio):
     paused = participations(run_id)[phone]
     assert paused.state == "delayed"
     wake_at = paused.wake_at  # read now: the jobs below end the session this row belongs to
-    runner.sweep()
+    sweeper.sweep()
     settle()
     assert bodies_to(fake_twilio, phone) == ["before"]
     while utcnow() < wake_at:
-        runner.sweep()
+        sweeper.sweep()
         settle()
     deadline = time.monotonic() + 5
     while len(bodies_to(fake_twilio, phone)) < 2 and time.monotonic() < deadline:
-        runner.sweep()
+        sweeper.sweep()
         settle()
         time.sleep(0.05)
     assert bodies_to(fake_twilio, phone) == ["before", "after"]

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.models import InboundMessage, Participation, Run, Step, utcnow
 from app.queues import QUEUE_NAMES, get_queue, get_redis
-from app.runs import runner
+from app.runs import sweeper
 from tests.conftest import drain
 from tests.examples import EXAMPLES_DIR
 from tests.fake_twilio import sign
@@ -69,7 +69,7 @@ def settle(timeout: float = 20.0) -> None:
 
 def sweep_at(seconds_from_now: float) -> dict:
     """Run the sweeper as if `seconds_from_now` had passed, then the jobs it dispatched."""
-    counts = runner.sweep(utcnow() + timedelta(seconds=seconds_from_now))
+    counts = sweeper.sweep(utcnow() + timedelta(seconds=seconds_from_now))
     settle()
     return counts
 

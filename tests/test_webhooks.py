@@ -3,9 +3,9 @@
 import pytest
 from sqlalchemy import select
 
+from app.campaigns.counts import campaign_counts
 from app.extensions import db
 from app.models import Contact, InboundMessage, MessageEvent
-from app.sending import messaging
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.fake_twilio import sign, status_callback_params
 from tests.test_messaging import make_campaign, message, phones, send
@@ -170,7 +170,7 @@ def test_status_callbacks_move_statuses_and_counts(app, fake_twilio):
     campaign_id, ids = make_campaign(phones(5))
     send(ids)
     sids = [message(message_id).sid for message_id in ids]
-    counts = messaging.campaign_counts(campaign_id)
+    counts = campaign_counts(campaign_id)
     assert (counts["sent"], counts["delivered"], counts["failed"], counts["queued"]) == (5, 0, 0, 0)
 
     callback(app, sids[0], "sent")
@@ -187,7 +187,7 @@ def test_status_callbacks_move_statuses_and_counts(app, fake_twilio):
     failed = message(ids[2])
     assert failed.error_code == 30003 and "unreachable" in failed.error_message
     assert message(ids[3]).error_code == 30005
-    assert messaging.campaign_counts(campaign_id) == {
+    assert campaign_counts(campaign_id) == {
         "total": 5,
         "queued": 0,
         "sent": 5,

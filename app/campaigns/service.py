@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import insert, select, update
 
+from app.campaigns.counts import campaigns_counts
 from app.contacts.csv_import import (
     CsvImportError,
     ImportResult,
@@ -26,7 +27,7 @@ from app.contacts.csv_import import (
 from app.engine.placeholders import PLACEHOLDER_RE, SmsInfo, placeholders, render, sms_info, template_problems
 from app.extensions import db
 from app.models import Campaign, Message, utcnow
-from app.sending import messaging
+from app.sending import log, messaging
 from app.sending.channels import CHANNELS
 
 NAME_MAX = 200
@@ -399,7 +400,7 @@ def counts(campaign: Campaign) -> dict:
 
 def counts_of(campaigns: list[Campaign]) -> dict[int, dict]:
     """`counts` of many campaigns in one query; a draft counts its rows as its total."""
-    found = messaging.campaigns_counts([campaign.id for campaign in campaigns if campaign.status != "draft"])
+    found = campaigns_counts([campaign.id for campaign in campaigns if campaign.status != "draft"])
     for campaign in campaigns:
         if campaign.status == "draft":
             found[campaign.id] = {
@@ -429,7 +430,7 @@ def delete_campaign(campaign: Campaign) -> None:
         db.session.delete(campaign)
         db.session.commit()
         return
-    messaging.cancel_campaign(campaign.id)
+    log.cancel_campaign(campaign.id)
     db.session.execute(update(Campaign).where(Campaign.id == campaign.id).values(deleted_at=utcnow()))
     db.session.commit()
 

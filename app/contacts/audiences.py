@@ -23,12 +23,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 # CsvImportError is re-exported: callers catch audiences.CsvImportError.
 from app.contacts.csv_import import CsvImportError, RejectedRow, import_contacts_csv, normalise_phone  # noqa: F401
 from app.extensions import db
-from app.models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Contact, Run, utcnow
+from app.models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Run, contact_table, utcnow
 
 CHUNK_SIZE = 1000
 NAME_MAX = 200
 
-contact_table = Contact.__table__
 membership_table = AudienceContact.__table__
 
 

@@ -20,7 +20,21 @@ from app.models.vocabulary import (
     utcnow,
 )
 
+# Core-level handles for bulk statements (executemany, INSERT … ON CONFLICT, UPDATE … FROM).
+campaign_table = Campaign.__table__
+contact_table = Contact.__table__
+event_table = MessageEvent.__table__
+message_table = Message.__table__
+participation_table = Participation.__table__
+step_table = Step.__table__
+
 __all__ = [
+    "campaign_table",
+    "contact_table",
+    "event_table",
+    "message_table",
+    "participation_table",
+    "step_table",
     "ACTIVE_STATES",
     "FINAL_STATES",
     "FINISHED_RUN_STATUSES",

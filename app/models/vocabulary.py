@@ -16,6 +16,29 @@ FINISHED_RUN_STATUSES = ("completed", "stopped", "failed")
 RUN_STATUSES = LIVE_RUN_STATUSES + FINISHED_RUN_STATUSES
 
 
+# Message statuses. Not yet accepted by the provider:
+UNSENT = ("queued", "sending")
+MESSAGE_STATUSES = ("queued", "sending", "sent", "delivered", "read", "undelivered", "failed", "canceled")
+
+
+# Our own statuses and Twilio's, in the order a message moves through them; it never moves back.
+STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "read": 4}
+
+
+# Twilio callback statuses -> ours (Twilio's queued/accepted/sending all mean "accepted, on its way").
+CALLBACK_STATUSES = {
+    "queued": "sent",
+    "accepted": "sent",
+    "scheduled": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "undelivered": "undelivered",
+    "failed": "failed",
+}
+
+
 def utcnow() -> datetime:
     """Naive UTC now, the one time format stored in the database."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -34,7 +34,6 @@ Run statuses: `preparing` (participations being inserted), `active`, then
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -43,49 +42,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from redis.exceptions import LockError
 from rq import Queue, Retry
-from sqlalchemy import JSON, bindparam, func, literal, select, update
+from sqlalchemy import bindparam, select, update
 
 from app import engine
-from app.contacts import audiences
 from app.engine import effects, events
 from app.extensions import db
-from app.journeys import store as journeys
 from app.models import (
     ACTIVE_STATES,
-    Audience,
-    AudienceContact,
     Contact,
-    InboundMessage,
-    Journey,
     JourneyVersion,
-    Message,
-    Participation,
     Run,
-    Step,
+    bulk,
+    message_table,
+    participation_table,
+    step_table,
     utcnow,
 )
 from app.queues import JOB_DEFAULTS, get_queue, get_redis
-from app.runs import http_calls
 from app.sending import messaging
 
 BATCH_SIZE = 500  # participations per flows job
 API_BATCH_SIZE = 50  # API calls per job (made concurrently)
-PREPARE_CHUNK = 5000  # participations inserted per transaction when a run starts
-SWEEP_LIMIT = 5000  # due participations claimed per sweep
 CONFLICT_RETRIES = 5
 DEFAULT_LEASE_SECONDS = 60.0
 FLOWS_RETRY = Retry(max=3, interval=[1, 5, 15])
-SWEEP_LOCK_KEY = "jd:runner:sweep-lock"
-EPOCH_KEY = "jd:runner:epoch"
-REQUEUE_STALE_KEY = "jd:runner:requeue-stale"
-REQUEUE_STALE_EVERY = 5  # seconds between `messaging.requeue_stale()` calls, across all sweepers
 FLOWS = "app.tasks.flows"
-
-participation_table = Participation.__table__
-message_table = Message.__table__
-step_table = Step.__table__
 
 
 class RunConflict(RuntimeError):
@@ -93,192 +75,6 @@ class RunConflict(RuntimeError):
 
 
 # -- starting and stopping runs --------------------------------------------------
-
-
-def start_run(journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None) -> Run:
-    """Start `journey` for an audience or an inline list of contacts; returns at once.
-
-    The run executes an immutable version (`journeys.version_for_run`; raises
-    `journeys.InvalidJourney`). An audience's participations are inserted by
-    the `prepare_run` job in chunks, so even 100,000 contacts start from a
-    page; inline contacts (already in the request) are inserted here the same
-    way. First steps are enqueued in batches. Raises LookupError for an
-    unknown audience and ValueError for bad contacts (nothing written then).
-    """
-    if (audience_id is None) == (contacts is None):
-        raise ValueError("give either audience_id or contacts")
-    version = journeys.version_for_run(journey, user=user)
-    contact_ids = None
-    if audience_id is not None:
-        if db.session.get(Audience, audience_id) is None:
-            raise LookupError(f"no audience {audience_id}")
-        total = db.session.scalar(
-            select(func.count()).select_from(AudienceContact).where(AudienceContact.audience_id == audience_id)
-        )
-    else:
-        try:
-            contact_ids = audiences.upsert_contacts(contacts)
-        except ValueError:
-            db.session.rollback()
-            raise
-        total = len(contact_ids)
-    run = Run(
-        journey_id=journey.id,
-        version_id=version.id,
-        audience_id=audience_id,
-        status="preparing",
-        total=total,
-        dry_run=bool(current_app.config.get("DRY_RUN")),
-        created_by_id=getattr(user, "id", None),
-    )
-    db.session.add(run)
-    db.session.commit()
-    if contact_ids is None:
-        _enqueue("prepare_run", [(run.id,)], timeout=3600)
-    else:
-        _prepare(run.id, contact_ids)
-    return run
-
-
-def prepare_run(run_id: int) -> int:
-    """Insert an audience run's participations and enqueue their first steps; returns how many were new.
-
-    Safe to run again (a retried job, or the sweeper redoing a lost one):
-    existing participations are kept, and any whose first step was never
-    enqueued is picked up by the sweeper when its lease ends.
-    """
-    run = db.session.get(Run, run_id)
-    if run is None or run.status != "preparing":
-        return 0
-    contact_ids = audiences.contact_ids(run.audience_id) if run.audience_id is not None else []
-    return _prepare(run_id, contact_ids)
-
-
-def _prepare(run_id: int, contact_ids: list[int]) -> int:
-    """Insert participations in chunks (one bulk INSERT and commit each), enqueue their first steps,
-    then mark the run `active` with its real total."""
-    inserted = 0
-    for start in range(0, len(contact_ids), PREPARE_CHUNK):
-        ids = _insert_participations(run_id, contact_ids[start : start + PREPARE_CHUNK])
-        db.session.commit()
-        inserted += len(ids)
-        if _run_status(run_id) == "stopped":
-            _stop_participations(run_id)
-            return inserted
-        _enqueue("advance", [(ids[i : i + BATCH_SIZE],) for i in range(0, len(ids), BATCH_SIZE)])
-    total = db.session.scalar(select(func.count()).where(participation_table.c.run_id == run_id))
-    db.session.execute(
-        update(Run).where(Run.id == run_id, Run.status == "preparing").values(status="active", total=total)
-    )
-    db.session.commit()
-    complete_runs([run_id])
-    return inserted
-
-
-def _insert_participations(run_id: int, contact_ids: list[int]) -> list[int]:
-    """One INSERT … SELECT over these contacts (set-based, not a row of parameters each); returns the ids
-    of the participations it created."""
-    p = participation_table.c
-    now = utcnow()
-    rows = select(
-        literal(run_id),
-        Contact.id,
-        literal("active"),
-        literal({}, JSON),
-        literal(now + _lease()),
-        literal(0),
-        literal(now),
-        literal(now),
-    ).where(Contact.id.in_(contact_ids))
-    columns = [p.run_id, p.contact_id, p.state, p.engine_state, p.wake_at, p.lock_version, p.started_at, p.updated_at]
-    insert = messaging.insert_ignore(participation_table, ["run_id", "contact_id"])
-    return list(db.session.scalars(insert.from_select(columns, rows).returning(p.id)))
-
-
-def stop_run(run: Run) -> int:
-    """Stop a run: every non-final contact becomes `stopped` (one UPDATE) and its queued messages are
-    canceled in the same transaction, so no job can claim one in between. Returns how many were stopped.
-
-    A message already claimed by a sender (in flight to Twilio) cannot be called back.
-    """
-    stopped = _stop_participations(run.id, commit=False)
-    _cancel_queued(participation_table.c.run_id == run.id)
-    db.session.execute(
-        update(Run)
-        .where(Run.id == run.id, Run.status.in_(("preparing", "active")))
-        .values(status="stopped", finished_at=utcnow())
-    )
-    db.session.commit()
-    return stopped
-
-
-def _stop_participations(run_id: int, commit: bool = True) -> int:
-    p = participation_table.c
-    _lock_in_id_order(p.run_id == run_id, p.state.in_(ACTIVE_STATES))
-    count = db.session.execute(
-        update(participation_table)
-        .where(p.run_id == run_id, p.state.in_(ACTIVE_STATES))
-        .values(state="stopped", wake_at=None, lock_version=p.lock_version + 1, updated_at=utcnow())
-    ).rowcount
-    if commit:
-        db.session.commit()
-    return count
-
-
-def _cancel_queued(*participation_criteria) -> None:
-    """Cancel the queued messages of these participations, locking them in id order as senders do."""
-    m = message_table.c
-    queued = list(
-        db.session.scalars(
-            select(m.id)
-            .join(participation_table, participation_table.c.id == m.participation_id)
-            .where(m.status == "queued", *participation_criteria)
-            .order_by(m.id)
-            .with_for_update(of=message_table)
-        )
-    )
-    for start in range(0, len(queued), PREPARE_CHUNK):
-        messaging.cancel_messages(m.id.in_(queued[start : start + PREPARE_CHUNK]), commit=False)
-
-
-def opt_out_contact(contact_id: int | None) -> int:
-    """End every non-final participation of this contact as `opted_out` and cancel their queued messages."""
-    if contact_id is None:
-        return 0
-    p = participation_table.c
-    now = utcnow()
-    _lock_in_id_order(p.contact_id == contact_id, p.state.in_(ACTIVE_STATES))
-    ended = db.session.execute(
-        update(participation_table)
-        .where(p.contact_id == contact_id, p.state.in_(ACTIVE_STATES))
-        .values(state="opted_out", wake_at=None, lock_version=p.lock_version + 1, updated_at=now)
-        .returning(p.id, p.run_id, p.node_id)
-    ).all()
-    if ended:
-        db.session.execute(
-            step_table.insert(),
-            [
-                {
-                    "participation_id": pid,
-                    "run_id": run_id,
-                    "kind": "finish",
-                    "node_id": node_id,
-                    "at": now,
-                    "detail": {"status": "opted_out", "reason": "the contact opted out (replied STOP)"},
-                }
-                for pid, run_id, node_id in ended
-            ],
-        )
-        _cancel_queued(p.id.in_([row.id for row in ended]))
-    db.session.commit()
-    complete_runs({row.run_id for row in ended})
-    return len(ended)
-
-
-def _lock_in_id_order(*criteria) -> None:
-    """On PostgreSQL, lock the rows a bulk UPDATE will change in id order, as batches do (no deadlock)."""
-    p = participation_table.c
-    db.session.execute(select(p.id).where(*criteria).order_by(p.id).with_for_update()).all()
 
 
 def complete_runs(run_ids: Iterable[int]) -> None:
@@ -302,399 +98,7 @@ def _run_status(run_id: int) -> str | None:
 # -- the events that move contacts -------------------------------------------------
 
 
-def advance(participation_ids: Iterable[int]) -> int:
-    """Start participations that have not started; hand those waiting on an API call to `call_apis`.
-
-    The first step of every contact (from `prepare_run`), and the sweeper's
-    redo of an `active` participation whose job was lost.
-    """
-    pending_api = []
-
-    def decide(row, state):
-        if row.state != "active":
-            return None
-        if state.node_id is None:
-            return events.Start(), {}
-        if (row.engine_state or {}).get("pending_api"):
-            pending_api.append(row.id)
-        return None
-
-    results = _step(participation_ids, decide)
-    _enqueue_api_calls(pending_api)
-    return len(results)
-
-
-def fire_timers(items: Iterable[tuple[int, str, int]]) -> int:
-    """Deliver `TimerFired(node, visit)` to each `(participation_id, node_id, visit)` still at that visit."""
-    wanted = {int(pid): (node_id, visit) for pid, node_id, visit in items}
-
-    def decide(row, state):
-        node_id, visit = wanted[row.id]
-        if state.status not in ("delayed", "waiting") or state.node_id != node_id:
-            return None
-        if state.visits.get(node_id) != visit:
-            return None
-        return events.TimerFired(node_id, visit), {}
-
-    return len(_step(wanted, decide))
-
-
-def call_apis(participation_ids: Iterable[int]) -> int:
-    """Make the pending API calls of these participations, concurrently, and step each with its response.
-
-    A call is made only while its participation still waits for it, and at
-    most once at a time (a Redis lock per participation, node and visit); a
-    retried job after a crash may repeat a call whose answer was not stored.
-    """
-    ids = sorted({int(pid) for pid in participation_ids})
-    p = participation_table.c
-    rows = db.session.execute(select(p.id, p.state, p.engine_state).where(p.id.in_(ids))).all()
-    db.session.commit()
-    redis = get_redis()
-    calls, locks = [], []
-    for row in rows:
-        pending = (row.engine_state or {}).get("pending_api")
-        if row.state != "active" or not pending:
-            continue
-        lock = redis.lock(
-            f"jd:runner:api:{row.id}:{pending['node_id']}:{pending['visit']}",
-            timeout=pending["timeout"] + 30,
-            blocking=False,
-        )
-        if not lock.acquire(blocking=False):
-            continue
-        locks.append(lock)
-        calls.append(
-            http_calls.ApiCall(
-                key=(row.id, pending["node_id"], pending["visit"]),
-                method=pending["method"],
-                url=pending["url"],
-                headers=pending["headers"],
-                body=pending["body"],
-                timeout=pending["timeout"],
-            )
-        )
-    try:
-        results = http_calls.perform_calls(calls, allow_private=bool(current_app.config.get("API_NODE_ALLOW_PRIVATE")))
-        answers = {result.key[0]: (call, result) for call, result in zip(calls, results)}
-
-        def decide(row, state):
-            call, result = answers[row.id]
-            _pid, node_id, visit = call.key
-            if state.status != "active" or state.node_id != node_id or state.visits.get(node_id) != visit:
-                return None
-            event = events.ApiResponse(result.status, result.body, result.error, result.duration_ms)
-            return event, {"api": {"method": call.method, "url": call.url}}
-
-        return len(_step(answers, decide))
-    finally:
-        for lock in locks:
-            with contextlib.suppress(LockError):
-                lock.release()
-
-
-def on_message_outcomes(outcomes: Iterable) -> int:
-    """Move journey contacts past their `message` node once the send has a final outcome.
-
-    Fed by the `messages` queue's `send_batch` with `messaging.Outcome`s;
-    campaign messages and outcomes that will be retried are ignored.
-    """
-    final = {o.message_id: o for o in outcomes if o.participation_id is not None and (o.ok or o.final)}
-    if not final:
-        return 0
-    m = message_table.c
-    rows = db.session.execute(
-        select(m.id, m.participation_id, m.idempotency_key, m.sid).where(m.id.in_(list(final)))
-    ).all()
-    db.session.commit()
-    try:
-        return _feed_outcomes(
-            [
-                (
-                    row.participation_id,
-                    row.id,
-                    row.idempotency_key,
-                    row.sid,
-                    final[row.id].ok,
-                    final[row.id].error_message,
-                )
-                for row in rows
-            ]
-        )
-    except Exception:
-        # Do not wait a whole lease: have a flows job (with retries) read the outcomes back from the log.
-        db.session.rollback()
-        _enqueue("recover_sending", [(sorted({row.participation_id for row in rows}),)])
-        raise
-
-
-def _feed_outcomes(items: list[tuple]) -> int:
-    """Step `MessageOutcome` for (participation, message id, key, sid, ok, error) when the key is current."""
-    by_participation = {item[0]: item for item in items}
-
-    def decide(row, state):
-        _pid, message_id, key, sid, ok, error = by_participation[row.id]
-        if state.status != "sending" or key != message_key(row.id, state):
-            return None
-        return events.MessageOutcome(ok, error), {"outcome": {"message_id": message_id, "sid": sid}}
-
-    return len(_step(by_participation, decide))
-
-
-def recover_sending(participation_ids: Iterable[int]) -> int:
-    """Resume `sending` participations whose message outcome never reached them.
-
-    Accepted (has a sid) or finally failed: feed that outcome. Still `queued`
-    (its job may be gone with a worker or a Redis flush): enqueue it again;
-    the sender's atomic claim makes a second job harmless. `sending` rows are
-    `messaging.requeue_stale`'s to recover.
-    """
-    p = participation_table.c
-    rows = db.session.execute(
-        select(p.id, p.engine_state).where(p.id.in_(list(participation_ids)), p.state == "sending")
-    ).all()
-    keys = {}
-    for row in rows:
-        stored = row.engine_state or {}
-        node_id = stored.get("node_id")
-        keys[f"{row.id}:{node_id}:{(stored.get('visits') or {}).get(node_id)}"] = row.id
-    m = message_table.c
-    messages = (
-        db.session.execute(
-            select(m.id, m.idempotency_key, m.status, m.sid, m.error_message, m.next_attempt_at).where(
-                m.idempotency_key.in_(list(keys))
-            )
-        ).all()
-        if keys
-        else []
-    )
-    db.session.commit()
-    now = utcnow()
-    to_send, outcomes = [], []
-    missing = set(keys) - {message.idempotency_key for message in messages}
-    for key in missing:  # cannot happen (stored in one transaction), but must not leave the contact stuck
-        outcomes.append((keys[key], None, key, None, False, "the message record of this step is missing"))
-    for message in messages:
-        pid = keys[message.idempotency_key]
-        if message.sid is not None:
-            outcomes.append((pid, message.id, message.idempotency_key, message.sid, True, None))
-        elif message.status in ("failed", "undelivered", "canceled"):
-            reason = message.error_message or f"message {message.status}"
-            outcomes.append((pid, message.id, message.idempotency_key, None, False, reason))
-        elif message.status == "queued" and (message.next_attempt_at is None or message.next_attempt_at <= now):
-            to_send.append(message.id)
-    messaging.enqueue_messages(to_send)
-    return _feed_outcomes(outcomes) + len(to_send)
-
-
-def handle_inbound(inbound_id: int) -> str | None:
-    """Route a stored inbound message to the contact's waiting participation; return its outcome.
-
-    Outcomes: `matched` (an edge was taken, `fallback` included), `unmatched`
-    (still waiting: nothing matched and the wait has no fallback), `not_waiting`,
-    `unknown_contact`. Among several waiting participations, the one of the
-    most recently started run whose channel is the message's wins. The reply
-    is kept on the inbound row either way, and on the step history of the
-    participation it reached.
-    """
-    inbound = db.session.get(InboundMessage, inbound_id)
-    if inbound is None or inbound.outcome != "received":
-        return inbound.outcome if inbound is not None else None
-    contact_id = inbound.contact_id or db.session.scalar(
-        select(Contact.id).where(Contact.phone == messaging.bare_phone(inbound.from_phone))
-    )
-    outcome, participation_id = "unknown_contact", None
-    if contact_id is not None:
-        outcome, participation_id = "not_waiting", _latest_participation(contact_id)
-        for candidate in _waiting_participations(contact_id, inbound.channel):
-            reply = events.Reply(inbound.body or "", inbound.payload)
-            results = _step(
-                [candidate],
-                lambda row, state: (
-                    (reply, {"reply": {"inbound_id": inbound_id}}) if state.status == "waiting" else None
-                ),
-            )
-            if candidate in results:
-                moved = any(entry.get("kind") == "edge" for entry in results[candidate].trail)
-                outcome, participation_id = ("matched" if moved else "unmatched"), candidate
-                break
-    if outcome == "not_waiting" and participation_id is not None:
-        _record_unrouted_reply(participation_id, inbound)
-    db.session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == inbound_id, InboundMessage.outcome == "received")
-        .values(outcome=outcome, contact_id=contact_id, participation_id=participation_id)
-    )
-    db.session.commit()
-    return outcome
-
-
-def _waiting_participations(contact_id: int, channel: str) -> list[int]:
-    """Waiting participations of the contact on this channel, most recently started run first."""
-    p = participation_table.c
-    rows = db.session.execute(
-        select(p.id, Run.version_id, JourneyVersion.created_at)
-        .join(Run, Run.id == p.run_id)
-        .join(JourneyVersion, JourneyVersion.id == Run.version_id)
-        .where(p.contact_id == contact_id, p.state == "waiting")
-        .order_by(Run.created_at.desc(), Run.id.desc())
-    ).all()
-    found = []
-    for pid, version_id, created_at in rows:
-        last_channel = db.session.scalar(
-            select(message_table.c.channel)
-            .where(message_table.c.participation_id == pid)
-            .order_by(message_table.c.id.desc())
-            .limit(1)
-        )
-        if (last_channel or journey_for_version(version_id, created_at).channel) == channel:
-            found.append(pid)
-    return found
-
-
-def _latest_participation(contact_id: int) -> int | None:
-    p = participation_table.c
-    return db.session.scalar(
-        select(p.id)
-        .join(Run, Run.id == p.run_id)
-        .where(p.contact_id == contact_id)
-        .order_by(Run.created_at.desc(), p.id.desc())
-        .limit(1)
-    )
-
-
-def _record_unrouted_reply(participation_id: int, inbound: InboundMessage) -> None:
-    p = participation_table.c
-    run_id, node_id = db.session.execute(select(p.run_id, p.node_id).where(p.id == participation_id)).one()
-    db.session.execute(
-        step_table.insert().values(
-            participation_id=participation_id,
-            run_id=run_id,
-            kind="reply",
-            node_id=node_id,
-            at=utcnow(),
-            detail={
-                "text": inbound.body,
-                "payload": inbound.payload,
-                "matched": False,
-                "inbound_id": inbound.id,
-                "ignored": "not waiting",
-            },
-        )
-    )
-
-
 # -- the sweeper -------------------------------------------------------------------
-
-
-def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, int]:
-    """Claim due participations and dispatch them; returns counts by kind of work (empty if another sweeps).
-
-    Called about twice a second by a thread in every worker process. A Redis
-    lock keeps sweepers from working at the same moment; the claim itself is
-    an atomic UPDATE of `wake_at`, so even two sweeps at once never dispatch
-    a participation twice. `now` (naive UTC) lets tests drive time.
-    """
-    now = now or utcnow()
-    redis = get_redis()
-    lock = redis.lock(SWEEP_LOCK_KEY, timeout=60, blocking=False)
-    if not lock.acquire(blocking=False):
-        return {}
-    try:
-        if redis.set(EPOCH_KEY, now.isoformat(), nx=True):
-            _expire_leases(now)
-        counts = _dispatch_due(now, limit)
-        counts["preparing"] = _resume_preparing(now)
-        if redis.set(REQUEUE_STALE_KEY, "1", nx=True, ex=REQUEUE_STALE_EVERY):
-            recovery = messaging.requeue_stale()
-            counts["requeued_messages"] = recovery.requeued
-            counts["reconciled_messages"] = on_message_outcomes(recovery.accepted)
-        return counts
-    finally:
-        with contextlib.suppress(LockError):
-            lock.release()
-
-
-def _expire_leases(now: datetime) -> None:
-    """Redis is new or was flushed: every job may be gone, so every lease is due now."""
-    p = participation_table.c
-    _lock_in_id_order(p.state.in_(("active", "sending")))
-    count = db.session.execute(
-        update(participation_table).where(p.state.in_(("active", "sending"))).values(wake_at=now)
-    ).rowcount
-    db.session.commit()
-    if count:
-        current_app.logger.warning(
-            "Redis had no runner marker (new or flushed): re-dispatching %d participations", count
-        )
-
-
-def _resume_preparing(now: datetime) -> int:
-    """Re-enqueue `prepare_run` for runs still `preparing` a lease after they started (the job was lost)."""
-    lease = _lease()
-    stuck = list(db.session.scalars(select(Run.id).where(Run.status == "preparing", Run.created_at < now - lease)))
-    db.session.commit()
-    redis = get_redis()
-    again = [
-        run_id
-        for run_id in stuck
-        if redis.set(f"jd:runner:preparing:{run_id}", "1", nx=True, ex=max(1, int(lease.total_seconds())))
-    ]
-    _enqueue("prepare_run", [(run_id,) for run_id in again], timeout=3600)
-    return len(again)
-
-
-def _dispatch_due(now: datetime, limit: int) -> dict[str, int]:
-    p = participation_table.c
-    lease = _lease()
-    # Rows a job holds right now are skipped, not waited for: they are being worked on, and a sweeper
-    # that never waits for a lock cannot deadlock with the jobs (PostgreSQL; SQLite has one writer).
-    due = list(
-        db.session.scalars(
-            select(p.id)
-            .where(p.wake_at <= now, p.state.in_(ACTIVE_STATES))
-            .order_by(p.wake_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    claimed = (
-        db.session.execute(
-            update(participation_table)
-            .where(p.id.in_(due), p.wake_at <= now, p.state.in_(ACTIVE_STATES))
-            .values(wake_at=now + lease)
-            .returning(p.id, p.state, p.engine_state, p.updated_at)
-        ).all()
-        if due
-        else []
-    )
-    # Work still undone after a lease gets a longer one each time (the age of its last change): a long
-    # queue behind a low rate limit is re-checked a handful of times, not every lease.
-    backoff = [
-        {"b_id": row.id, "b_wake_at": now + (now - row.updated_at)}
-        for row in claimed
-        if row.state in ("active", "sending") and now - row.updated_at > lease
-    ]
-    if backoff:
-        db.session.execute(
-            update(participation_table).where(p.id == bindparam("b_id")).values(wake_at=bindparam("b_wake_at")),
-            backoff,
-        )
-    db.session.commit()
-    timers, active, sending = [], [], []
-    for row in claimed:
-        if row.state in ("delayed", "waiting"):
-            state = row.engine_state or {}
-            node_id = state.get("node_id")
-            timers.append((row.id, node_id, (state.get("visits") or {}).get(node_id)))
-        elif row.state == "active":
-            active.append(row.id)
-        else:
-            sending.append(row.id)
-    _enqueue("fire_timers", [(timers[i : i + BATCH_SIZE],) for i in range(0, len(timers), BATCH_SIZE)])
-    _enqueue("advance", [(active[i : i + BATCH_SIZE],) for i in range(0, len(active), BATCH_SIZE)])
-    _enqueue("recover_sending", [(sending[i : i + BATCH_SIZE],) for i in range(0, len(sending), BATCH_SIZE)])
-    return {"timers": len(timers), "active": len(active), "sending": len(sending)}
 
 
 # -- stepping: load, step, store with compare-and-set, carry out -------------------
@@ -936,7 +340,7 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
     m = message_table.c
     # No RETURNING: with many rows it is several times slower on PostgreSQL than one SELECT after. Rows
     # this INSERT wrote carry its `created_at`; an older one was there before (a replayed step).
-    db.session.execute(messaging.insert_ignore(message_table, ["idempotency_key"]), list(rows.values()))
+    db.session.execute(bulk.insert_ignore(message_table, ["idempotency_key"]), list(rows.values()))
     inserted = {}
     for found in db.session.execute(
         select(m.id, m.idempotency_key, m.status, m.sid, m.error_message, m.created_at).where(
@@ -1037,3 +441,16 @@ def _lease() -> timedelta:
 
 def _from_epoch(at: float | None) -> datetime | None:
     return datetime.fromtimestamp(at, UTC).replace(tzinfo=None) if at is not None else None
+
+
+def _feed_outcomes(items: list[tuple]) -> int:
+    """Step `MessageOutcome` for (participation, message id, key, sid, ok, error) when the key is current."""
+    by_participation = {item[0]: item for item in items}
+
+    def decide(row, state):
+        _pid, message_id, key, sid, ok, error = by_participation[row.id]
+        if state.status != "sending" or key != message_key(row.id, state):
+            return None
+        return events.MessageOutcome(ok, error), {"outcome": {"message_id": message_id, "sid": sid}}
+
+    return len(_step(by_participation, decide))

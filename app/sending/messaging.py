@@ -36,7 +36,6 @@ job's own UPDATE that stores the sid; it is then kept in Redis for an hour and
 applied as soon as the sid is stored.
 """
 
-import json
 import os
 import queue
 import threading
@@ -44,56 +43,32 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select, update
 
+from app.contacts.optout import _set_opted_out
 from app.extensions import db
-from app.models import Campaign, Contact, Message, MessageEvent, utcnow
+from app.models import campaign_table, contact_table, message_table, utcnow
 from app.queues import JOB_DEFAULTS, get_queue, get_redis
-from app.sending.channels import OutboundMessage, SenderSettings, SendResult, SentLookup, explain_error, get_sender
+from app.sending.callbacks import _apply_early_statuses
+from app.sending.channels import OutboundMessage, SenderSettings, SendResult, explain_error, get_sender
 from app.sending.limiter import SendRateLimiter
+from app.sending.log import _complete_campaigns, _insert_events
 
 SEND_JOB = "app.tasks.messages.send_batch"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 # RQ ends a send job after this long; no job still holds a message claimed longer ago than that.
 SEND_JOB_TIMEOUT = 600
-# Added to it for the default `stale_after`: chunks still in flight when the timeout hits finish within a send
-# timeout (15 s), and worker clocks may differ a little.
-STALE_MARGIN = timedelta(seconds=60)
-# Twilio's clock against ours, and its dates' whole seconds: the margin around a stuck message's lookup window.
-CLOCK_SKEW = timedelta(seconds=60)
 # Without a rate limit, results are recorded (and committed) every this many answers.
 RECORD_EVERY = 50
 # A rate-limited job should finish well within the job timeout: at most about this much sending per job.
 SECONDS_PER_LIMITED_JOB = 60
 # Rate-limited chunks in flight at once in one worker process (each chunk is one concurrent send_many).
 CHUNK_THREADS = 32
-EARLY_STATUS_TTL = 3600
 
 OPTED_OUT_REASON = "Not sent: the contact opted out (replied STOP); nothing is sent to them until they reply START."
-UNSENT = ("queued", "sending")
-# Our own statuses and Twilio's, in the order a message moves through them; it never moves back.
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3, "read": 4}
-# Twilio callback statuses -> ours (Twilio's queued/accepted/sending all mean "accepted, on its way").
-CALLBACK_STATUSES = {
-    "queued": "sent",
-    "accepted": "sent",
-    "scheduled": "sent",
-    "sending": "sent",
-    "sent": "sent",
-    "delivered": "delivered",
-    "read": "read",
-    "undelivered": "undelivered",
-    "failed": "failed",
-}
-
-message_table = Message.__table__
-campaign_table = Campaign.__table__
-contact_table = Contact.__table__
-event_table = MessageEvent.__table__
 
 
 @dataclass(frozen=True)
@@ -106,22 +81,6 @@ class Outcome:
     final: bool
     error_code: int | None = None
     error_message: str | None = None
-
-
-@dataclass(frozen=True)
-class StaleRecovery:
-    """What one `requeue_stale` did.
-
-    `requeued`: messages enqueued again (stuck sends Twilio does not know, and
-    lost retries). `accepted`: outcomes of stuck sends Twilio had accepted, now
-    recorded as sent; give them to `runner.on_message_outcomes` like a send
-    job's. `unresolved`: stuck sends Twilio could not be asked about, left for
-    the next sweep.
-    """
-
-    requeued: int = 0
-    accepted: tuple[Outcome, ...] = ()
-    unresolved: int = 0
 
 
 # -- queueing ------------------------------------------------------------------
@@ -480,409 +439,13 @@ def _schedule_retries(claimed, outcomes: list[Outcome], backoff: list[float]) ->
         queue.enqueue_in(timedelta(seconds=delay), SEND_JOB, ids, job_timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
 
 
-def _complete_campaigns(campaign_ids: set[int]) -> None:
-    """Campaigns with no message left to send become `completed`, in one atomic UPDATE.
-
-    Run in its own transaction after the results are committed: of two jobs
-    finishing the same campaign at once, the later to commit then sees the
-    other's rows, so the campaign cannot be left `sending` forever.
-    """
-    if not campaign_ids:
-        return
-    unsent = (
-        select(message_table.c.id)
-        .where(message_table.c.campaign_id == campaign_table.c.id, message_table.c.status.in_(UNSENT))
-        .exists()
-    )
-    db.session.execute(
-        update(campaign_table)
-        .where(campaign_table.c.id.in_(campaign_ids), campaign_table.c.status.in_(UNSENT), ~unsent)
-        .values(status="completed", finished_at=utcnow())
-    )
-    db.session.commit()
-
-
-def insert_ignore(table, index_elements: list[str]):
-    """INSERT … ON CONFLICT DO NOTHING for the session's database."""
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
-
-
-def _insert_events(events: list[dict]) -> None:
-    if events:
-        db.session.execute(insert_ignore(event_table, ["message_id", "status"]), events)
-
-
 # -- canceling and recovery ----------------------------------------------------
-
-
-def cancel_messages(*criteria, commit: bool = True) -> int:
-    """Mark `queued` messages matching these `Message` column criteria `canceled`; return how many."""
-    count = db.session.execute(
-        update(message_table)
-        .where(message_table.c.status == "queued", *criteria)
-        .values(status="canceled", updated_at=utcnow())
-    ).rowcount
-    if commit:
-        db.session.commit()
-    return count
-
-
-def cancel_campaign(campaign_id: int, commit: bool = True) -> int:
-    """Stop a campaign: its queued messages are not sent (those already in flight finish)."""
-    count = cancel_messages(message_table.c.campaign_id == campaign_id, commit=False)
-    db.session.execute(
-        update(campaign_table)
-        .where(campaign_table.c.id == campaign_id, campaign_table.c.status.in_(UNSENT))
-        .values(status="canceled", finished_at=utcnow())
-    )
-    if commit:
-        db.session.commit()
-    return count
-
-
-def cancel_for_participations(participation_ids: Iterable[int], commit: bool = True) -> int:
-    """Cancel the queued messages of these participations (a stopped run or contact)."""
-    ids = list(participation_ids)
-    if not ids:
-        return 0
-    return cancel_messages(message_table.c.participation_id.in_(ids), commit=commit)
-
-
-def stale_after(config) -> timedelta:
-    """How long a message may stay `sending` before its job is surely dead.
-
-    `MESSAGE_STALE_SECONDS` when set; else `SEND_JOB_TIMEOUT` plus
-    `STALE_MARGIN` (RQ ends a job at its timeout, so no live job is robbed).
-    """
-    seconds = config.get("MESSAGE_STALE_SECONDS")
-    if seconds:
-        return timedelta(seconds=float(seconds))
-    return timedelta(seconds=SEND_JOB_TIMEOUT) + STALE_MARGIN
-
-
-def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
-    """Recover the messages crashed jobs left behind (run periodically by the worker's sweeper).
-
-    Rows `sending` for longer than `older_than` (default `stale_after`) with
-    no sid lost their job between claim and record: Twilio is asked about
-    them first (`_reconcile`) and only those it does not know go back to
-    `queued`. Rows `queued` for a retry that is overdue by as long (the
-    scheduled job was lost) are enqueued again, and stamped so the next sweep
-    leaves them alone for as long.
-    """
-    now = utcnow()
-    older_than = older_than or stale_after(current_app.config)
-    cutoff = now - older_than
-    m = message_table.c
-    stuck = db.session.execute(
-        select(
-            m.id,
-            m.participation_id,
-            m.campaign_id,
-            m.to_phone,
-            m.channel,
-            m.body,
-            m.content_sid,
-            m.attempts,
-            m.created_at,
-            m.updated_at,
-        )
-        .where(m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
-        .order_by(m.id)
-    ).all()
-    db.session.commit()  # no transaction stays open while Twilio is asked
-    accepted, unknown, unresolved = _reconcile(stuck, older_than) if stuck else ([], [], [])
-    requeued = (
-        db.session.execute(
-            update(message_table)
-            .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
-            .values(status="queued", next_attempt_at=now, updated_at=now)
-            .returning(m.id)
-        )
-        .scalars()
-        .all()
-        if unknown
-        else []
-    )
-    overdue = (
-        db.session.execute(
-            update(message_table)
-            .where(m.status == "queued", m.next_attempt_at < cutoff)
-            .values(next_attempt_at=now, updated_at=now)
-            .returning(m.id)
-        )
-        .scalars()
-        .all()
-    )
-    db.session.commit()
-    ids = [*requeued, *overdue]
-    if stuck or ids:
-        current_app.logger.warning(
-            "messages left behind by dead jobs: %d stuck sending (%d accepted by Twilio and recorded as sent, "
-            "%d re-enqueued, %d left for the next sweep as Twilio could not be asked); %d overdue retries "
-            "re-enqueued",
-            len(stuck),
-            len(accepted),
-            len(requeued),
-            len(unresolved),
-            len(overdue),
-        )
-    enqueue_messages(ids)
-    return StaleRecovery(requeued=len(ids), accepted=tuple(accepted), unresolved=len(unresolved))
-
-
-def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], list[int]]:
-    """Ask Twilio about stuck rows; record those it accepted as sent.
-
-    Returns (outcomes of the rows recorded as sent, ids Twilio does not know,
-    ids it could not be asked about). A row's window runs from its creation
-    (every attempt, an earlier one that timed out included) to its last
-    claim plus `older_than` (its job was over by then), with `CLOCK_SKEW`
-    either side. A Twilio message matches at most one row, and never one
-    whose sid is already recorded on another row.
-    """
-    settings = SenderSettings.from_config(current_app.config)
-    lookups = [
-        SentLookup(
-            key=str(row.id),
-            to=row.to_phone,
-            channel=row.channel,
-            body=row.body,
-            content_sid=row.content_sid,
-            since=_aware(row.created_at) - CLOCK_SKEW,
-            until=_aware(row.updated_at) + older_than + CLOCK_SKEW,
-        )
-        for row in stuck
-    ]
-    with get_sender(settings) as sender:
-        answers = sender.find_sent(lookups)
-    candidates = {found.sid for answer in answers for found in answer.found}
-    m = message_table.c
-    taken = set(db.session.scalars(select(m.sid).where(m.sid.in_(list(candidates))))) if candidates else set()
-    found_for, unknown, unresolved = [], [], []
-    for row, answer in zip(stuck, answers, strict=True):
-        found = next((found for found in answer.found if found.sid not in taken), None)
-        if not answer.ok:
-            unresolved.append(row.id)
-            current_app.logger.warning(
-                "cannot tell whether Twilio accepted message %d: %s", row.id, answer.error_message
-            )
-        elif found is None:
-            unknown.append(row.id)
-        else:
-            taken.add(found.sid)
-            found_for.append((row, found))
-    return _record_found(found_for), unknown, unresolved
-
-
-def _record_found(found_for: list) -> list[Outcome]:
-    """Record (row, Twilio message) pairs as sent, as the lost send would have; return their outcomes."""
-    if not found_for:
-        return []
-    now = utcnow()
-    m = message_table.c
-    outcomes, events, later = [], [], []
-    for row, found in found_for:
-        recorded = db.session.execute(
-            update(message_table)
-            # Still the same claim: not recorded, requeued or claimed again meanwhile.
-            .where(m.id == row.id, m.status == "sending", m.sid.is_(None), m.attempts == row.attempts)
-            .values(
-                status="sent",
-                sid=found.sid,
-                sent_at=found.created_at.astimezone(UTC).replace(tzinfo=None),
-                error_code=None,
-                error_message=None,
-                next_attempt_at=None,
-                dry_run=False,
-                updated_at=now,
-            )
-            .returning(m.id)
-        ).scalar()
-        if recorded is None:
-            continue
-        events.append({"message_id": row.id, "status": "sent", "error_code": None, "at": now})
-        outcomes.append(Outcome(row.id, row.participation_id, ok=True, final=True))
-        status = CALLBACK_STATUSES.get(found.status)
-        if status and STATUS_RANK[status] > STATUS_RANK["sent"]:
-            later.append((found.sid, status, found.error_code))
-    _insert_events(events)
-    for sid, status, error_code in later:  # Twilio already knows more: delivered, failed, ...
-        _apply_status(sid, status, error_code)
-    db.session.commit()
-    _complete_campaigns({row.campaign_id for row, _ in found_for if row.campaign_id is not None})
-    _apply_early_statuses([found.sid for _, found in found_for])
-    return outcomes
-
-
-def _aware(moment: datetime) -> datetime:
-    """Our naive UTC timestamps as timezone-aware ones, to compare with Twilio's."""
-    return moment.replace(tzinfo=UTC)
 
 
 # -- status callbacks ----------------------------------------------------------
 
 
-def record_status(sid: str, status: str, error_code=None) -> bool:
-    """Apply a Twilio status callback; True when the message moved forward.
-
-    Repeats and late callbacks (a `sent` after `delivered`) change nothing. A
-    callback for a sid not stored yet (the sending job has not written it) is
-    kept and applied when it is.
-    """
-    ours = CALLBACK_STATUSES.get((status or "").strip().lower())
-    if not sid or ours is None:
-        return False
-    code = _as_code(error_code)
-    changed = _apply_status(sid, ours, code)
-    if changed is None:
-        key = _early_status_key(sid)
-        with get_redis().pipeline() as pipe:
-            pipe.rpush(key, json.dumps([ours, code]))
-            pipe.expire(key, EARLY_STATUS_TTL)
-            pipe.execute()
-        # The job may have stored the sid between our look and the stash: look again.
-        changed = _apply_status(sid, ours, code)
-    db.session.commit()
-    return bool(changed)
-
-
-def _apply_status(sid: str, status: str, error_code: int | None) -> bool | None:
-    """Move message `sid` forward to `status`: True if it moved, False if not, None if no such sid yet."""
-    m = message_table.c
-    behind = [name for name, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
-    values = {"status": status, "updated_at": utcnow()}
-    if status in ("failed", "undelivered"):
-        values.update(error_code=error_code, error_message=explain_error(error_code))
-    moved = db.session.execute(
-        update(message_table).where(m.sid == sid, m.status.in_(behind)).values(**values).returning(m.id)
-    ).scalar()
-    if moved is None:
-        return False if db.session.execute(select(m.id).where(m.sid == sid)).first() else None
-    _insert_events([{"message_id": moved, "status": status, "error_code": error_code, "at": utcnow()}])
-    return True
-
-
-def _apply_early_statuses(sids: list[str]) -> None:
-    """Apply callbacks that arrived before their sid was stored (one Redis round trip per batch)."""
-    if not sids:
-        return
-    redis = get_redis()
-    with redis.pipeline(transaction=False) as pipe:
-        for sid in sids:
-            pipe.lrange(_early_status_key(sid), 0, -1)
-        stashed = pipe.execute()
-    found = [(sid, entries) for sid, entries in zip(sids, stashed) if entries]
-    if not found:
-        return
-    for sid, entries in found:
-        for entry in entries:
-            status, code = json.loads(entry)
-            _apply_status(sid, status, code)
-    db.session.commit()
-    redis.delete(*(_early_status_key(sid) for sid, _ in found))
-
-
-def _early_status_key(sid: str) -> str:
-    return f"jd:early-status:{sid}"
-
-
-def _as_code(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
 # -- counts --------------------------------------------------------------------
 
 
-def campaign_counts(campaign_id: int) -> dict:
-    """Exact counts from the message log: total, queued, sent, delivered, failed, canceled.
-
-    Cumulative as in the contract: `sent` is every message Twilio accepted
-    (has a sid), including those delivered, read or failed later; `queued` is
-    not yet accepted (waiting, retrying or in flight).
-    """
-    return campaigns_counts([campaign_id])[campaign_id]
-
-
-def campaigns_counts(campaign_ids: Iterable[int]) -> dict[int, dict]:
-    """`campaign_counts` for many campaigns in one grouped query (campaign lists)."""
-    ids = list(campaign_ids)
-    counts = {
-        campaign_id: {"total": 0, "queued": 0, "sent": 0, "delivered": 0, "failed": 0, "canceled": 0}
-        for campaign_id in ids
-    }
-    if not ids:
-        return counts
-    m = message_table.c
-    rows = db.session.execute(
-        select(m.campaign_id, m.status, func.count(), func.count(m.sid))
-        .where(m.campaign_id.in_(ids))
-        .group_by(m.campaign_id, m.status)
-    )
-    for campaign_id, status, number, accepted in rows:
-        tally = counts[campaign_id]
-        tally["total"] += number
-        tally["sent"] += accepted
-        if status in UNSENT:
-            tally["queued"] += number
-        elif status in ("delivered", "read"):
-            tally["delivered"] += number
-        elif status in ("failed", "undelivered"):
-            tally["failed"] += number
-        elif status == "canceled":
-            tally["canceled"] += number
-    return counts
-
-
 # -- opt-out -------------------------------------------------------------------
-
-
-def opt_out(phone: str, commit: bool = True) -> int:
-    """Stop every message to this number (a contact row is made for unknown numbers); return the contact id."""
-    return _set_opted_out([phone], True, commit=commit)[0]
-
-
-def opt_in(phone: str, commit: bool = True) -> int:
-    """Undo `opt_out` for this number; return the contact id."""
-    return _set_opted_out([phone], False, commit=commit)[0]
-
-
-def _set_opted_out(phones: list[str], opted_out: bool, commit: bool = False) -> list[int]:
-    """Upsert contacts by phone with this opt-out flag (atomic: no read-then-write race)."""
-    now = utcnow()
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    ids = []
-    for phone in dict.fromkeys(bare_phone(phone) for phone in phones):
-        insert = dialect.insert(contact_table).values(
-            phone=phone,
-            fields={},
-            opted_out=opted_out,
-            opted_out_at=now if opted_out else None,
-            created_at=now,
-            updated_at=now,
-        )
-        ids.append(
-            db.session.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["phone"],
-                    set_={
-                        "opted_out": insert.excluded.opted_out,
-                        "opted_out_at": insert.excluded.opted_out_at,
-                        "updated_at": insert.excluded.updated_at,
-                    },
-                ).returning(contact_table.c.id)
-            ).scalar_one()
-        )
-    if commit:
-        db.session.commit()
-    return ids
-
-
-def bare_phone(address: str) -> str:
-    """`whatsapp:+1555…` -> `+1555…`: contacts are keyed by the plain E.164 number."""
-    address = address.strip()
-    return address.split(":", 1)[1].strip() if address.lower().startswith("whatsapp:") else address

@@ -4,35 +4,35 @@ Each job takes participation ids (or small tuples) and is safe to run twice:
 the runner only steps a participation still waiting for that event.
 """
 
-from app.runs import runner
+from app.runs import advancing, lifecycle
 from app.tasks import job
 
 
 @job
 def prepare_run(run_id: int) -> int:
     """Insert an audience run's participations in chunks and enqueue their first steps."""
-    return runner.prepare_run(run_id)
+    return lifecycle.prepare_run(run_id)
 
 
 @job
 def advance(participation_ids: list[int]) -> int:
     """Start participations (or resume ones whose job was lost)."""
-    return runner.advance(participation_ids)
+    return advancing.advance(participation_ids)
 
 
 @job
 def fire_timers(items: list[tuple[int, str, int]]) -> int:
     """Fire due delays and wait timeouts: `(participation_id, node_id, visit)` each."""
-    return runner.fire_timers(items)
+    return advancing.fire_timers(items)
 
 
 @job
 def call_apis(participation_ids: list[int]) -> int:
     """Make the pending `api` node calls of these participations and step them with the answers."""
-    return runner.call_apis(participation_ids)
+    return advancing.call_apis(participation_ids)
 
 
 @job
 def recover_sending(participation_ids: list[int]) -> int:
     """Resume `sending` participations whose message outcome never reached them."""
-    return runner.recover_sending(participation_ids)
+    return advancing.recover_sending(participation_ids)

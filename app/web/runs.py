@@ -25,7 +25,7 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.journeys.diagram import render_svg
 from app.models import ACTIVE_STATES, FINAL_STATES, LIVE_RUN_STATUSES, Audience, Participation, Run, User, utcnow
-from app.runs import runner
+from app.runs import lifecycle, runner
 from app.runs import stats as run_stats
 from app.runs.export import export_csv
 from app.sending.channels import explain_error
@@ -88,7 +88,7 @@ def start():
         errors["audience_id"] = f"Audience “{audience.name}” has no contacts."
     if not errors:
         try:
-            run = runner.start_run(journey, audience_id=audience.id, user=current_user)
+            run = lifecycle.start_run(journey, audience_id=audience.id, user=current_user)
         except journeys.InvalidJourney as error:
             errors["journey_id"] = f"The journey cannot run: {error}. Fix it in the designer first."
         except LookupError as error:
@@ -255,7 +255,7 @@ def stop(run_id: int):
         return redirect(url_for(".show", run_id=run.id))
     if request.method == "GET":
         return render_template("runs/stop.html", run=run, states=run_stats.state_counts(run.id))
-    stopped = runner.stop_run(run)
+    stopped = lifecycle.stop_run(run)
     flash(f"Run stopped: {stopped:,} contacts were stopped; their queued messages will not be sent.", "success")
     return redirect(url_for(".show", run_id=run.id))
 

@@ -12,10 +12,12 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from app.contacts import optout, phones
 from app.extensions import db
-from app.models import Contact, InboundMessage, utcnow
-from app.runs import runner
-from app.sending import messaging
+from app.models import Contact, InboundMessage, bulk, utcnow
+from app.runs import inbound as reply_routing
+from app.runs import lifecycle
+from app.sending import callbacks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
 
@@ -56,7 +58,7 @@ def _twiml() -> Response:
 def status():
     """A status callback: move the message forward (never back)."""
     form = request.form
-    messaging.record_status(form.get("MessageSid", ""), form.get("MessageStatus", ""), form.get("ErrorCode"))
+    callbacks.record_status(form.get("MessageSid", ""), form.get("MessageStatus", ""), form.get("ErrorCode"))
     return _twiml()
 
 
@@ -69,7 +71,7 @@ def inbound():
     if not sid or not sender:
         return Response("MessageSid and From are required", 400)
     channel = "whatsapp" if sender.lower().startswith("whatsapp:") else "sms"
-    phone = messaging.bare_phone(sender)
+    phone = phones.bare_phone(sender)
     inbound_id = _store_once(sid, phone, channel, form)
     if inbound_id is None:
         return _twiml()  # a repeat of a message already processed
@@ -77,23 +79,23 @@ def inbound():
     row = db.session.get(InboundMessage, inbound_id)
     keyword = re.sub(r"[\W_]+", "", row.body).upper()
     if keyword in OPT_OUT_WORDS:
-        row.contact_id, row.outcome = messaging.opt_out(phone, commit=False), "opted_out"
+        row.contact_id, row.outcome = optout.opt_out(phone, commit=False), "opted_out"
     elif keyword in OPT_IN_WORDS:
-        row.contact_id, row.outcome = messaging.opt_in(phone, commit=False), "opted_in"
+        row.contact_id, row.outcome = optout.opt_in(phone, commit=False), "opted_in"
     else:
         row.contact_id = db.session.scalar(select(Contact.id).where(Contact.phone == phone))
     db.session.commit()
     # Journey replies are routed from here, once per new inbound message.
     if row.outcome == "opted_out":
-        runner.opt_out_contact(row.contact_id)
+        lifecycle.opt_out_contact(row.contact_id)
     elif row.outcome == "received":
-        runner.handle_inbound(inbound_id)
+        reply_routing.handle_inbound(inbound_id)
     return _twiml()
 
 
 def _store_once(sid: str, phone: str, channel: str, form) -> int | None:
     """Insert the inbound row; None when its MessageSid was already stored (the unique key decides)."""
-    insert = messaging.insert_ignore(InboundMessage.__table__, ["sid"]).values(
+    insert = bulk.insert_ignore(InboundMessage.__table__, ["sid"]).values(
         sid=sid,
         from_phone=phone,
         to_address=form.get("To") or None,

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey
-from app.runs import runner
+from app.runs import lifecycle
 from tests.browser.conftest import drain_in_thread
 from tests.test_run_stats import build_run
 
@@ -98,7 +98,7 @@ def test_start_a_run_watch_it_live_open_a_timeline_and_export(app, logged_in_pag
 def test_stop_a_waiting_run_and_see_the_home_page(app, logged_in_page, live_server, screenshot):
     page = logged_in_page
     journey_id, audience_id = journey_and_audience(ASK, 4)
-    run_id = runner.start_run(db.session.get(Journey, journey_id), audience_id=audience_id).id
+    run_id = lifecycle.start_run(db.session.get(Journey, journey_id), audience_id=audience_id).id
     drain_in_thread(app)
 
     page.goto(f"{live_server.url}/")

@@ -10,7 +10,7 @@ from flask import abort, g, jsonify, request
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Run
-from app.runs import runner
+from app.runs import lifecycle
 from app.runs import stats as run_stats
 from app.web.api import bp
 
@@ -32,7 +32,7 @@ def start_run(journey_id: int):
     if contacts is not None:
         _check_contacts(contacts)
     try:
-        run = runner.start_run(journey, audience_id=audience_id, contacts=contacts, user=g.api_user)
+        run = lifecycle.start_run(journey, audience_id=audience_id, contacts=contacts, user=g.api_user)
     except journeys.InvalidJourney as error:
         return jsonify(
             error=f"journey {journey_id} has errors: fix them before starting a run",
@@ -61,7 +61,7 @@ def run_contacts(run_id: int):
 @bp.post("/runs/<int:run_id>/stop")
 def stop_run(run_id: int):
     run = _run(run_id)
-    stopped = runner.stop_run(run)
+    stopped = lifecycle.stop_run(run)
     db.session.refresh(run)
     return jsonify(id=run.id, status=run.status, stopped=stopped)
 

@@ -1,0 +1,211 @@
+"""Messages left `sending` by a dead job: looked up at Twilio before anything is resent."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import message_table, utcnow
+from app.models.vocabulary import CALLBACK_STATUSES, STATUS_RANK
+from app.sending.callbacks import _apply_early_statuses, _apply_status
+from app.sending.channels import SenderSettings, SentLookup, get_sender
+from app.sending.log import _complete_campaigns, _insert_events
+from app.sending.messaging import SEND_JOB_TIMEOUT, Outcome, enqueue_messages
+
+# Added to it for the default `stale_after`: chunks still in flight when the timeout hits finish within a send
+# timeout (15 s), and worker clocks may differ a little.
+STALE_MARGIN = timedelta(seconds=60)
+
+
+# Twilio's clock against ours, and its dates' whole seconds: the margin around a stuck message's lookup window.
+CLOCK_SKEW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class StaleRecovery:
+    """What one `requeue_stale` did.
+
+    `requeued`: messages enqueued again (stuck sends Twilio does not know, and
+    lost retries). `accepted`: outcomes of stuck sends Twilio had accepted, now
+    recorded as sent; give them to `runner.on_message_outcomes` like a send
+    job's. `unresolved`: stuck sends Twilio could not be asked about, left for
+    the next sweep.
+    """
+
+    requeued: int = 0
+    accepted: tuple[Outcome, ...] = ()
+    unresolved: int = 0
+
+
+def stale_after(config) -> timedelta:
+    """How long a message may stay `sending` before its job is surely dead.
+
+    `MESSAGE_STALE_SECONDS` when set; else `SEND_JOB_TIMEOUT` plus
+    `STALE_MARGIN` (RQ ends a job at its timeout, so no live job is robbed).
+    """
+    seconds = config.get("MESSAGE_STALE_SECONDS")
+    if seconds:
+        return timedelta(seconds=float(seconds))
+    return timedelta(seconds=SEND_JOB_TIMEOUT) + STALE_MARGIN
+
+
+def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
+    """Recover the messages crashed jobs left behind (run periodically by the worker's sweeper).
+
+    Rows `sending` for longer than `older_than` (default `stale_after`) with
+    no sid lost their job between claim and record: Twilio is asked about
+    them first (`_reconcile`) and only those it does not know go back to
+    `queued`. Rows `queued` for a retry that is overdue by as long (the
+    scheduled job was lost) are enqueued again, and stamped so the next sweep
+    leaves them alone for as long.
+    """
+    now = utcnow()
+    older_than = older_than or stale_after(current_app.config)
+    cutoff = now - older_than
+    m = message_table.c
+    stuck = db.session.execute(
+        select(
+            m.id,
+            m.participation_id,
+            m.campaign_id,
+            m.to_phone,
+            m.channel,
+            m.body,
+            m.content_sid,
+            m.attempts,
+            m.created_at,
+            m.updated_at,
+        )
+        .where(m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
+        .order_by(m.id)
+    ).all()
+    db.session.commit()  # no transaction stays open while Twilio is asked
+    accepted, unknown, unresolved = _reconcile(stuck, older_than) if stuck else ([], [], [])
+    requeued = (
+        db.session.execute(
+            update(message_table)
+            .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
+            .values(status="queued", next_attempt_at=now, updated_at=now)
+            .returning(m.id)
+        )
+        .scalars()
+        .all()
+        if unknown
+        else []
+    )
+    overdue = (
+        db.session.execute(
+            update(message_table)
+            .where(m.status == "queued", m.next_attempt_at < cutoff)
+            .values(next_attempt_at=now, updated_at=now)
+            .returning(m.id)
+        )
+        .scalars()
+        .all()
+    )
+    db.session.commit()
+    ids = [*requeued, *overdue]
+    if stuck or ids:
+        current_app.logger.warning(
+            "messages left behind by dead jobs: %d stuck sending (%d accepted by Twilio and recorded as sent, "
+            "%d re-enqueued, %d left for the next sweep as Twilio could not be asked); %d overdue retries "
+            "re-enqueued",
+            len(stuck),
+            len(accepted),
+            len(requeued),
+            len(unresolved),
+            len(overdue),
+        )
+    enqueue_messages(ids)
+    return StaleRecovery(requeued=len(ids), accepted=tuple(accepted), unresolved=len(unresolved))
+
+
+def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], list[int]]:
+    """Ask Twilio about stuck rows; record those it accepted as sent.
+
+    Returns (outcomes of the rows recorded as sent, ids Twilio does not know,
+    ids it could not be asked about). A row's window runs from its creation
+    (every attempt, an earlier one that timed out included) to its last
+    claim plus `older_than` (its job was over by then), with `CLOCK_SKEW`
+    either side. A Twilio message matches at most one row, and never one
+    whose sid is already recorded on another row.
+    """
+    settings = SenderSettings.from_config(current_app.config)
+    lookups = [
+        SentLookup(
+            key=str(row.id),
+            to=row.to_phone,
+            channel=row.channel,
+            body=row.body,
+            content_sid=row.content_sid,
+            since=_aware(row.created_at) - CLOCK_SKEW,
+            until=_aware(row.updated_at) + older_than + CLOCK_SKEW,
+        )
+        for row in stuck
+    ]
+    with get_sender(settings) as sender:
+        answers = sender.find_sent(lookups)
+    candidates = {found.sid for answer in answers for found in answer.found}
+    m = message_table.c
+    taken = set(db.session.scalars(select(m.sid).where(m.sid.in_(list(candidates))))) if candidates else set()
+    found_for, unknown, unresolved = [], [], []
+    for row, answer in zip(stuck, answers, strict=True):
+        found = next((found for found in answer.found if found.sid not in taken), None)
+        if not answer.ok:
+            unresolved.append(row.id)
+            current_app.logger.warning(
+                "cannot tell whether Twilio accepted message %d: %s", row.id, answer.error_message
+            )
+        elif found is None:
+            unknown.append(row.id)
+        else:
+            taken.add(found.sid)
+            found_for.append((row, found))
+    return _record_found(found_for), unknown, unresolved
+
+
+def _record_found(found_for: list) -> list[Outcome]:
+    """Record (row, Twilio message) pairs as sent, as the lost send would have; return their outcomes."""
+    if not found_for:
+        return []
+    now = utcnow()
+    m = message_table.c
+    outcomes, events, later = [], [], []
+    for row, found in found_for:
+        recorded = db.session.execute(
+            update(message_table)
+            # Still the same claim: not recorded, requeued or claimed again meanwhile.
+            .where(m.id == row.id, m.status == "sending", m.sid.is_(None), m.attempts == row.attempts)
+            .values(
+                status="sent",
+                sid=found.sid,
+                sent_at=found.created_at.astimezone(UTC).replace(tzinfo=None),
+                error_code=None,
+                error_message=None,
+                next_attempt_at=None,
+                dry_run=False,
+                updated_at=now,
+            )
+            .returning(m.id)
+        ).scalar()
+        if recorded is None:
+            continue
+        events.append({"message_id": row.id, "status": "sent", "error_code": None, "at": now})
+        outcomes.append(Outcome(row.id, row.participation_id, ok=True, final=True))
+        status = CALLBACK_STATUSES.get(found.status)
+        if status and STATUS_RANK[status] > STATUS_RANK["sent"]:
+            later.append((found.sid, status, found.error_code))
+    _insert_events(events)
+    for sid, status, error_code in later:  # Twilio already knows more: delivered, failed, ...
+        _apply_status(sid, status, error_code)
+    db.session.commit()
+    _complete_campaigns({row.campaign_id for row, _ in found_for if row.campaign_id is not None})
+    _apply_early_statuses([found.sid for _, found in found_for])
+    return outcomes
+
+
+def _aware(moment: datetime) -> datetime:
+    """Our naive UTC timestamps as timezone-aware ones, to compare with Twilio's."""
+    return moment.replace(tzinfo=UTC)

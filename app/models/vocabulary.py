@@ -39,6 +39,22 @@ CALLBACK_STATUSES = {
 }
 
 
+# What became of an inbound message (`InboundMessage.outcome`); `received` = stored, not handled yet.
+INBOUND_OUTCOMES = (
+    "matched",
+    "unmatched",
+    "not_waiting",
+    "unknown_contact",
+    "triggered",
+    "opted_out",
+    "opted_in",
+)
+INBOUND_RECEIVED = "received"
+
+# How a contact came to be opted out (`Contact.opted_out_via`).
+OPT_OUT_SOURCES = ("reply", "operator", "api", "carrier", "suppressed", "erased")
+
+
 def utcnow() -> datetime:
     """Naive UTC now, the one time format stored in the database."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -27,7 +27,7 @@ def set_by_operator(contact: Contact, opted_out: bool, user_id: int | None, via:
     if opted_out:
         values.update(opted_out_at=now, opted_out_by_id=user_id, opted_out_via=via)
     else:
-        values.update(opted_in_at=now, opted_in_by_id=user_id)
+        values.update(opted_out_at=None, opted_in_at=now, opted_in_by_id=user_id)
     db.session.execute(update(Contact).where(Contact.id == contact.id).values(**values))
     db.session.expire(contact)
 
@@ -39,7 +39,7 @@ def _set_opted_out(phones: list[str], opted_out: bool, commit: bool = False, via
     changes = (
         {"opted_out_at": now, "opted_out_by_id": None, "opted_out_via": via}
         if opted_out
-        else {"opted_in_at": now, "opted_in_by_id": None}
+        else {"opted_out_at": None, "opted_in_at": now, "opted_in_by_id": None}
     )
     ids = []
     for phone in dict.fromkeys(bare_phone(phone) for phone in phones):

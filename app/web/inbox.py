@@ -40,7 +40,11 @@ def newer():
     if not found.rows:
         return "", 204
     return render_template(
-        "inbox/_partials/newer.html", filters=filters, rows=found.rows, newest=found.rows[0].message.id
+        "inbox/_partials/newer.html",
+        filters=filters,
+        rows=found.rows,
+        newest=found.rows[0].message.id,
+        total=inbox.count(filters),
     )
 
 

@@ -31,8 +31,8 @@ def contact_json(contact: Contact) -> dict:
 
 @bp.get("/contacts")
 def list_contacts():
-    page = _whole_number("page", 1)
-    per_page = min(_whole_number("per_page", contact_search.PER_PAGE), PER_PAGE_MAX)
+    page = whole_number_arg("page", 1)
+    per_page = min(whole_number_arg("per_page", contact_search.PER_PAGE), PER_PAGE_MAX)
     found = contact_search.search(request.args.get("q"), page, per_page, current_app.config["DEFAULT_REGION"])
     return jsonify(
         contacts=[contact_json(contact) for contact in found.contacts],
@@ -128,7 +128,7 @@ def _contact(contact_id: int) -> Contact:
     return contact
 
 
-def _whole_number(name: str, default: int) -> int:
+def whole_number_arg(name: str, default: int) -> int:
     value = request.args.get(name)
     if value in (None, ""):
         return default

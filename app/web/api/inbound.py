@@ -10,7 +10,7 @@ from flask import abort, jsonify, request
 from app.contacts import inbox, profile
 from app.models.vocabulary import INBOUND_OUTCOMES, INBOUND_RECEIVED
 from app.web.api import bp
-from app.web.api.contacts import _whole_number
+from app.web.api.contacts import whole_number_arg
 
 
 @bp.get("/inbound")
@@ -19,8 +19,8 @@ def list_inbound():
     if outcome and outcome not in (*INBOUND_OUTCOMES, INBOUND_RECEIVED):
         abort(400, f"outcome must be one of {', '.join(INBOUND_OUTCOMES)}")
     filters = inbox.InboxFilter.from_args(request.args)
-    per_page = min(_whole_number("per_page", inbox.PER_PAGE), inbox.PER_PAGE_MAX)
-    before = _whole_number("before", 0) if request.args.get("before") else None
+    per_page = min(whole_number_arg("per_page", inbox.PER_PAGE), inbox.PER_PAGE_MAX)
+    before = whole_number_arg("before", 0) if request.args.get("before") else None
     found = inbox.page(filters, before=before, per_page=per_page)
     return jsonify(
         inbound=[_inbound_json(row) for row in found.rows],

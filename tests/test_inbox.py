@@ -1,11 +1,14 @@
 """The inbox: every inbound message with its outcome, contact and run; filters, search, pages, live rows; the API."""
 
 import re
+from types import SimpleNamespace
 
+from flask import render_template
 from sqlalchemy import select
 
+from app.contacts import inbox, profile
 from app.extensions import db
-from app.models import Contact, InboundMessage, Participation
+from app.models import Contact, InboundMessage, Participation, utcnow
 from tests.test_contacts import ASK
 from tests.test_runs_helpers import create_journey, reply, settle, start
 
@@ -104,3 +107,27 @@ def test_a_row_still_being_handled_polls_until_it_has_an_outcome(app, client):
     db.session.commit()
     answer = client.get(f"/inbox/_partials/rows/{row.id}?seen=received")
     assert answer.status_code == 200 and "unknown contact" in answer.text and "every 2s" not in answer.text
+
+
+def test_media_links_are_shown_and_only_web_links(app):
+    """Inbound media ({url, content_type}, stored by the webhook once its `media` column exists) become links."""
+    stored = SimpleNamespace(
+        media=[
+            {
+                "url": "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+                "content_type": "image/jpeg",
+            },
+            {"url": "javascript:alert(1)", "content_type": "text/html"},
+            "not a dict",
+        ]
+    )
+    media = profile.inbound_media(stored)
+    assert [item["content_type"] for item in media] == ["image/jpeg"]
+    assert profile.inbound_media(SimpleNamespace()) == []
+
+    message = InboundMessage(id=1, sid="SM1", from_phone=ANA, body="photo", outcome="unknown_contact", channel="sms")
+    message.received_at = utcnow()
+    with app.test_request_context("/inbox/"):
+        html = render_template("inbox/_partials/row.html", row=inbox.InboxRow(message, None, None, media))
+    assert 'href="https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"' in html
+    assert "image/jpeg 1" in html and "javascript:" not in html

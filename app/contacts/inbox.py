@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 
+from app.contacts import profile
 from app.extensions import db
 from app.models import Contact, InboundMessage, Participation
 from app.models.vocabulary import INBOUND_OUTCOMES, INBOUND_RECEIVED
@@ -43,6 +44,7 @@ class InboxRow:
     message: InboundMessage
     contact: Contact | None
     run_id: int | None
+    media: list[dict]
 
 
 @dataclass
@@ -114,5 +116,11 @@ def with_links(messages: list[InboundMessage]) -> list[InboxRow]:
         else {}
     )
     return [
-        InboxRow(message, contacts.get(message.contact_id), runs.get(message.participation_id)) for message in messages
+        InboxRow(
+            message,
+            contacts.get(message.contact_id),
+            runs.get(message.participation_id),
+            profile.inbound_media(message),
+        )
+        for message in messages
     ]

@@ -164,8 +164,12 @@ def _inbound_entry(message: InboundMessage, run_id: int | None) -> TimelineEntry
 
 
 def inbound_media(message: InboundMessage) -> list[dict]:
-    """The media of an inbound message ({url, content_type}); empty until the `media` column exists."""
+    """The web links among an inbound message's media ({url, content_type}); empty until the `media` column exists."""
     media = getattr(message, "media", None)
     if not isinstance(media, list):
         return []
-    return [item for item in media if isinstance(item, dict) and item.get("url")]
+    return [
+        item
+        for item in media
+        if isinstance(item, dict) and str(item.get("url") or "").lower().startswith(("https://", "http://"))
+    ]

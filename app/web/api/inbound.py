@@ -42,5 +42,5 @@ def _inbound_json(row: inbox.InboxRow) -> dict:
         "channel": message.channel,
         "contact_id": message.contact_id,
         "run_id": row.run_id,
-        "media": profile.inbound_media(message),
+        "media": row.media,
     }

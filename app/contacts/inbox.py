@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select
 from app.contacts import profile
 from app.extensions import db
 from app.models import Contact, InboundMessage, Participation
-from app.models.vocabulary import INBOUND_OUTCOMES, INBOUND_RECEIVED
+from app.models.vocabulary import INBOUND_OUTCOMES, RECEIVED
 
 PER_PAGE = 50
 PER_PAGE_MAX = 500
@@ -31,7 +31,7 @@ class InboxFilter:
     @classmethod
     def from_args(cls, args) -> InboxFilter:
         outcome = args.get("outcome") or None
-        if outcome not in (*INBOUND_OUTCOMES, INBOUND_RECEIVED):
+        if outcome not in (*INBOUND_OUTCOMES, RECEIVED):
             outcome = None
         return cls(outcome=outcome, search=(args.get("q") or "").strip()[:100] or None)
 

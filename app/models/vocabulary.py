@@ -39,22 +39,22 @@ CALLBACK_STATUSES = {
 }
 
 
-# What became of an inbound message (`InboundMessage.outcome`); `received` = stored, not handled yet.
-INBOUND_OUTCOMES = (
-    "matched",
-    "unmatched",
-    "not_waiting",
-    "unknown_contact",
-    "triggered",
-    "opted_out",
-    "opted_in",
-)
-INBOUND_RECEIVED = "received"
-
-# How a contact came to be opted out (`Contact.opted_out_via`).
-OPT_OUT_SOURCES = ("reply", "operator", "api", "carrier", "suppressed", "erased")
+# Inbound message outcomes: `received` until it is handled (a reply routed, a keyword applied), then one of the rest.
+RECEIVED = "received"
+MATCHED = "matched"  # a waiting participation took an edge (its fallback included)
+UNMATCHED = "unmatched"  # a waiting participation got it but nothing matched: still waiting
+NOT_WAITING = "not_waiting"  # a known contact with no participation waiting for a reply
+UNKNOWN_CONTACT = "unknown_contact"
+TRIGGERED = "triggered"  # it started a triggered journey run
+OPTED_OUT = "opted_out"  # STOP and the like
+OPTED_IN = "opted_in"  # START / UNSTOP
+INBOUND_OUTCOMES = (MATCHED, UNMATCHED, NOT_WAITING, UNKNOWN_CONTACT, TRIGGERED, OPTED_OUT, OPTED_IN)
 
 
 def utcnow() -> datetime:
     """Naive UTC now, the one time format stored in the database."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+# How a contact came to be opted out (`Contact.opted_out_via`).
+OPT_OUT_SOURCES = ("reply", "operator", "api", "carrier", "suppressed", "erased")

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, render_template, request
 from app.contacts import inbox
 from app.extensions import db
 from app.models import InboundMessage
-from app.models.vocabulary import INBOUND_OUTCOMES, INBOUND_RECEIVED
+from app.models.vocabulary import INBOUND_OUTCOMES, RECEIVED
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox")
 
@@ -54,7 +54,7 @@ def row(inbound_id: int):
     message = db.session.get(InboundMessage, inbound_id)
     if message is None:
         abort(404)
-    if message.outcome == INBOUND_RECEIVED and request.args.get("seen") == INBOUND_RECEIVED:
+    if message.outcome == RECEIVED and request.args.get("seen") == RECEIVED:
         return "", 204
     rows = inbox.with_links([message])
     return render_template("inbox/_partials/row.html", row=rows[0])

@@ -8,7 +8,7 @@ plus `channel`, `contact_id`, `run_id` and `media`. Keyset pages: the answer's
 from flask import abort, jsonify, request
 
 from app.contacts import inbox, profile
-from app.models.vocabulary import INBOUND_OUTCOMES, INBOUND_RECEIVED
+from app.models.vocabulary import INBOUND_OUTCOMES, RECEIVED
 from app.web.api import bp
 from app.web.api.contacts import whole_number_arg
 
@@ -16,7 +16,7 @@ from app.web.api.contacts import whole_number_arg
 @bp.get("/inbound")
 def list_inbound():
     outcome = request.args.get("outcome")
-    if outcome and outcome not in (*INBOUND_OUTCOMES, INBOUND_RECEIVED):
+    if outcome and outcome not in (*INBOUND_OUTCOMES, RECEIVED):
         abort(400, f"outcome must be one of {', '.join(INBOUND_OUTCOMES)}")
     filters = inbox.InboxFilter.from_args(request.args)
     per_page = min(whole_number_arg("per_page", inbox.PER_PAGE), inbox.PER_PAGE_MAX)

@@ -12,7 +12,7 @@ from flask_login import current_user
 from app.contacts import manage, profile, replies
 from app.contacts import search as contact_search
 from app.extensions import db
-from app.models import Contact, User, utcnow
+from app.models import ACTIVE_STATES, Contact, User, utcnow
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -96,7 +96,7 @@ def _field_changes(contact: Contact, form) -> dict:
     changes: dict = {name: None for name in old if name != "phone"}
     for name, value in zip(form.getlist("key"), form.getlist("value"), strict=False):
         name = name.strip()
-        if not name or name in removed or name == "phone":
+        if not name or name in removed or name == "phone" or (name not in old and value == ""):
             continue
         changes[name] = old[name] if name in old and _shown(old[name]) == value else value
     for name in removed:
@@ -137,7 +137,7 @@ def erase_confirm(contact_id: int):
     return render_template(
         "contacts/erase.html",
         contact=contact,
-        runs=[run for run in profile.runs_of(contact) if run.state in manage.lifecycle.ACTIVE_STATES],
+        runs=[run for run in profile.runs_of(contact) if run.state in ACTIVE_STATES],
         messages=len(profile.timeline(contact)),
     )
 

@@ -7,6 +7,7 @@ overwritten (409). Journey runs (`/api/journeys/<id>/runs`) live in `runs.py`.
 from flask import abort, g, jsonify, request
 
 from app.journeys import store as journeys
+from app.models.vocabulary import iso_z
 from app.web.api import bp
 
 
@@ -98,5 +99,5 @@ def _summary(journey) -> dict:
         "status": status.status,
         "version": status.version,
         "revision": journey.draft_revision,
-        "updated_at": journey.updated_at.isoformat(),
+        "updated_at": iso_z(journey.updated_at),
     }

@@ -1,4 +1,4 @@
-"""JSON API: journey runs (start, statistics, contacts, stop), through `app.runs.runner` and `app.runs.stats`.
+"""JSON API: journey runs (start, statistics, contacts, stop), through `app.runs.runner` and `app.runs.read_models.summary`.
 
 `GET /api/runs/<id>/contacts` is paginated: `?page=1&per_page=100` by
 default, `per_page` at most 1000; the answer carries `page`, `per_page`,
@@ -11,7 +11,7 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Run
 from app.runs import lifecycle
-from app.runs import stats as run_stats
+from app.runs.read_models import summary as run_answers
 from app.web.api import bp
 
 
@@ -47,15 +47,15 @@ def start_run(journey_id: int):
 
 @bp.get("/runs/<int:run_id>")
 def run_summary(run_id: int):
-    return jsonify(run_stats.run_summary(_run(run_id)))
+    return jsonify(run_answers.run_summary(_run(run_id)))
 
 
 @bp.get("/runs/<int:run_id>/contacts")
 def run_contacts(run_id: int):
     run = _run(run_id)
     page = _positive_int("page", 1)
-    per_page = _positive_int("per_page", run_stats.DEFAULT_PER_PAGE)
-    return jsonify(run_stats.contacts_page(run, page, per_page))
+    per_page = _positive_int("per_page", run_answers.DEFAULT_PER_PAGE)
+    return jsonify(run_answers.contacts_page(run, page, per_page))
 
 
 @bp.post("/runs/<int:run_id>/stop")

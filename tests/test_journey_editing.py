@@ -52,7 +52,7 @@ def test_new_nodes_do_not_share_their_defaults(doc):
     [
         ("message", "ask", "already a node 'ask'"),
         ("message", "no spaces", "use 1 to 64"),
-        ("tag", "t", "unknown node type"),
+        ("email", "t", "unknown node type"),
     ],
 )
 def test_add_node_refuses_what_cannot_be_stored(doc, kind, node_id, says):
@@ -118,7 +118,7 @@ def test_node_forms_of_each_type_become_journey_v1(doc):
         ({"type": "set", "vars": "name = x\nno separator"}, "line 2"),
         ({"type": "api", "url": "https://x", "body": "{not json"}, "not valid"),
         ({"type": "api", "url": "https://x", "timeout": "soon"}, "timeout 'soon' is not a number"),
-        ({"type": "tag"}, "unknown node type 'tag'"),
+        ({"type": "email"}, "unknown node type 'email'"),
     ],
 )
 def test_bad_node_forms_are_refused_with_the_reason(doc, fields, says):

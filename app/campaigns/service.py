@@ -24,7 +24,15 @@ from app.contacts.csv_import import (
     normalise_phone,
     rejected_rows_csv,
 )
-from app.engine.placeholders import PLACEHOLDER_RE, SmsInfo, placeholders, render, sms_info, spellings, template_problems
+from app.engine.placeholders import (
+    PLACEHOLDER_RE,
+    SmsInfo,
+    placeholders,
+    render,
+    sms_info,
+    spellings,
+    template_problems,
+)
 from app.extensions import db
 from app.models import Campaign, Message, utcnow
 from app.sending import log, messaging

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import g, render_template, request
 from sqlalchemy import select
 
 from app.extensions import db
@@ -35,16 +35,15 @@ def testbench_add_keyword(journey_id: int, node_id: str):
     if edge_index is None:
         return refuse("Pick the edge to add the keyword to.", 422)
 
+    replies = testbench.replies_from_text(request.form.get("replies", ""))
+
     def change(doc):
         testbench.add_keyword(doc, node_id, edge_index, word)
+        # The panel comes back whole: it shows the bench run again on the edited draft.
+        g.testbench = _result_context(doc, node_id, testbench.route(doc, node_id, replies), (word.strip(), edge_index))
         return node_id
 
-    answer = edit(journey_id, change)
-    if not isinstance(answer, str):
-        return answer
-    journey = load_journey(journey_id)
-    rows = testbench.route(journey.draft, node_id, testbench.replies_from_text(request.form.get("replies", "")))
-    return answer + _result(journey, node_id, rows, oob=True, added=(word.strip(), edge_index))
+    return edit(journey_id, change)
 
 
 def _replies(journey, node_id: str) -> list[str]:
@@ -75,14 +74,19 @@ def _unmatched_run_replies(journey_id: int, node_id: str) -> list[str]:
     return list(dict.fromkeys(text for text in texts if text.strip()))[: testbench.MAX_REPLIES]
 
 
-def _result(journey, node_id: str, rows, *, oob: bool = False, added=None) -> str:
+def _result(journey, node_id: str, rows) -> str:
     return render_template(
         "journeys/_partials/testbench_result.html",
         journey=journey,
-        node_id=node_id,
-        rows=rows,
-        edges=testbench.keyword_edges(journey.draft, node_id),
-        replies="\n".join(row.reply for row in rows),
-        oob=oob,
-        added=added,
+        bench=_result_context(journey.draft, node_id, rows, None),
     )
+
+
+def _result_context(doc: dict, node_id: str, rows, added) -> dict:
+    return {
+        "node_id": node_id,
+        "rows": rows,
+        "edges": testbench.keyword_edges(doc, node_id),
+        "replies": "\n".join(row.reply for row in rows),
+        "added": added,
+    }

@@ -13,7 +13,10 @@
   messages without pause);
 - placeholders without a default that no known variable fills, when a sample
   of contact fields is given (`reply`, `payload`, `phone`, `name`, `set`
-  variables, `save_as` names and `<save_as>_status` are always known).
+  variables, `save_as` names and `<save_as>_status` are always known;
+  `trigger` too when the journey has keyword triggers);
+- templates written in the predecessor's `{{name}}` spelling: read like
+  `<<name>>`, and said so, so the author knows which spelling was read.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .definitions import Definition
-from .placeholders import placeholders
+from .placeholders import BRACES, placeholders, spellings
 from .problems import Problem, warning
 
 ALWAYS_KNOWN = ("reply", "payload", "phone", "name")
@@ -37,7 +40,22 @@ def lint(journey: Definition, sample_fields: Iterable[str] | None = None) -> lis
     warnings += _spinning_loops(journey)
     if sample_fields is not None:
         warnings += _unknown_placeholders(journey, sample_fields)
+    warnings += _predecessor_spelling(journey)
     return warnings
+
+
+def _predecessor_spelling(journey: Definition) -> list[Problem]:
+    return [
+        warning(
+            f"node {node.id!r}: {field_name} uses the predecessor's {{{{name}}}} spelling; "
+            "it is read exactly like <<name>>",
+            node.id,
+            field=field_name,
+        )
+        for node in journey.nodes
+        for field_name, text in node.kind.templates(node.data)
+        if BRACES in spellings(text)
+    ]
 
 
 def _unreachable(journey: Definition) -> list[Problem]:
@@ -124,6 +142,8 @@ def _spinning_loops(journey: Definition) -> list[Problem]:
 
 def _unknown_placeholders(journey: Definition, sample_fields: Iterable[str]) -> list[Problem]:
     known = {str(name).casefold() for name in sample_fields} | set(ALWAYS_KNOWN)
+    if journey.document.get("triggers"):
+        known.add("trigger")
     for node in journey.nodes:
         known |= {name.casefold() for name in node.kind.stored_variables(node.data)}
     warnings = []

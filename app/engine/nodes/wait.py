@@ -41,8 +41,7 @@ class Wait(NodeType):
             return edge or walk.no_way_out(node)
         walk.set_variable("reply", event.text)
         walk.set_variable("payload", event.payload)
-        context = Context(reply=event.text, payload=event.payload)
-        edge = first_edge(walk.journey.outgoing(node.id), context, allowed=REPLY_CONDITIONS, fallback=True)
+        edge = reply_edge(walk.journey.outgoing(node.id), event.text, event.payload)
         walk.log(
             {
                 "kind": "reply",
@@ -54,6 +53,14 @@ class Wait(NodeType):
         if edge is not None and node.settings["seconds"] is not None:
             walk.emit(effects.ScheduleWake(node.id, walk.visits[node.id], None))
         return edge
+
+
+def reply_edge(edges, text: str, payload: str | None = None):
+    """The edge a reply takes out of a wait (a `fallback` when nothing else matches), or None: still waiting.
+
+    The designer's replies test bench calls this too, so what it shows is what a run does.
+    """
+    return first_edge(edges, Context(reply=text, payload=payload), allowed=REPLY_CONDITIONS, fallback=True)
 
 
 def _missing_edges(node, edges) -> list:

@@ -65,13 +65,23 @@ def edges_of(doc: dict) -> list[dict]:
     return [edge for edge in edges if isinstance(edge, dict)] if isinstance(edges, list) else []
 
 
+def trigger_words(doc: dict) -> list[str]:
+    """The keyword triggers as the entry node shows them (`JOIN`), whatever their channel."""
+    words = []
+    for trigger in doc.get("triggers") if isinstance(doc.get("triggers"), list) else []:
+        if isinstance(trigger, dict) and isinstance(trigger.get("keywords"), list):
+            words += [str(word).upper() for word in trigger["keywords"] if isinstance(word, str) and word.strip()]
+    return list(dict.fromkeys(words))
+
+
 def graph(doc: dict) -> tuple[dict[str, dict], list[LaidEdge]]:
     """Nodes by id (first of duplicate ids wins) and the drawable edges, back edges marked."""
     nodes: dict[str, dict] = {}
+    triggers = trigger_words(doc)
     for node in nodes_of(doc):
         key = str(node.get("id", ""))
         if key and key not in nodes:
-            nodes[key] = node
+            nodes[key] = {**node, "triggered_by": triggers} if triggers and node.get("type") == "audience" else node
     raw = doc.get("edges") if isinstance(doc.get("edges"), list) else []
     by_source: dict[str, list[dict]] = {}
     for edge in raw:

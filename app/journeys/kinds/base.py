@@ -22,6 +22,7 @@ class NodeKind:
     style: ClassVar[tuple[str, str, str]]  # fill, stroke, shape (a shape `diagram.svg` draws)
     open_add_edge: ClassVar[bool] = False  # nodes that usually have several edges show "Add an edge" open
     weighted_edges: ClassVar[bool] = False  # its edges have a weight field
+    tools: ClassVar[tuple[str, ...]] = ()  # extra panel templates shown under the node's edges
 
     @property
     def engine(self) -> NodeType:

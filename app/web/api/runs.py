@@ -1,4 +1,4 @@
-"""JSON API: journey runs (start, statistics, contacts, stop), through `app.runs.runner` and `app.runs.read_models.summary`.
+"""JSON API: journey runs (start, list, statistics, contacts, stop), through `app.runs.runner` and `app.runs.read_models.summary`.
 
 `GET /api/runs/<id>/contacts` is paginated: `?page=1&per_page=100` by
 default, `per_page` at most 1000; the answer carries `page`, `per_page`,
@@ -6,10 +6,12 @@ default, `per_page` at most 1000; the answer carries `page`, `per_page`,
 """
 
 from flask import abort, g, jsonify, request
+from sqlalchemy import select
 
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Run
+from app.models.vocabulary import iso_z
 from app.runs import lifecycle
 from app.runs.read_models import summary as run_answers
 from app.web.api import bp
@@ -42,7 +44,27 @@ def start_run(journey_id: int):
         abort(404, str(error))
     except ValueError as error:
         abort(400, f"contacts: {error}")
-    return jsonify(run_id=run.id), 202
+    return jsonify(run_id=run.id, status=run.status), 202
+
+
+@bp.get("/journeys/<int:journey_id>/runs")
+def journey_runs(journey_id: int):
+    """The journey's runs, newest first: `kind` is `audience` or `trigger` (its standing listening run)."""
+    if journeys.get(journey_id) is None:
+        abort(404, f"no journey {journey_id}")
+    runs = db.session.scalars(select(Run).where(Run.journey_id == journey_id).order_by(Run.id.desc())).all()
+    return jsonify(
+        runs=[
+            {
+                "id": run.id,
+                "status": run.status,
+                "kind": run.kind,
+                "total": run.total,
+                "created_at": iso_z(run.created_at),
+            }
+            for run in runs
+        ]
+    )
 
 
 @bp.get("/runs/<int:run_id>")

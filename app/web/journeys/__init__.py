@@ -11,14 +11,14 @@ reload, so two tabs never overwrite each other silently. Publishing goes through
 
 Modules: `listing` (list, import, export, duplicate, delete), `editor` (the editor, node, edge and
 settings forms), `sample` (the sample contact), `versions` (publish, history, restore),
-`simulator`; `common` holds what they share.
+`simulator`, `testbench` (the replies test bench of wait nodes); `common` holds what they share.
 """
 
 from flask import Blueprint
 
 bp = Blueprint("journeys", __name__, url_prefix="/journeys")
 
-from app.web.journeys import editor, listing, sample, simulator, versions  # noqa: E402,F401  (they add routes to bp)
+from app.web.journeys import editor, listing, sample, simulator, testbench, versions  # noqa: E402,F401  (they add routes to bp)
 from app.web.journeys.common import designer_globals  # noqa: E402
 
 bp.context_processor(designer_globals)

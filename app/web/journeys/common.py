@@ -14,7 +14,7 @@ from app.extensions import db
 from app.journeys import diagram, editing
 from app.journeys import store as journeys
 from app.journeys.kinds import CONDITION_KINDS, NODE_KINDS, allowed_conditions, condition_kind_name, node_kind
-from app.journeys.settings import SECTIONS
+from app.journeys.settings import SECTIONS, trigger_keywords
 from app.models import Audience, AudienceContact, Contact, JourneyVersion
 from app.queues import get_redis
 from app.runs import simulator
@@ -32,6 +32,7 @@ def designer_globals() -> dict:
         "condition_kinds": CONDITION_KINDS,
         "condition_kind_name": condition_kind_name,
         "settings_sections": SECTIONS,
+        "trigger_keywords": trigger_keywords,
         "ops": OPS,
         "summary": diagram.node_summary,
     }

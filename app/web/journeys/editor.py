@@ -40,7 +40,9 @@ def settings_panel(journey_id: int):
 
 @bp.post("/<int:journey_id>/settings")
 def save_settings(journey_id: int):
-    return edit(journey_id, lambda doc: editing.apply_settings(doc, request.form))
+    """Save the settings; the simulator listens for `settings-changed` (triggers add a way to start it)."""
+    answer = edit(journey_id, lambda doc: editing.apply_settings(doc, request.form))
+    return htmx.trigger(answer, "settings-changed") if isinstance(answer, str) else answer
 
 
 @bp.get("/<int:journey_id>/node-fields")

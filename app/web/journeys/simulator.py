@@ -24,14 +24,19 @@ def simulator_start(journey_id: int):
     journey = load_journey(journey_id)
     if journeys.problems_of(journey.draft):
         return _simulator_response(journey, None, error="Fix the errors listed under Problems to simulate.")
-    simulation = simulator.start(
-        get_redis(),
-        journey.id,
-        journey.draft,
-        dict(sample_of(journey)),
-        real_api=request.form.get("api_mode") == "real",
-        allow_private=current_app.config["API_NODE_ALLOW_PRIVATE"],
-    )
+    trigger_text = request.form.get("trigger_text", "").strip() or None
+    try:
+        simulation = simulator.start(
+            get_redis(),
+            journey.id,
+            journey.draft,
+            dict(sample_of(journey)),
+            real_api=request.form.get("api_mode") == "real",
+            allow_private=current_app.config["API_NODE_ALLOW_PRIVATE"],
+            trigger_text=trigger_text,
+        )
+    except simulator.NotATrigger as error:
+        return _simulator_response(journey, None, error=str(error))
     session[simulation_key(journey)] = simulation.token
     return _simulator_response(journey, simulation)
 

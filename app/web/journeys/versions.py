@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from flask import flash, render_template, request, url_for
+from flask import current_app, flash, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
 from app.journeys import diagram
 from app.journeys import diff as journey_diff
 from app.journeys import store as journeys
+from app.runs import listening
 from app.web import htmx
 from app.web.journeys import bp
 from app.web.journeys.common import conflict, load_journey, load_version, refuse
@@ -24,12 +25,21 @@ def publish(journey_id: int):
         return conflict(journey)
     try:
         version = journeys.publish(journey, note=request.form.get("note", "").strip(), user=current_user)
+    except journeys.TriggerConflict as error:
+        return refuse("Not published: " + "; ".join(problem.message for problem in error.problems) + ".", 409)
     except journeys.InvalidJourney as error:
         count = len(error.problems)
         return refuse(
             f"Not published: fix the {count} error{'s' if count != 1 else ''} listed under Problems first.", 422
         )
-    flash(f"Published version {version.number}.", "success")
+    listening_run = listening.sync(
+        journey, version, arm=True, user=current_user, dry_run=bool(current_app.config.get("DRY_RUN"))
+    )
+    flash(
+        f"Published version {version.number}."
+        + (" Its keyword triggers are listening." if listening_run is not None else ""),
+        "success",
+    )
     return htmx.redirect(url_for(".editor", journey_id=journey.id))
 
 

@@ -13,9 +13,11 @@ class AudienceKind(NodeKind):
 
     def summary(self, node):
         where = node.get("where")
-        if not isinstance(where, dict):
-            return "every contact"
-        return "where " + (var_label(where) if "var" in where else "?")
+        who = (
+            "every contact" if not isinstance(where, dict) else "where " + (var_label(where) if "var" in where else "?")
+        )
+        triggers = node.get("triggered_by")  # the journey's keyword triggers, added by the diagram
+        return f"text {', '.join(triggers)} or {who}" if triggers else who
 
     def from_form(self, form: Form, node: dict) -> None:
         var = form.get("where_var", "").strip()

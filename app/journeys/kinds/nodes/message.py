@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-from app.engine.placeholders import PLACEHOLDER_RE, render, scope, sms_info
+from app.engine.placeholders import PLACEHOLDER_RE, render, scope, sms_info, spellings
 from app.journeys.forms import Form, pairs
 from app.journeys.kinds.base import NodeKind
 
@@ -49,6 +49,7 @@ class MessageKind(NodeKind):
         info = sms_info(rendered.text)
         return {
             "template": False,
+            "spellings": spellings(body),
             "html": highlight_missing(body, variables),
             "text": rendered.text,
             "missing": rendered.missing,

@@ -10,6 +10,7 @@ class WaitKind(NodeKind):
     name = "wait"
     style = ("#fff9db", "#f08c00", "hexagon")
     open_add_edge = True
+    tools = ("journeys/_partials/testbench.html",)
 
     def summary(self, node):
         return f"reply, timeout {node['timeout']}" if node.get("timeout") not in (None, "") else "reply, no timeout"

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, InboundMessage, Journey, Message, Participation, Run
+from app.models.vocabulary import iso_z
 
 TIMELINE_LIMIT = 200
 
@@ -39,8 +40,8 @@ class ContactRun:
             "run_status": self.run_status,
             "state": self.state,
             "node": self.node_id,
-            "started_at": iso(self.started_at),
-            "updated_at": iso(self.updated_at),
+            "started_at": iso_z(self.started_at),
+            "updated_at": iso_z(self.updated_at),
         }
 
 
@@ -60,7 +61,7 @@ class TimelineEntry:
     media: list | None = None
 
     def as_json(self) -> dict:
-        data = {"direction": self.direction, "body": self.body, "status": self.status, "at": iso(self.at)}
+        data = {"direction": self.direction, "body": self.body, "status": self.status, "at": iso_z(self.at)}
         data.update(
             id=self.id,
             channel=self.channel,
@@ -71,11 +72,6 @@ class TimelineEntry:
         if self.media:
             data["media"] = self.media
         return data
-
-
-def iso(moment: datetime | None) -> str | None:
-    """Naive UTC -> ISO 8601 with Z."""
-    return moment.isoformat(timespec="seconds") + "Z" if moment else None
 
 
 def runs_of(contact: Contact) -> list[ContactRun]:

@@ -1,7 +1,7 @@
 """contacts directory: search key, opt-out/in audit, erasure, suppressed phones, timeline and inbox indexes
 
 Revision ID: contacts
-Revises: 0001
+Revises: trig
 """
 
 import unicodedata
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "contacts"
-down_revision = "0001"
+down_revision = "trig"
 branch_labels = None
 depends_on = None
 

@@ -15,6 +15,7 @@ from app.contacts import manage, profile, replies
 from app.contacts import search as contact_search
 from app.extensions import db
 from app.models import Contact
+from app.models.vocabulary import iso_z
 from app.web.api import bp
 
 PER_PAGE_MAX = 500
@@ -49,8 +50,8 @@ def get_contact(contact_id: int):
     data = contact_json(contact)
     data.update(
         name=contact.name,
-        opted_out_at=profile.iso(contact.opted_out_at),
-        opted_in_at=profile.iso(contact.opted_in_at),
+        opted_out_at=iso_z(contact.opted_out_at),
+        opted_in_at=iso_z(contact.opted_in_at),
         erased=contact.erased_at is not None,
         audiences=[{"id": audience.id, "name": audience.name} for audience in profile.audiences_of(contact)],
         runs=[run.as_json() for run in profile.runs_of(contact)],

@@ -7,8 +7,8 @@ plus `channel`, `contact_id`, `run_id` and `media`. Keyset pages: the answer's
 
 from flask import abort, jsonify, request
 
-from app.contacts import inbox, profile
-from app.models.vocabulary import INBOUND_OUTCOMES, RECEIVED
+from app.contacts import inbox
+from app.models.vocabulary import INBOUND_OUTCOMES, RECEIVED, iso_z
 from app.web.api import bp
 from app.web.api.contacts import whole_number_arg
 
@@ -38,7 +38,7 @@ def _inbound_json(row: inbox.InboxRow) -> dict:
         "body": message.body,
         "payload": message.payload,
         "outcome": message.outcome,
-        "received_at": profile.iso(message.received_at),
+        "received_at": iso_z(message.received_at),
         "channel": message.channel,
         "contact_id": message.contact_id,
         "run_id": row.run_id,

@@ -109,7 +109,7 @@ def _wait_for(condition, timeout: float, what: str):
 
 def _busy_sender_pid() -> int | None:
     """The pid of a worker process that is running a `send_batch` job right now."""
-    registry = StartedJobRegistry(queue=get_queue("messages"))
+    registry = StartedJobRegistry(queue=get_queue("messages_conversational"))
     busy = {job_id.split(":")[0] for job_id in registry.get_job_ids()}
     for worker in Worker.all(connection=get_redis()):
         if worker.get_current_job_id() in busy and worker.pid:

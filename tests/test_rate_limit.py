@@ -91,12 +91,12 @@ def test_limit_holds_across_two_worker_processes(app, fake_twilio, tmp_path):
 
     with worker_processes(app, fake_twilio, tmp_path, 2, MESSAGE_RATE_LIMIT=10):
         # Long-running workers are warm: their first calls (new connections, first code paths) are done.
-        assert messaging.enqueue_messages(warm_up_ids) == 1
+        assert messaging.enqueue_messages(warm_up_ids, bulk=True) == 1
         wait_until_sent(warm_up_ids)
         time.sleep(1.1)  # let the warm-up leave the window
         fake_twilio.reset()
         with no_garbage_collection():
-            assert messaging.enqueue_messages(ids) == 7
+            assert messaging.enqueue_messages(ids, bulk=True) == 7
             fake_twilio.wait_for_calls(35, timeout=30)
         wait_until_sent(ids)
 

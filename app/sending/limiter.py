@@ -34,6 +34,9 @@ GUARD_SECONDS = 0.03
 # so their calls reach Twilio at nearly the moment they took their place in the window.
 CHUNKS_PER_WINDOW = 50
 KEY = "messages"
+# A waiting priority caller refreshes its flag this often, and the flag lapses this long after its last refresh.
+PRIORITY_POLL = 0.01
+PRIORITY_FLAG_MS = 60
 
 
 def window_for(per_second: float) -> tuple[int, int]:
@@ -49,41 +52,62 @@ def window_for(per_second: float) -> tuple[int, int]:
 class SendRateLimiter:
     """Blocks a sender until the shared window has room for its next chunk of messages.
 
-    One per worker process: besides the shared window it paces its own
-    process at the limit (one chunk every `chunk_size / per_second` seconds),
-    so a batch goes out as a steady stream rather than a burst per second.
+    One per worker process and key (the global limit, or one sender address):
+    besides the shared window it paces its own process at the limit (one chunk
+    every `chunk_size / per_second` seconds), so a batch goes out as a steady
+    stream rather than a burst per second.
+
+    Priority: a `priority` caller that finds no room raises a short-lived flag
+    in Redis while it waits; ordinary callers do not take capacity while the
+    flag is up, so conversational sends get the next free places and bulk
+    sends the rest.
     """
 
     def __init__(self, redis: Redis, per_second: float, key: str = KEY):
         amount, seconds = window_for(per_second)
+        self.per_second_configured = per_second
         self.per_second = amount / seconds
         self.item = RateLimitItemPerSecond(amount, seconds)
         self.key = key
+        self.redis = redis
         self.storage = RedisStorage("redis://", connection_pool=redis.connection_pool, key_prefix="jd-limits")
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.chunk_size = max(1, amount // CHUNKS_PER_WINDOW)
+        self.priority_flag = f"jd-limits:priority-waiting:{key}"
         self._lock = threading.Lock()
         self._next_chunk_at = 0.0
 
     def __repr__(self) -> str:
-        return f"<SendRateLimiter {self.item} chunk={self.chunk_size}>"
+        return f"<SendRateLimiter {self.key} {self.item} chunk={self.chunk_size}>"
 
-    def acquire(self, cost: int) -> None:
+    def acquire(self, cost: int, priority: bool = False) -> None:
         """Wait until `cost` sends fit in the window (and its guard margin), then take them."""
         if cost > self.item.amount:
             raise ValueError(f"cannot take {cost} sends at once from a limit of {self.item}")
         with self._lock:
-            time.sleep(max(self._next_chunk_at - time.monotonic(), 0))
-            self._take(cost)
+            if not priority:
+                time.sleep(max(self._next_chunk_at - time.monotonic(), 0))
+            self._take(cost, priority)
             self._next_chunk_at = time.monotonic() + cost / self.per_second
 
-    def _take(self, cost: int) -> None:
+    def used(self) -> int:
+        """Sends taken in the current window (for pages and benchmarks)."""
+        return self.storage.get_moving_window(self.item.key_for(self.key), self.item.amount, self.item.get_expiry())[1]
+
+    def _take(self, cost: int, priority: bool) -> None:
         window = self.item.get_expiry()
         storage_key = self.item.key_for(self.key)
         while True:
+            if not priority and self.redis.exists(self.priority_flag):
+                time.sleep(PRIORITY_POLL + random.uniform(0, 0.002))
+                continue
             oldest, used = self.storage.get_moving_window(storage_key, self.item.amount, window + GUARD_SECONDS)
             if used + cost <= self.item.amount and self.limiter.hit(self.item, self.key, cost=cost):
                 return
             wake_at = oldest + window + GUARD_SECONDS if used + cost > self.item.amount else time.time()
+            pause = max(wake_at - time.time(), 0.001)
+            if priority:
+                self.redis.set(self.priority_flag, "1", px=PRIORITY_FLAG_MS)
+                pause = min(pause, PRIORITY_POLL)
             # A little random spread keeps workers that wake together from all asking at once.
-            time.sleep(max(wake_at - time.time(), 0.001) + random.uniform(0, 0.003))
+            time.sleep(pause + random.uniform(0, 0.003))

@@ -19,6 +19,7 @@ BLUEPRINTS = (
     "audiences",
     "journeys",
     "runs",
+    "senders",
     "webhooks",
     "api",
 )

@@ -40,6 +40,7 @@ class Message(db.Model):
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_message_from_sent", "from_address", "sent_at"),
     )
 
 

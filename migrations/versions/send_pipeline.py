@@ -17,6 +17,7 @@ def upgrade():
     with op.batch_alter_table("message", schema=None) as batch_op:
         batch_op.add_column(sa.Column("from_address", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("claimed_by", sa.String(length=64), nullable=True))
+        batch_op.create_index("ix_message_from_sent", ["from_address", "sent_at"], unique=False)
     with op.batch_alter_table("campaign", schema=None) as batch_op:
         batch_op.add_column(sa.Column("idempotency_key", sa.String(length=200), nullable=True))
         batch_op.create_unique_constraint(batch_op.f("uq_campaign_idempotency_key"), ["idempotency_key"])
@@ -42,5 +43,6 @@ def downgrade():
         batch_op.drop_constraint(batch_op.f("uq_campaign_idempotency_key"), type_="unique")
         batch_op.drop_column("idempotency_key")
     with op.batch_alter_table("message", schema=None) as batch_op:
+        batch_op.drop_index("ix_message_from_sent")
         batch_op.drop_column("claimed_by")
         batch_op.drop_column("from_address")

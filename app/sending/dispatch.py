@@ -23,7 +23,7 @@ from flask import current_app
 
 from app.queues import get_redis
 from app.sending.channels import OutboundMessage, SenderSettings, SendResult, get_sender
-from app.sending.limiter import SendRateLimiter
+from app.sending.limiter import SendRateLimiter, acquire_all
 from app.sending.senders_pool import rate_for
 
 # Rate-limited chunks in flight at once in one worker process (each chunk is one concurrent send_many).
@@ -166,8 +166,7 @@ def _send_limited(outbound: list[OutboundMessage], settings: SenderSettings, pri
         pool.free_threads.acquire()
         sender = pool.take(chunk_settings)
         try:
-            for limiter in limiters:
-                limiter.acquire(len(chunk), priority=priority)
+            acquire_all(limiters, len(chunk), priority)
         except BaseException:  # e.g. the job timed out while waiting: the rest of the batch stays unsent
             pool.give_back(chunk_settings, sender)
             pool.free_threads.release()

@@ -39,7 +39,7 @@ def worker_processes(app, fake_twilio, tmp_path, count: int, **settings):
     log = tmp_path / "workers.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.worker", "--processes", str(count)],
+            [sys.executable, "-m", "app.worker", "--processes", str(count), "--conversation-processes", "0"],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=output,
@@ -87,15 +87,15 @@ def wait_until_sent(ids, timeout: float = 30.0) -> None:
 
 def test_limit_holds_across_two_worker_processes(app, fake_twilio, tmp_path):
     app.config.update(MESSAGE_RATE_LIMIT=10, SEND_BATCH_SIZE=5)
-    _, warm_up_ids = make_campaign(phones(4, start=100))
-    _, ids = make_campaign(phones(35))
-
     with worker_processes(app, fake_twilio, tmp_path, 2, MESSAGE_RATE_LIMIT=10):
         # Long-running workers are warm: their first calls (new connections, first code paths) are done.
+        _, warm_up_ids = make_campaign(phones(4, start=100))
         assert messaging.enqueue_messages(warm_up_ids, bulk=True) == 1
         wait_until_sent(warm_up_ids)
         time.sleep(1.1)  # let the warm-up leave the window
         fake_twilio.reset()
+        # Created now, not before the workers started: recovery would send queued messages no job names.
+        _, ids = make_campaign(phones(35))
         with no_garbage_collection():
             assert messaging.enqueue_messages(ids, bulk=True) == 7
             fake_twilio.wait_for_calls(35, timeout=30)
@@ -121,14 +121,13 @@ def test_sender_limits_hold_together_with_the_global_one(app, fake_twilio, tmp_p
         "TWILIO_FROM": ",".join(POOL),
     }
     app.config.update(**settings, SEND_BATCH_SIZE=10)
-    _, warm_up_ids = make_campaign(phones(2, start=100))
-    _, ids = make_campaign(phones(45))
-
     with worker_processes(app, fake_twilio, tmp_path, 2, **settings):
+        _, warm_up_ids = make_campaign(phones(2, start=100))
         messaging.enqueue_messages(warm_up_ids, bulk=True)
         wait_until_sent(warm_up_ids)
         time.sleep(1.1)
         fake_twilio.reset()
+        _, ids = make_campaign(phones(45))
         with no_garbage_collection():
             messaging.enqueue_messages(ids, bulk=True)
             fake_twilio.wait_for_calls(45, timeout=30)

@@ -231,3 +231,23 @@ def test_twilio_outage_pauses_probes_and_resumes(app, api, client, fake_twilio, 
     with capsys.disabled():
         print(f"\n[fault] outage: {len(fake_twilio.attempts)} requests to the fake during and after it")
     _report("Twilio 503 then refusing connections", numbers, fake_twilio, capsys)
+
+
+def test_an_acceptance_recorded_after_a_requeue_wins(app):
+    # Recovery took a slow worker for dead and put its message back to `queued`; then the send answered.
+    campaign = Campaign(name="slow", body="Hello", channel="sms", total=1)
+    db.session.add(campaign)
+    db.session.flush()
+    message = Message(campaign_id=campaign.id, to_phone=phones(1)[0], channel="sms", body="Hello", status="queued")
+    db.session.add(message)
+    db.session.commit()
+    now = utcnow()
+    result = {"b_id": message.id, "b_status": "sent", "b_sid": "SM" + "1" * 32, "b_error_code": None}
+    result |= {"b_error_message": None, "b_sent_at": now, "b_next_attempt_at": None, "b_dry_run": False}
+    result |= {"b_attempts": 1, "b_from": None, "b_updated_at": now}
+    messaging._write_results([result])
+    db.session.commit()
+    db.session.expire_all()
+    assert (message.status, message.sid) == ("sent", "SM" + "1" * 32)
+    messaging.deliver([message.id])  # the requeued job finds nothing left to send
+    assert db.session.get(Message, message.id).attempts == 0

@@ -19,8 +19,8 @@ from app.extensions import db
 from app.models import heartbeat_table, utcnow
 
 BEAT_EVERY = timedelta(seconds=3)
-# A worker silent this long is dead (several missed beats: a busy database or a long GC pause is not death).
-DEAD_AFTER = timedelta(seconds=15)
+# A worker silent this long is dead (ten missed beats: a busy database or a long pause is not death).
+DEAD_AFTER = timedelta(seconds=30)
 # Heartbeat rows of workers gone this long are removed.
 FORGET_AFTER = timedelta(hours=1)
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import String, and_, bindparam, or_, select, update
 
 from app.contacts.optout import _set_opted_out
 from app.extensions import db
@@ -390,10 +390,13 @@ def _failure(row, result: SendResult, update_row: dict, backoff, hold_until, now
 
 
 def _write_results(updates: list[dict]) -> None:
+    """One executemany for the results. An acceptance is also recorded on a row recovery had put back to
+    `queued` meanwhile (its worker looked dead): the send that happened wins, and the row is not sent again."""
     m = message_table.c
+    accepted_late = and_(bindparam("b_status", type_=String) == "sent", m.status == "queued", m.sid.is_(None))
     db.session.execute(
         update(message_table)
-        .where(m.id == bindparam("b_id"), m.status == "sending")
+        .where(m.id == bindparam("b_id"), or_(m.status == "sending", accepted_late))
         .values(
             status=bindparam("b_status"),
             sid=bindparam("b_sid"),

@@ -1,14 +1,14 @@
 """send pipeline: sender per message, claim owner, worker heartbeats, circuit state, campaign idempotency key
 
 Revision ID: send
-Revises: 0001
+Revises: contacts
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "send"
-down_revision = "0001"
+down_revision = "contacts"
 branch_labels = None
 depends_on = None
 

@@ -21,6 +21,7 @@ BLUEPRINTS = (
     "runs",
     "contacts",
     "inbox",
+    "senders",
     "webhooks",
     "api",
 )

@@ -55,6 +55,12 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "PUBLIC_BASE_URL": (env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
         "DRY_RUN": _flag(env("DRY_RUN"), default=not has_credentials),
         "MESSAGE_RATE_LIMIT": float(env("MESSAGE_RATE_LIMIT") or 50),
+        # Per sender address (app.sending.senders_pool): a default rate and `ADDRESS=RATE` overrides.
+        "SENDER_RATE_LIMIT": float(env("SENDER_RATE_LIMIT") or 0),
+        "SENDER_RATE_LIMITS": env("SENDER_RATE_LIMITS") or "",
+        # Seconds per Twilio API call; and the circuit breaker's probe backoff during an outage (app.sending.breaker).
+        "TWILIO_TIMEOUT": float(env("TWILIO_TIMEOUT") or 15),
+        "TWILIO_PROBE_BACKOFF": env("TWILIO_PROBE_BACKOFF") or "",
         "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
         "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
         "MAX_CONTENT_LENGTH": int(env("MAX_UPLOAD_MB") or 20) * 1024 * 1024,

@@ -8,7 +8,7 @@ from app.models.accounts import ApiToken, User
 from app.models.campaigns import Campaign
 from app.models.contacts import Audience, AudienceContact, Contact, SuppressedPhone
 from app.models.journeys import Journey, JourneyVersion
-from app.models.messages import InboundMessage, Message, MessageEvent
+from app.models.messages import InboundMessage, Message, MessageEvent, SendingState, WorkerHeartbeat
 from app.models.runs import Participation, Run, Step
 from app.models.vocabulary import (
     ACTIVE_STATES,
@@ -28,6 +28,8 @@ event_table = MessageEvent.__table__
 message_table = Message.__table__
 participation_table = Participation.__table__
 step_table = Step.__table__
+heartbeat_table = WorkerHeartbeat.__table__
+sending_state_table = SendingState.__table__
 
 __all__ = [
     "campaign_table",
@@ -36,6 +38,8 @@ __all__ = [
     "message_table",
     "participation_table",
     "step_table",
+    "heartbeat_table",
+    "sending_state_table",
     "ACTIVE_STATES",
     "FINAL_STATES",
     "FINISHED_RUN_STATUSES",
@@ -55,8 +59,10 @@ __all__ = [
     "MessageEvent",
     "Participation",
     "Run",
+    "SendingState",
     "Step",
     "SuppressedPhone",
     "User",
+    "WorkerHeartbeat",
     "utcnow",
 ]

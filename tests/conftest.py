@@ -127,7 +127,7 @@ def app(base_app, fake_twilio_server):
 
 @pytest.fixture
 def user(app):
-    account = User(email=USER_EMAIL)
+    account = User(email=USER_EMAIL, role="admin")
     account.set_password(USER_PASSWORD)
     db.session.add(account)
     db.session.commit()

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from . import effects, events
 from .conditions import CONDITIONS, REPLY_CONDITIONS, Context, Var
 from .durations import parse_duration
-from .placeholders import render
+from .placeholders import render, render_url
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 RESERVED_NAMES = frozenset({"reply", "payload"})
@@ -73,6 +73,12 @@ def render_value(value: Any, scope: Mapping, missing: dict) -> Any:
     if isinstance(value, (list, tuple)):
         return [render_value(item, scope, missing) for item in value]
     return value
+
+
+def _render_url(template: str, scope: Mapping, missing: dict) -> str:
+    rendered = render_url(template, scope)
+    missing.update(dict.fromkeys(rendered.missing))
+    return rendered.text
 
 
 def _json_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -266,7 +272,7 @@ class Api(NodeType):
                 node_id=node.id,
                 visit=run.visits[node.id],
                 method=node.settings["method"],
-                url=render_value(data["url"], scope, missing),
+                url=_render_url(data["url"], scope, missing),
                 headers=render_value(data.get("headers") or {}, scope, missing),
                 body=render_value(data.get("body"), scope, missing),
                 timeout=node.settings["timeout"],

@@ -42,3 +42,8 @@ CALLBACK_STATUSES = {
 def utcnow() -> datetime:
     """Naive UTC now, the one time format stored in the database."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+# Operator roles, least to most powerful: a viewer reads, an editor changes journeys, audiences, runs and
+# campaigns, an admin also manages users, API tokens and the job dashboard (/rq).
+ROLES = ("viewer", "editor", "admin")

@@ -375,10 +375,10 @@ def set_sample(journey_id: int):
     if contact_id and request.form.get("use") == "contact":
         contact = db.session.get(Contact, contact_id)
         if contact is not None:
-            session[_sample_key(journey)] = _contact_fields(contact)
+            _store_sample(journey, _contact_fields(contact))
     else:
         try:
-            session[_sample_key(journey)] = _pairs(request.form.get("fields", ""), "=")
+            _store_sample(journey, _pairs(request.form.get("fields", ""), "="))
         except Refused as error:
             return render_template(
                 "journeys/_partials/sample.html", sample_error=str(error), **_sample_context(journey)
@@ -698,12 +698,21 @@ def _concerns(problem, node_id: str, doc: dict) -> bool:
 # --- helpers: the sample contact and the preview ----------------------------------------------------------
 
 
+SAMPLE_TTL_SECONDS = 30 * 24 * 3600
+
+
 def _sample_key(journey) -> str:
-    return f"sample:{journey.id}"
+    """The sample contact is personal data: kept server-side (Redis) per user and journey, not in the cookie."""
+    return f"jd:sample:{current_user.id}:{journey.id}"
+
+
+def _store_sample(journey, fields: dict) -> None:
+    get_redis().set(_sample_key(journey), json.dumps(fields), ex=SAMPLE_TTL_SECONDS)
 
 
 def _sample(journey) -> dict:
-    return session.get(_sample_key(journey)) or {}
+    stored = get_redis().get(_sample_key(journey))
+    return json.loads(stored) if stored else {}
 
 
 def _contact_fields(contact: Contact) -> dict:

@@ -78,7 +78,9 @@ def start_private_postgres() -> str:
     options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
     pg_ctl = [*as_postgres, _binary("pg_ctl"), "-D", data]
     subprocess.run(
-        [*pg_ctl, "-o", options, "-l", os.path.join(directory, "log"), "-w", "start"], check=True, stdout=subprocess.DEVNULL
+        [*pg_ctl, "-o", options, "-l", os.path.join(directory, "log"), "-w", "start"],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
     def stop() -> None:

@@ -242,15 +242,16 @@ def _url_problem(url: str, policy: _Policy) -> str | None:
         return f"url {url!r} is not a valid URL: {error}"
     if parsed.scheme not in ("http", "https") or not parsed.host:
         return f"url {url!r} must start with http:// or https:// and name a host"
-    if policy.ports is not None and parsed.port not in policy.ports:
+    try:
+        problem = address_problem(parsed.host, policy.allow_private)
+    except ValueError:
+        problem = None  # a host name: its addresses are checked when resolving and again when connecting
+    if problem is None and policy.ports is not None and parsed.port not in policy.ports:
         allowed = ", ".join(str(port) for port in sorted(policy.ports))
-        return (
+        problem = (
             f"port {parsed.port} of {url!r} is not allowed: api nodes may call ports {allowed} (API_NODE_ALLOWED_PORTS)"
         )
-    try:
-        return address_problem(parsed.host, policy.allow_private)
-    except ValueError:
-        return None  # a host name: its addresses are checked when resolving and again when connecting
+    return problem
 
 
 def _origin(url: str) -> tuple:

@@ -27,6 +27,8 @@ PUBLIC_BLUEPRINTS = frozenset({"webhooks"})
 ADMIN_BLUEPRINTS = frozenset({"users", "rq_dashboard"})
 # Changes any logged-in user may make to their own session or account, whatever their role.
 SELF_SERVICE_ENDPOINTS = frozenset({"auth.logout", "auth.account"})
+# rq-dashboard routes that change state even on GET.
+RQ_CHANGING_GET_ENDPOINTS = frozenset({"rq_dashboard.requeue_all"})
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 CONTENT_SECURITY_POLICY = (
@@ -81,7 +83,8 @@ def enforce_access():
             current_user.role,
         )
         return f"Forbidden: this needs the {role} role; you are {current_user.role}.", 403
-    if request.blueprint == "rq_dashboard" and request.method not in READ_METHODS and not _same_origin():
+    changes = request.method not in READ_METHODS or request.endpoint in RQ_CHANGING_GET_ENDPOINTS
+    if request.blueprint == "rq_dashboard" and changes and not _same_origin():
         log.warning(
             "refused: cross-site %s %s (Origin %r)", request.method, request.path, request.headers.get("Origin")
         )

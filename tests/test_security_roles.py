@@ -40,10 +40,10 @@ def make_user(email: str, role: str) -> User:
     return user
 
 
-def logged_in(app, email: str):
+def logged_in(app, email: str, password: str = PASSWORD):
     client = app.test_client()
     token = csrf_token_of(client.get("/login").text)
-    assert client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token}).status_code == 302
+    assert client.post("/login", data={"email": email, "password": password, "csrf_token": token}).status_code == 302
     return client
 
 

@@ -101,11 +101,19 @@ def _extras(record: logging.LogRecord) -> dict:
 
 
 def configure_logging(app: Flask) -> None:
-    """Send every logger's records to stderr in the configured format; idempotent (tests build many apps)."""
-    config = app.config
+    """Install the log handler for the app's settings and give every request an id."""
+    install_handler(app.config)
+    app.logger.handlers.clear()  # Flask's default handler would write each record a second time
+    app.logger.propagate = True
+    app.before_request(_assign_request_id)
+    app.after_request(_log_request)
+
+
+def install_handler(config, stream=None) -> logging.Handler:
+    """Send every logger's records to `stream` (stderr) in the configured format; replaces an earlier one."""
     scrub = _Scrubber([config.get("TWILIO_AUTH_TOKEN"), config.get("SECRET_KEY")])
     formatter = JsonFormatter(scrub) if config.get("LOG_FORMAT") == "json" else TextFormatter(scrub)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
     handler.addFilter(_ContextFilter())
@@ -114,10 +122,7 @@ def configure_logging(app: Flask) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(config.get("LOG_LEVEL") or "INFO")
-    app.logger.handlers.clear()  # Flask's default handler would write each record a second time
-    app.logger.propagate = True
-    app.before_request(_assign_request_id)
-    app.after_request(_log_request)
+    return handler
 
 
 def _assign_request_id() -> None:

@@ -163,7 +163,8 @@ def issue_token():
     db.session.add(row)
     db.session.commit()
     log.info("admin %s issued API token %s for user %s", current_user.id, row.id, user.id)
-    return _tokens_page(201, new_token=token, new_token_row=row)
+    page, status = _tokens_page(201, new_token=token, new_token_row=row)
+    return page, status, {"Cache-Control": "no-store"}  # the only time the token is shown
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

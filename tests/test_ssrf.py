@@ -96,7 +96,7 @@ def test_template_values_are_url_encoded_in_path_and_query(app, fake_api):
     assert request.path == "/orders/..%2Fadmin%2F7?who=Ana%26admin%3D1"
 
 
-@pytest.mark.parametrize("host", ["１２７.０.０.１", "127。0。0。1", "[::ffff:127.0.0.1]", "2130706433"])
+@pytest.mark.parametrize("host", HOSTS)
 def test_the_simulator_refuses_loopback(app, fake_api, host):
     app.config.update(API_NODE_ALLOW_PRIVATE=False, API_NODE_ALLOWED_PORTS=ANY_PORT)
     doc = example("order-status")
@@ -106,7 +106,7 @@ def test_the_simulator_refuses_loopback(app, fake_api, host):
     assert "couldn't look up order 7" in [item for item in simulation.chat if item["who"] == "journey"][-1]["text"]
 
 
-@pytest.mark.parametrize("host", ["１２７.０.０.１", "127。0。0。1", "[::ffff:127.0.0.1]", "0x7f.0.0.1"])
+@pytest.mark.parametrize("host", HOSTS)
 def test_a_run_refuses_loopback(app, api, fake_twilio, fake_api, host):
     app.config.update(API_NODE_ALLOW_PRIVATE=False, API_NODE_ALLOWED_PORTS=ANY_PORT)
     fake_api.orders["5"] = {"status": "shipped", "tracking": "T5"}

@@ -25,10 +25,14 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SECRET_PATTERNS = (
     re.compile(r"jd_[A-Za-z0-9_-]{16,}"),
     re.compile(r"(?i)(bearer\s+)\S+"),
+    re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{8,}"),
     re.compile(r"(?i)((?:password|auth_token|secret_key|token)\s*[=:]\s*)[^\s,&;]+"),
 )
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "job_id"}
 _HANDLER_NAME = "journeys"
+# Libraries that log every HTTP request at INFO (the Twilio SDK: each message sent): only their warnings,
+# unless LOG_LEVEL=DEBUG.
+_CHATTY_LOGGERS = ("twilio.http_client", "twilio.async_http_client")
 
 
 class _ContextFilter(logging.Filter):
@@ -121,7 +125,10 @@ def install_handler(config, stream=None) -> logging.Handler:
     for old in [old for old in root.handlers if old.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(config.get("LOG_LEVEL") or "INFO")
+    level = config.get("LOG_LEVEL") or "INFO"
+    root.setLevel(level)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     return handler
 
 

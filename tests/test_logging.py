@@ -1,5 +1,6 @@
 """One logging setup: JSON lines with the request id (X-Request-ID in and out), job ids in workers, no secrets."""
 
+import base64
 import io
 import json
 import logging
@@ -79,7 +80,17 @@ def test_no_secret_is_ever_logged(app, user, api_token, json_log):
     logger.error("talking to Twilio with %s failed", TEST_AUTH_TOKEN)
     logger.warning("client sent Authorization: Bearer %s and password=%s", api_token, USER_PASSWORD)
     logger.warning("signing with %s", app.config["SECRET_KEY"])
+    basic = base64.b64encode(f"AC123:{TEST_AUTH_TOKEN}".encode()).decode()
+    logger.info("Twilio request with Authorization: Basic %s", basic)
     text = json_log.text()
     assert "talking to Twilio with [redacted] failed" in text
-    for secret in (USER_PASSWORD, "my wrong secret pw", api_token, "jd_" + "z" * 43, TEST_AUTH_TOKEN, "test-secret"):
+    for secret in (
+        basic,
+        USER_PASSWORD,
+        "my wrong secret pw",
+        api_token,
+        "jd_" + "z" * 43,
+        TEST_AUTH_TOKEN,
+        "test-secret",
+    ):
         assert secret not in text, secret

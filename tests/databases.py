@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import cache
 
@@ -44,7 +45,9 @@ def postgres_admin_url() -> str:
         return given
     if _can_connect(DEFAULT_ADMIN_URL):
         return DEFAULT_ADMIN_URL
-    return start_private_postgres()
+    url, stop = start_private_postgres()
+    atexit.register(stop)
+    return url
 
 
 def _binary(name: str) -> str:
@@ -60,8 +63,8 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_private_postgres() -> str:
-    """Start a PostgreSQL of our own in a temporary directory; return its admin URL. Stopped at exit."""
+def start_private_postgres() -> tuple[str, Callable[[], None]]:
+    """Start a PostgreSQL of our own in a temporary directory; return its admin URL and what stops and deletes it."""
     directory = tempfile.mkdtemp(prefix="jd-test-pg-")
     data, port = os.path.join(directory, "data"), _free_port()
     as_postgres: list[str] = []
@@ -87,8 +90,7 @@ def start_private_postgres() -> str:
         subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)
 
-    atexit.register(stop)
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
 
 
 @contextmanager

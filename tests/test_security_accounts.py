@@ -146,3 +146,23 @@ def test_tokens_page_issues_lists_and_revokes(app, client, user):
     assert _form(client, f"/users/tokens/{row.id}/revoke").status_code == 302
     assert "revoked" in client.get("/users/tokens").text
     assert _form(client, "/users/tokens", user_id=str(user.id), expires_in_days="-3").status_code == 422
+
+
+def test_a_viewer_may_change_their_own_password_and_log_out(app):
+    from tests.test_security_roles import PASSWORD, logged_in, make_user
+
+    make_user("viewer@example.com", "viewer")
+    client = logged_in(app, "viewer@example.com")
+    token = csrf_token_of(client.get("/account").text)
+    changed = client.post(
+        "/account",
+        data={
+            "csrf_token": token,
+            "current_password": PASSWORD,
+            "new_password": "viewer new password",
+            "confirm_password": "viewer new password",
+        },
+    )
+    assert changed.status_code == 302 and client.get("/").status_code == 200
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/").status_code == 302

@@ -18,6 +18,8 @@ BLUEPRINTS = (
     "audiences",
     "journeys",
     "runs",
+    "contacts",
+    "inbox",
     "webhooks",
     "api",
     "users",

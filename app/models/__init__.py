@@ -6,7 +6,7 @@ schema changes only through Flask-Migrate migrations under `migrations/`.
 
 from app.models.accounts import AccountRefused, ApiToken, User, check_keeps_an_admin, check_new_account, first_user_role
 from app.models.campaigns import Campaign
-from app.models.contacts import Audience, AudienceContact, Contact
+from app.models.contacts import Audience, AudienceContact, Contact, SuppressedPhone
 from app.models.journeys import Journey, JourneyVersion
 from app.models.messages import InboundMessage, Message, MessageEvent
 from app.models.runs import Participation, Run, Step
@@ -16,6 +16,7 @@ from app.models.vocabulary import (
     FINISHED_RUN_STATUSES,
     LIVE_RUN_STATUSES,
     ROLES,
+    RUN_KINDS,
     RUN_STATUSES,
     STATES,
     utcnow,
@@ -40,6 +41,7 @@ __all__ = [
     "FINAL_STATES",
     "FINISHED_RUN_STATUSES",
     "LIVE_RUN_STATUSES",
+    "RUN_KINDS",
     "RUN_STATUSES",
     "STATES",
     "ApiToken",
@@ -55,6 +57,7 @@ __all__ = [
     "Participation",
     "Run",
     "Step",
+    "SuppressedPhone",
     "User",
     "utcnow",
     "ROLES",

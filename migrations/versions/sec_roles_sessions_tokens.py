@@ -1,14 +1,14 @@
 """roles, session tokens, disabled users; API token expiry and revocation
 
 Revision ID: sec
-Revises: 0001
+Revises: contacts
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = 'sec'
-down_revision = '0001'
+down_revision = 'contacts'
 branch_labels = None
 depends_on = None
 

@@ -7,6 +7,7 @@ returns, for the worker). Nothing is read at import time.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -30,6 +31,21 @@ def _secret_key(instance_path: Path) -> str:
     key_file.write_text(key)
     key_file.chmod(0o600)
     return key
+
+
+def _ports(value: str | None) -> frozenset | None:
+    """`80,443,8443` -> those ports; `*` -> any port (an empty set); unset -> None (the default rule)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip() in {"*", "any"}:
+        return frozenset()
+    return frozenset(int(port) for port in value.split(",") if port.strip())
+
+
+def _proxy_hops(value: str | None) -> int:
+    """TRUST_PROXY: a number of proxies in front, or a flag (`1`/`true` = one)."""
+    value = (value or "").strip()
+    return int(value) if value.isdigit() else int(_flag(value, default=False))
 
 
 def load_settings(instance_path: Path, environ=None) -> dict:
@@ -73,5 +89,21 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         # know it, sent again; unset: the send job timeout + 60 s (messaging.stale_after).
         "MESSAGE_STALE_SECONDS": float(env("MESSAGE_STALE_SECONDS") or 0) or None,
         "WTF_CSRF_TIME_LIMIT": None,
+        # api nodes: ports 80 and 443 unless listed here (`*` for any; any port by default with ALLOW_PRIVATE).
+        "API_NODE_ALLOWED_PORTS": _ports(env("API_NODE_ALLOWED_PORTS")),
+        # Behind a reverse proxy: trust its X-Forwarded-For/-Proto/-Host/-Port (that many proxies deep).
+        "TRUST_PROXY": _proxy_hops(env("TRUST_PROXY")),
+        "LOG_FORMAT": (env("LOG_FORMAT") or "text").strip().lower(),
+        "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").strip().upper(),
+        "CSV_MAX_COLUMNS": int(env("CSV_MAX_COLUMNS") or 200),
+        # Wrong passwords allowed per account and per client address (limits' notation).
+        "LOGIN_LIMIT_PER_ACCOUNT": env("LOGIN_LIMIT_PER_ACCOUNT") or "10/5 minutes",
+        "LOGIN_LIMIT_PER_ADDRESS": env("LOGIN_LIMIT_PER_ADDRESS") or "30/5 minutes",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_DURATION": timedelta(days=min(int(env("REMEMBER_DAYS") or 30), 30)),
+        "PERMANENT_SESSION_LIFETIME": timedelta(days=30),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

@@ -147,7 +147,9 @@ def read_csv(data: bytes, phone_column: str | None = None) -> ImportResult:
     if not data:
         raise CampaignError("file", "the file is empty: choose a CSV file with a header line and contacts")
     try:
-        result = import_contacts_csv(data, current_app.config["DEFAULT_REGION"], phone_column or None)
+        result = import_contacts_csv(
+            data, current_app.config["DEFAULT_REGION"], phone_column or None, current_app.config["CSV_MAX_COLUMNS"]
+        )
     except CsvImportError as error:
         field_name = "phone_column" if error.columns else "file"
         raise CampaignError(field_name, str(error), columns=error.columns) from None

@@ -4,7 +4,7 @@ Times are naive UTC (`utcnow()`), the same on SQLite and PostgreSQL. The
 schema changes only through Flask-Migrate migrations under `migrations/`.
 """
 
-from app.models.accounts import ApiToken, User
+from app.models.accounts import AccountRefused, ApiToken, User, check_keeps_an_admin, check_new_account, first_user_role
 from app.models.campaigns import Campaign
 from app.models.contacts import Audience, AudienceContact, Contact, SuppressedPhone
 from app.models.journeys import Journey, JourneyVersion
@@ -15,6 +15,7 @@ from app.models.vocabulary import (
     FINAL_STATES,
     FINISHED_RUN_STATUSES,
     LIVE_RUN_STATUSES,
+    ROLES,
     RUN_KINDS,
     RUN_STATUSES,
     STATES,
@@ -65,4 +66,9 @@ __all__ = [
     "User",
     "WorkerHeartbeat",
     "utcnow",
+    "ROLES",
+    "AccountRefused",
+    "check_keeps_an_admin",
+    "check_new_account",
+    "first_user_role",
 ]

@@ -1,6 +1,7 @@
 """Exactness of the runner under failure: lost and repeated jobs, duplicated outcomes, two sweepers,
 two replies at once, a flushed Redis. Real Redis and RQ, the fake Twilio, both databases."""
 
+import json
 import threading
 from datetime import timedelta
 
@@ -283,3 +284,61 @@ def test_replayed_step_reuses_its_message_and_its_outcome(app, api, fake_twilio)
     assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
     assert db.session.scalar(select(func.count()).select_from(Message)) == 6
     assert run_row(run_id).status == "completed"
+
+
+def _ping_loop(duration: int = 1) -> dict:
+    """start -> ping -> pause (delay) -> ping …: a loop that passes validation and sends each time round."""
+    return {
+        "format": "journey/v1",
+        "name": "Ping loop",
+        "nodes": [
+            {"id": "start", "type": "audience"},
+            {"id": "ping", "type": "message", "body": "ping"},
+            {"id": "pause", "type": "delay", "duration": duration},
+        ],
+        "edges": [{"from": "start", "to": "ping"}, {"from": "ping", "to": "pause"}, {"from": "pause", "to": "ping"}],
+    }
+
+
+def test_a_contact_that_reaches_max_messages_ends_failed_with_that_reason(app, api, fake_twilio):
+    app.config["MAX_MESSAGES_PER_CONTACT"] = 3
+    [phone] = phones(1)
+    run_id = start(api, create_journey(_ping_loop()).id, [{"phone": phone}])
+    settle()
+    sweeper.sweep()
+    for _ in range(5):
+        sweep_at(2)  # each sweep fires the due delay: one more message, until the cap
+    row = participations(run_id)[phone]
+    print(f"sent {len(bodies_to(fake_twilio, phone))} messages; state {row.state}: {row.error}")
+    assert bodies_to(fake_twilio, phone) == ["ping"] * 3
+    assert row.state == "failed" and "MAX_MESSAGES_PER_CONTACT (3" in row.error
+    assert run_row(run_id).status == "completed"
+
+
+def test_a_loop_without_a_pause_is_refused_naming_its_nodes(app, api):
+    doc = linear_journey("one", "two")
+    doc["edges"][-1] = {"from": "m2", "to": "m1"}
+    response = api.post("/api/journeys", json=doc)
+    assert response.status_code == 422
+    assert any("nodes m1, m2 form a loop" in problem["message"] for problem in response.json["problems"]), response.json
+
+
+def test_set_with_contact_scope_saves_the_contact_fields_for_later_runs(app, api, fake_twilio):
+    doc = linear_journey("Tier <<tier>>")
+    doc["nodes"].insert(1, {"id": "tag", "type": "set", "scope": "contact", "vars": {"tier": "gold", "NAME": "Ana B"}})
+    doc["edges"] = [{"from": "start", "to": "tag"}, {"from": "tag", "to": "m1"}, {"from": "m1", "to": "done"}]
+    [phone] = phones(1)
+    start(api, create_journey(doc).id, [{"phone": phone, "name": "Ana", "city": "Lisbon"}])
+    settle()
+    contact = db.session.scalar(select(Contact).where(Contact.phone == phone))
+    db.session.refresh(contact)
+    assert contact.fields == {"phone": phone, "city": "Lisbon", "tier": "gold", "NAME": "Ana B"}
+    later = start(api, create_journey(linear_journey("<<name>> is <<tier>> in <<city>>")).id, [{"phone": phone}])
+    settle()
+    assert bodies_to(fake_twilio, phone) == ["Tier gold", "Ana B is gold in Lisbon"]
+    assert run_row(later).status == "completed"
+    run_scoped = linear_journey("x")
+    run_scoped["nodes"].insert(1, {"id": "tag", "type": "set", "scope": "everyone", "vars": {"a": "1"}})
+    run_scoped["edges"] = [{"from": "start", "to": "tag"}, {"from": "tag", "to": "m1"}, {"from": "m1", "to": "done"}]
+    refused = api.post("/api/journeys", json=run_scoped)
+    assert refused.status_code == 422 and "scope 'everyone'" in json.dumps(refused.json)

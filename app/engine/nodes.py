@@ -391,6 +391,9 @@ class Branch(NodeType):
         return first_edge(run.journey.outgoing(node.id), context, fallback=True) or run.no_way_out(node)
 
 
+SET_SCOPES = ("run", "contact")
+
+
 class Set(NodeType):
     name = "set"
     one_unconditional_edge = True
@@ -406,6 +409,8 @@ class Set(NodeType):
                 problems.append(("vars", problem))
             if not isinstance(template, str):
                 problems.append((f"vars.{name}", f"the value of {name!r} must be a text template"))
+        if data.get("scope", "run") not in SET_SCOPES:
+            problems.append(("scope", f"scope {data.get('scope')!r} must be one of {', '.join(SET_SCOPES)}"))
         return problems
 
     def templates(self, data):
@@ -416,7 +421,10 @@ class Set(NodeType):
         for name, template in node.data["vars"].items():
             stored[name] = render(template, run.scope()).text
             run.set_variable(name, stored[name])
-        run.log({"kind": "set", "node": node.id, "vars": stored})
+        entry = {"kind": "set", "node": node.id, "vars": stored}
+        if node.data.get("scope") == "contact":
+            entry["scope"] = "contact"  # the shell saves these as the contact's fields too
+        run.log(entry)
         return self.only_edge(run, node)
 
 

@@ -60,6 +60,7 @@ from app.models import (
     utcnow,
 )
 from app.queues import JOB_DEFAULTS, get_queue, get_redis
+from app.runs import contact_fields, message_cap
 from app.sending import messaging
 
 BATCH_SIZE = 500  # participations per flows job
@@ -155,8 +156,9 @@ def _step(participation_ids: Iterable[int], decide: Callable[[Any, engine.Contac
 def _store_batch(ids: list[int], decide) -> _Batch | None:
     """Step and store in one transaction; None (rolled back) if a compare-and-set failed."""
     rows = _load(ids)
-    batch, updates, steps, sends = _Batch(), [], [], []
+    batch, updates, steps, sends, contact_values = _Batch(), [], [], [], {}
     now, now_epoch, rng = utcnow(), time.time(), random.Random()
+    limit = int(current_app.config.get("MAX_MESSAGES_PER_CONTACT") or 0)
     for row in rows:
         state = _state_of(row)
         decision = decide(row, state)
@@ -164,8 +166,10 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
             continue
         event, extra = decision
         journey = journey_for_version(row.version_id, row.version_created_at)
-        result = _engine_step(journey, state, event, now_epoch, rng, row.id)
+        result = message_cap.capped(journey, state, _engine_step(journey, state, event, now_epoch, rng, row.id), limit)
         batch.results[row.id] = result
+        if values := contact_fields.values_to_save(result.trail):
+            contact_values.setdefault(row.contact_id, {}).update(values)
         steps += _trail_steps(row, state, result, extra, now)
         if result.state == state:
             continue
@@ -209,6 +213,7 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
         if db.session.execute(statement, updates).rowcount != len(updates):
             db.session.rollback()
             return None
+    contact_fields.save(contact_values)
     steps += _insert_messages(sends, batch, now)
     if steps:
         db.session.execute(step_table.insert(), steps)

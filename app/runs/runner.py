@@ -421,6 +421,11 @@ def journey_for_version(version_id: int, created_at: datetime | None = None) -> 
     return journey
 
 
+def enqueue_prune(run_id: int) -> None:
+    """Have a worker prune this finished run (`app.runs.prune`): a big run's history takes a while to delete."""
+    _enqueue("prune_run", [(run_id,)], timeout=3600)
+
+
 def _enqueue_api_calls(participation_ids: list[int]) -> None:
     ids = sorted(set(participation_ids))
     _enqueue("call_apis", [(ids[i : i + API_BATCH_SIZE],) for i in range(0, len(ids), API_BATCH_SIZE)])

@@ -76,9 +76,12 @@ def node_counts(run: Run) -> dict[str, dict[str, int]]:
     and `ended` (contacts that finished there)."""
     journey = runner.journey_for_version(run.version_id)
     counts = {node.id: {"visits": 0, "here": 0, "ended": 0} for node in journey.nodes}
-    visits = db.session.execute(
-        select(Step.node_id, func.count()).where(Step.run_id == run.id, Step.kind == "enter").group_by(Step.node_id)
-    )
+    if run.final_counts is not None:  # a pruned run: its steps are gone, its counts were kept
+        visits = run.final_counts["tally"]["visits"].items()
+    else:
+        visits = db.session.execute(
+            select(Step.node_id, func.count()).where(Step.run_id == run.id, Step.kind == "enter").group_by(Step.node_id)
+        )
     for node_id, number in visits:
         if node_id in counts:
             counts[node_id]["visits"] = number
@@ -328,6 +331,8 @@ def live_stats(run: Run, now: datetime | None = None) -> LiveStats:
 
 def _run_tally(run: Run, journey: engine.Definition, now: datetime) -> tuple[_Tally, float | None]:
     """The run's history counts (settled part from Redis + rows since), and the recent send rate."""
+    if run.final_counts is not None:  # a pruned run: its history is gone, its counts were kept
+        return _Tally.from_json(run.final_counts["tally"]), None
     key = f"jd:run-page:{run.id}"
     saved = _load_tally(key, run)
     if not saved["step_mark"] and db.session.get_bind().dialect.name == "postgresql":
@@ -360,6 +365,12 @@ def _run_tally(run: Run, journey: engine.Definition, now: datetime) -> tuple[_Ta
         },
     )
     return tally, _rate(samples, stamp)
+
+
+def final_tally(run: Run) -> dict:
+    """The whole history's counts of a finished run, as JSON: what `app.runs.prune` keeps on the run."""
+    journey = runner.journey_for_version(run.version_id)
+    return (_step_tally(journey, run.id, 0) + _event_tally(run.id, 0)).to_json()
 
 
 def _load_tally(key: str, run: Run) -> dict:

@@ -1,0 +1,29 @@
+"""runs: final counts of pruned runs
+
+Revision ID: runs
+Revises: 0001
+Create Date: 2026-11-29 20:20:00
+
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "runs"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("run", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("final_counts", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("archive_path", sa.String(length=500), nullable=True))
+        batch_op.add_column(sa.Column("pruned_at", sa.DateTime(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("run", schema=None) as batch_op:
+        batch_op.drop_column("pruned_at")
+        batch_op.drop_column("archive_path")
+        batch_op.drop_column("final_counts")

@@ -35,7 +35,7 @@ def test_cli_prunes_finished_runs_and_the_counts_stay(app, api, client, fake_twi
     live = start(api, create_journey(example("welcome")).id, [{"phone": phones(1, start=50)[0]}])
     settle()
     before = api.get(f"/api/runs/{run_id}").json
-    page_before = client.get(f"/runs/{run_id}/live").text
+    page_before = client.get(f"/runs/{run_id}/_partials/live").text
     assert _count(Step, Step.run_id == run_id) > 0
     tomorrow = (utcnow() + timedelta(days=1)).strftime("%Y-%m-%d")
 
@@ -60,7 +60,7 @@ def test_cli_prunes_finished_runs_and_the_counts_stay(app, api, client, fake_twi
     assert run_row(run_id).pruned_at is not None and run_row(live).pruned_at is None
     assert _count(Step, Step.run_id == live) > 0  # a live run is never touched
     assert api.get(f"/api/runs/{run_id}").json == before
-    page_after = client.get(f"/runs/{run_id}/live").text
+    page_after = client.get(f"/runs/{run_id}/_partials/live").text
     assert _numbers(page_before) and _numbers(page_after) == _numbers(page_before)
     assert "History pruned" in client.get(f"/runs/{run_id}").text
     again = app.test_cli_runner().invoke(args=["runs", "prune", "--finished-before", tomorrow])

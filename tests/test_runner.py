@@ -23,6 +23,7 @@ from tests.test_runs_helpers import (
     participations,
     phones,
     run_row,
+    sends_through_jobs,
     settle,
     start,
     sweep_at,
@@ -88,22 +89,37 @@ def test_repeated_jobs_and_outcomes_never_send_twice(app, api, fake_twilio):
     run_id = start(
         api, create_journey(linear_journey("one", "two", "three")).id, [{"phone": phone} for phone in numbers]
     )
-    drain(["flows"])
+    drain(["flows"])  # the first-step jobs send every message of the journey themselves (inline)
+    assert get_queue("messages").count == 0
     ids = _ids(run_id)
     assert advancing.advance(ids) == 0  # a re-delivered first step: nothing to do
-    first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
-    get_queue("messages").empty()
-    outcomes = messaging.deliver(first)
-    assert advancing.on_message_outcomes(outcomes) == 10
-    assert advancing.on_message_outcomes(outcomes) == 0  # the same outcomes again
+    first = list(db.session.scalars(select(Message.id).where(Message.node_id == "m1").order_by(Message.id)))
+    assert messaging.deliver(first) == []  # a replayed send job: nothing left to send
+    participation_of = dict(db.session.execute(select(Message.id, Message.participation_id)).all())
+    replayed = [
+        messaging.Outcome(message_id, participation_of[message_id], ok=True, final=True) for message_id in first
+    ]
+    assert advancing.on_message_outcomes(replayed) == 0  # the same outcomes again, long after
     settle()
-    assert advancing.on_message_outcomes(outcomes) == 0  # and once more, long after
     for phone in numbers:
         assert bodies_to(fake_twilio, phone) == ["one", "two", "three"]
     assert db.session.scalar(select(func.count()).select_from(Message)) == 30
+    assert run_row(run_id).status == "completed"
 
 
-def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
+def test_messages_go_to_send_jobs_when_the_inline_budget_is_spent(app, api, fake_twilio, monkeypatch):
+    monkeypatch.setattr(advancing, "INLINE_SEND_SECONDS", 0)
+    numbers = phones(6)
+    run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone} for phone in numbers])
+    drain(["flows"])
+    assert fake_twilio.calls == [] and get_queue("messages").count == 1
+    settle()
+    assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
+    assert run_row(run_id).status == "completed"
+
+
+def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in phones(8)])
     sweeper.sweep()
     drain(["flows"])  # prepare_run also enqueued the first steps: lose them
@@ -119,7 +135,8 @@ def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
     assert run_row(run_id).status == "completed"
 
 
-def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
+def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     numbers = phones(6)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
@@ -133,7 +150,8 @@ def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
     assert run_row(run_id).status == "completed"
 
 
-def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio):
+def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     numbers = phones(6)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
@@ -146,7 +164,8 @@ def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio)
     assert run_row(run_id).status == "completed"
 
 
-def test_message_left_sending_by_a_dead_job_is_sent_again(app, api, fake_twilio):
+def test_message_left_sending_by_a_dead_job_is_sent_again(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     app.config["MESSAGE_STALE_SECONDS"] = 30
     phone = phones(1)[0]
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone}])

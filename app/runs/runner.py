@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -382,9 +384,32 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
     return steps
 
 
+_collected_sends: ContextVar[list[int] | None] = ContextVar("collected_sends", default=None)
+
+
+@contextmanager
+def collecting_sends() -> Iterator[list[int]]:
+    """Inside this block the messages that steps create are collected into the yielded list, for the
+    caller (a worker job) to send itself, instead of being enqueued as send jobs. If the block fails,
+    what was collected is enqueued after all: stored messages are never left without a job."""
+    collected: list[int] = []
+    token = _collected_sends.set(collected)
+    try:
+        yield collected
+    except BaseException:
+        messaging.enqueue_messages(collected)
+        raise
+    finally:
+        _collected_sends.reset(token)
+
+
 def _carry_out(batch: _Batch) -> None:
-    """After the commit: enqueue messages and API calls, feed known outcomes, complete finished runs."""
-    messaging.enqueue_messages(batch.send)
+    """After the commit: send or collect messages, enqueue API calls, feed known outcomes, complete runs."""
+    collected = _collected_sends.get()
+    if collected is None:
+        messaging.enqueue_messages(batch.send)
+    else:
+        collected.extend(batch.send)
     _enqueue_api_calls(batch.api)
     if batch.resume:
         _feed_outcomes(batch.resume)

@@ -14,7 +14,9 @@ Exactness, the rules every function below keeps:
   step is either wholly stored or not at all.
 - Work is batched (hundreds of contacts per job, bulk inserts, one
   executemany UPDATE) and falls back to one contact at a time only when a
-  compare-and-set fails.
+  compare-and-set fails. A worker job sends the messages its own steps
+  created itself (`collecting_sends`, `advancing.send_inline`), so a
+  journey's messages need no queue round trip each.
 - A message's idempotency key is `participation:node:visit` (unique), and
   the contact moves past a `message` node only on the outcome of *that* key,
   so a replayed job, a duplicated outcome or a late one never sends twice,

@@ -23,7 +23,7 @@ import requests
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Message, Participation, Run, Step
+from app.models import Contact, Message, Participation, Run, Step
 from tests.fake_twilio import sign
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +148,18 @@ class ReplyPump:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+def waiting_for_reply(run_id: int) -> list[str]:
+    """Phones of the run's contacts waiting at the question: those a person could answer now (a reply that
+    overtook the runner's own bookkeeping of the question would be refused as `not_waiting`)."""
+    rows = db.session.scalars(
+        select(Contact.phone)
+        .join(Participation, Participation.contact_id == Contact.id)
+        .where(Participation.run_id == run_id, Participation.state == "waiting", Participation.node_id == "answer")
+    ).all()
+    db.session.commit()
+    return list(rows)
 
 
 def run_completed(run_id: int) -> bool:

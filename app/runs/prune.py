@@ -31,8 +31,10 @@ from flask import current_app
 from sqlalchemy import delete, select, update
 
 from app.extensions import db
+from app.journeys.versions import journey_for_version
 from app.models import FINISHED_RUN_STATUSES, InboundMessage, Message, Participation, Run, Step, utcnow
-from app.runs import export, stats
+from app.runs import export
+from app.runs.read_models.tally import final_tally
 
 CHUNK = 10_000
 
@@ -74,7 +76,8 @@ def prune_run(run_id: int) -> Pruned:
     if run.status not in FINISHED_RUN_STATUSES:
         raise NotPrunable(f"run {run_id} is {run.status}: only a finished run can be pruned")
     if run.final_counts is None:
-        run.final_counts = {"tally": stats.final_tally(run), "at": utcnow().isoformat()}
+        tally = final_tally(run, journey_for_version(run.version_id))
+        run.final_counts = {"tally": tally, "at": utcnow().isoformat()}
         db.session.commit()
     archive = Path(run.archive_path) if run.archive_path else None
     if archive is None or not archive.exists():

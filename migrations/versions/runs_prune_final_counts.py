@@ -1,7 +1,7 @@
-"""runs: final counts of pruned runs
+"""runs: final counts, archive path and time of pruned runs
 
 Revision ID: runs
-Revises: 0001
+Revises: trig
 Create Date: 2026-11-29 20:20:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "runs"
-down_revision = "0001"
+down_revision = "trig"
 branch_labels = None
 depends_on = None
 

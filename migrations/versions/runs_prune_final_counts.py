@@ -1,7 +1,7 @@
 """runs: final counts, archive path and time of pruned runs
 
 Revision ID: runs
-Revises: trig
+Revises: contacts
 Create Date: 2026-11-29 20:20:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "runs"
-down_revision = "trig"
+down_revision = "contacts"
 branch_labels = None
 depends_on = None
 

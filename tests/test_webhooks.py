@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from app.campaigns.counts import campaign_counts
 from app.extensions import db
+from app.sending import callbacks
 from app.models import Contact, InboundMessage, MessageEvent
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.fake_twilio import sign, status_callback_params
@@ -19,7 +20,8 @@ CONTACT = "+15557770001"
 def post_signed(app, path, params, url=None, token=TEST_AUTH_TOKEN):
     """POST like Twilio: form fields and the signature of (public URL, fields)."""
     signature = sign(url or PUBLIC + path, params, token)
-    return app.test_client().post(path, data=params, headers={"X-Twilio-Signature": signature})
+    # buffered: the response is closed as a WSGI server closes it, which runs what comes after the answer.
+    return app.test_client().post(path, data=params, headers={"X-Twilio-Signature": signature}, buffered=True)
 
 
 def inbound(sid="SM" + "1" * 32, body="Hello", sender=CONTACT, **fields) -> dict:
@@ -161,9 +163,12 @@ def test_whatsapp_stop_opts_out_the_number(app, fake_twilio):
     assert fake_twilio.attempts == [] and message(blocked).status == "failed"
 
 
-def callback(app, sid, status, error_code=None):
+def callback(app, sid, status, error_code=None, apply=True):
+    """Post a signed status callback; then apply what is stored, as the workers' sweeper does (unless `apply` is off)."""
     answer = post_signed(app, STATUS, status_callback_params(sid, status, error_code))
     assert answer.status_code == 200, answer.text
+    if apply:
+        callbacks.apply_pending()
 
 
 def test_status_callbacks_move_statuses_and_counts(app, fake_twilio):

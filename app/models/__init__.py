@@ -8,7 +8,7 @@ from app.models.accounts import ApiToken, User
 from app.models.campaigns import Campaign
 from app.models.contacts import Audience, AudienceContact, Contact
 from app.models.journeys import Journey, JourneyVersion
-from app.models.messages import InboundMessage, Message, MessageEvent
+from app.models.messages import InboundMessage, Message, MessageEvent, StatusCallback
 from app.models.runs import Participation, Run, Step
 from app.models.vocabulary import (
     ACTIVE_STATES,
@@ -27,6 +27,7 @@ event_table = MessageEvent.__table__
 message_table = Message.__table__
 participation_table = Participation.__table__
 step_table = Step.__table__
+status_callback_table = StatusCallback.__table__
 
 __all__ = [
     "campaign_table",
@@ -35,6 +36,7 @@ __all__ = [
     "message_table",
     "participation_table",
     "step_table",
+    "status_callback_table",
     "ACTIVE_STATES",
     "FINAL_STATES",
     "FINISHED_RUN_STATUSES",
@@ -54,6 +56,7 @@ __all__ = [
     "Participation",
     "Run",
     "Step",
+    "StatusCallback",
     "User",
     "utcnow",
 ]

@@ -39,6 +39,18 @@ CALLBACK_STATUSES = {
 }
 
 
+# Inbound message outcomes: `received` until it is handled (a reply routed, a keyword applied), then one of the rest.
+RECEIVED = "received"
+MATCHED = "matched"  # a waiting participation took an edge (its fallback included)
+UNMATCHED = "unmatched"  # a waiting participation got it but nothing matched: still waiting
+NOT_WAITING = "not_waiting"  # a known contact with no participation waiting for a reply
+UNKNOWN_CONTACT = "unknown_contact"
+TRIGGERED = "triggered"  # it started a triggered journey run
+OPTED_OUT = "opted_out"  # STOP and the like
+OPTED_IN = "opted_in"  # START / UNSTOP
+INBOUND_OUTCOMES = (MATCHED, UNMATCHED, NOT_WAITING, UNKNOWN_CONTACT, TRIGGERED, OPTED_OUT, OPTED_IN)
+
+
 def utcnow() -> datetime:
     """Naive UTC now, the one time format stored in the database."""
     return datetime.now(UTC).replace(tzinfo=None)

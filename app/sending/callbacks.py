@@ -1,7 +1,9 @@
 """Twilio status callbacks: stored as they arrive, applied to the message log in bulk, never moving a status back.
 
-The webhook only stores a callback (`store_status`: one INSERT, repeats of
-a sid and status ignored) and answers. `apply_pending`, run by the sweeper
+The webhook only stores a callback and answers: `CallbackWriter.store`
+hands the row to its process's writer thread, which stores the rows of
+all requests waiting at that moment in one INSERT and one commit (repeats
+of a sid and status ignored), so the commit, the costly part, is shared. `apply_pending`, run by the sweeper
 in every worker, applies the stored rows in batches: it claims a batch by
 deleting it and applies it in the same transaction, so each callback is
 applied once whoever runs it, and PostgreSQL appliers skip rows another
@@ -10,12 +12,17 @@ before the send job stores the sid) stays parked in the table; the send job
 applies it as soon as it stores that sid (`_apply_early_statuses`).
 """
 
+import logging
+import os
+import queue
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import message_table, status_callback_table, utcnow
@@ -29,21 +36,116 @@ SIDS_PER_QUERY = 500
 # A parked callback whose sid never reaches the log (sent by another system on the same account) is dropped after.
 PARKED_FOR = timedelta(hours=24)
 FAILED_STATUSES = ("failed", "undelivered")
+WRITE_BATCH = 500  # callbacks stored per commit by a writer, at most
+
+logger = logging.getLogger(__name__)
+
+
+def callback_row(sid: str, status: str, error_code=None) -> dict | None:
+    """The row to store for a callback as Twilio posted it; None without a sid or with a status we don't know."""
+    ours = CALLBACK_STATUSES.get((status or "").strip().lower())
+    if not sid or ours is None:
+        return None
+    code = _as_code(error_code) if ours in FAILED_STATUSES else None
+    return {"sid": sid[:64], "status": ours, "error_code": code, "received_at": utcnow()}
 
 
 def store_status(sid: str, status: str, error_code=None) -> bool:
-    """Store one callback as Twilio posted it; False (nothing stored) without a sid or with a status we don't know."""
-    ours = CALLBACK_STATUSES.get((status or "").strip().lower())
-    if not sid or ours is None:
+    """Store one callback in the session's transaction and commit; False when there was nothing to store."""
+    row = callback_row(sid, status, error_code)
+    if row is None:
         return False
-    code = _as_code(error_code) if ours in FAILED_STATUSES else None
-    db.session.execute(
-        insert_ignore(status_callback_table, ["sid", "status"]).values(
-            sid=sid[:64], status=ours, error_code=code, received_at=utcnow()
-        )
-    )
+    db.session.execute(insert_ignore(status_callback_table, ["sid", "status"]), [row])
     db.session.commit()
     return True
+
+
+class CallbackWriter:
+    """Stores the callbacks of concurrent requests in one INSERT and one commit (a group commit).
+
+    One per process (`for_app`), with its own connection whose lock waits
+    are capped at `wait_seconds`. A request hands its row over and waits
+    until the batch holding it is committed, so it is stored before the
+    answer; a batch that fails (database busy or down) is reported to each
+    of its requests, which answer 503 so that Twilio tries again.
+    """
+
+    def __init__(self, engine, wait_seconds: float):
+        self.engine, self.wait_seconds = engine, wait_seconds
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self.statement = dialect.insert(status_callback_table).on_conflict_do_nothing(index_elements=["sid", "status"])
+        self.pending = queue.SimpleQueue()
+        self.connection = None
+        self.pid = os.getpid()
+        threading.Thread(target=self._write_forever, name="callback-writer", daemon=True).start()
+
+    @classmethod
+    def for_app(cls, app, wait_seconds: float) -> "CallbackWriter":
+        """This process's writer for the app (made on first use, and again in a forked child)."""
+        writer = app.extensions.get("callback_writer")
+        if writer is None or writer.pid != os.getpid():
+            with _WRITER_LOCK:
+                writer = app.extensions.get("callback_writer")
+                if writer is None or writer.pid != os.getpid():
+                    with app.app_context():
+                        writer = app.extensions["callback_writer"] = cls(db.engine, wait_seconds)
+        return writer
+
+    def store(self, row: dict) -> bool:
+        """Hand one row to the writer; True once it is committed, False if it could not be (in time)."""
+        handed = _Handed(row)
+        self.pending.put(handed)
+        return handed.done.wait(self.wait_seconds + 1) and handed.stored
+
+    def _write_forever(self) -> None:
+        while True:
+            batch = [self.pending.get()]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self.pending.get_nowait())
+                except queue.Empty:
+                    break
+            stored = self._write([handed.row for handed in batch])
+            for handed in batch:
+                handed.stored = stored
+                handed.done.set()
+
+    def _write(self, rows: list[dict]) -> bool:
+        try:
+            connection = self.connection or self._connect()
+            with connection.begin():
+                connection.execute(self.statement, rows)
+            return True
+        except Exception:
+            logger.exception("could not store %d status callbacks (answered 503: Twilio retries them)", len(rows))
+            if self.connection is not None:
+                self.connection.invalidate()
+                self.connection = None
+            return False
+
+    def _connect(self):
+        """A connection of the writer's own (out of the pool) that waits for a lock at most `wait_seconds`."""
+        connection = self.engine.connect()
+        connection.detach()
+        milliseconds = int(self.wait_seconds * 1000)
+        if self.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SET lock_timeout = {milliseconds}")
+            connection.exec_driver_sql(f"SET statement_timeout = {milliseconds}")
+        else:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+        connection.commit()
+        self.connection = connection
+        return connection
+
+
+class _Handed:
+    __slots__ = ("done", "row", "stored")
+
+    def __init__(self, row: dict):
+        self.row, self.stored, self.done = row, False, threading.Event()
+
+
+_WRITER_LOCK = threading.Lock()
 
 
 def record_status(sid: str, status: str, error_code=None) -> bool:

@@ -61,23 +61,25 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, 200, mimetype="text/xml")
 
 
-def _not_stored(what: str, sid: str, error: Exception) -> Response:
+def _not_stored(what: str, sid: str) -> Response:
     """The row could not be stored (database busy or down): 503, so Twilio tries again."""
-    db.session.rollback()
-    current_app.logger.error("could not store Twilio %s %s (answered 503 so Twilio retries): %s", what, sid, error)
+    current_app.logger.error("could not store Twilio %s %s; answered 503 so that Twilio retries", what, sid)
     return Response("could not store the webhook now; try again", 503, {"Retry-After": "5"})
 
 
 @bp.post("/status")
 def status():
-    """A status callback: stored, answered; the sweeper applies it to the message log."""
+    """A status callback: stored (with those of concurrent requests, in one commit) and answered.
+
+    The sweeper applies it to the message log.
+    """
     form = request.form
     sid = form.get("MessageSid", "").strip()
-    try:
-        with bounded_waits(STORE_SECONDS):
-            callbacks.store_status(sid, form.get("MessageStatus", ""), form.get("ErrorCode"))
-    except SQLAlchemyError as error:
-        return _not_stored("status callback", sid, error)
+    row = callbacks.callback_row(sid, form.get("MessageStatus", ""), form.get("ErrorCode"))
+    if row is not None:
+        writer = callbacks.CallbackWriter.for_app(current_app._get_current_object(), STORE_SECONDS)
+        if not writer.store(row):
+            return _not_stored("status callback", sid)
     return _twiml()
 
 
@@ -94,7 +96,9 @@ def inbound():
             inbound_id = _store_once(sid, sender, form)
             db.session.commit()
     except SQLAlchemyError as error:
-        return _not_stored("inbound message", sid, error)
+        db.session.rollback()
+        current_app.logger.error("inbound message %s: %s", sid, error)
+        return _not_stored("inbound message", sid)
     response = _twiml()
     if inbound_id is not None:  # None: a repeat of a message already stored
         app = current_app._get_current_object()

@@ -41,7 +41,7 @@ AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 ACCOUNT_SID = "AC" + "b" * 32
 STATUS_PATH = "/webhooks/twilio/status"
 WARM_UP = 300
-THREADS = 4  # as the Procfile's web
+THREADS = int(os.environ.get("WEB_THREADS", 4))  # as the Procfile's web
 
 
 def bare_app():

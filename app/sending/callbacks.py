@@ -112,9 +112,7 @@ class CallbackWriter:
 
     def _write(self, rows: list[dict]) -> bool:
         try:
-            connection = self.connection or self._connect()
-            with connection.begin():
-                connection.execute(self.statement, rows)
+            (self.connection or self._connect()).execute(self.statement, rows)
             return True
         except Exception:
             logger.exception("could not store %d status callbacks (answered 503: Twilio retries them)", len(rows))
@@ -124,8 +122,11 @@ class CallbackWriter:
             return False
 
     def _connect(self):
-        """A connection of the writer's own (out of the pool) that waits for a lock at most `wait_seconds`."""
-        connection = self.engine.connect()
+        """A connection of the writer's own (out of the pool), waiting for a lock at most `wait_seconds`.
+
+        In autocommit mode: a batch is one INSERT statement, its own transaction, one round trip.
+        """
+        connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         connection.detach()
         milliseconds = int(self.wait_seconds * 1000)
         if self.engine.dialect.name == "postgresql":
@@ -133,7 +134,6 @@ class CallbackWriter:
             connection.exec_driver_sql(f"SET statement_timeout = {milliseconds}")
         else:
             connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
-        connection.commit()
         self.connection = connection
         return connection
 

@@ -36,6 +36,8 @@ class Message(db.Model):
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
+        # A contact's timeline reads its messages by number, across runs and campaigns.
+        Index("ix_message_to_phone", "to_phone", "id"),
     )
 
 
@@ -70,8 +72,8 @@ class InboundMessage(db.Model):
 
     __table_args__ = (
         Index("ix_inbound_from_phone", "from_phone"),
-        # The sweeper's look for replies left unrouted, and the inbox filtered by outcome.
-        Index("ix_inbound_outcome_received", "outcome", "received_at"),
+        # The inbox lists a chosen outcome newest first; the sweeper looks for those left `received`.
+        Index("ix_inbound_outcome_id", "outcome", "id"),
     )
 
     @property

@@ -35,9 +35,11 @@ from app.models.vocabulary import (
     OPTED_IN,
     OPTED_OUT,
     RECEIVED,
+    TRIGGERED,
     UNKNOWN_CONTACT,
     UNMATCHED,
 )
+from app.runs import listening
 from app.runs.lifecycle import opt_out_contact
 from app.runs.runner import _step, journey_for_version
 
@@ -120,7 +122,8 @@ def handle_inbound(inbound_id: int) -> str | None:
 
     Outcomes: `matched` (an edge was taken, `fallback` included), `unmatched`
     (still waiting: nothing matched and the wait has no fallback), `not_waiting`,
-    `unknown_contact`. Among several waiting participations, the one of the
+    `unknown_contact`, `triggered` (no contact was waiting and the text started a journey by keyword,
+    `app.runs.listening`). Among several waiting participations, the one of the
     most recently started run whose channel is the message's wins. The reply
     is kept on the inbound row either way, and on the step history of the
     participation it reached.
@@ -143,6 +146,10 @@ def handle_inbound(inbound_id: int) -> str | None:
                 moved = any(entry.get("kind") == "edge" for entry in results[candidate].trail)
                 outcome, participation_id = (MATCHED if moved else UNMATCHED), candidate
                 break
+    if outcome in (NOT_WAITING, UNKNOWN_CONTACT):
+        started, contact_id = listening.start_from_inbound(inbound, contact_id)
+        if started is not None:
+            outcome, participation_id = TRIGGERED, started
     if outcome == NOT_WAITING and participation_id is not None:
         _record_unrouted_reply(participation_id, inbound)
     if outcome in (MATCHED, UNMATCHED):

@@ -7,10 +7,11 @@ an unsigned endpoint would let anyone opt contacts out or fake deliveries.
 
 What arrived is stored before the answer, and only that: one INSERT with
 bounded lock waits, so a busy database is answered within seconds (503 when
-the row could not be stored: Twilio retries those). Applying it comes after:
-status callbacks in bulk by the workers' sweeper (`callbacks.apply_pending`),
-an inbound message right after the answer is sent, or by the sweeper if that
-failed. Nothing here needs Redis.
+the row could not be stored: Twilio retries those). Applying it comes after
+the store: status callbacks in bulk by the workers' sweeper
+(`callbacks.apply_pending`); an inbound message right after its commit,
+with bounded waits too, or by the sweeper if that failed (the answer is 200
+either way: the message is stored). Nothing here needs Redis to succeed.
 """
 
 from flask import Blueprint, Response, current_app, request
@@ -32,6 +33,8 @@ bp.record_once(lambda state: init_bounded_waits(state.app))
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # How long storing what arrived may wait for the database: well inside Twilio's 15 s, and our 5 s promise.
 STORE_SECONDS = 3.0
+# How long handling a stored inbound message may wait for locks before it is left to the sweeper (5 s in all).
+HANDLE_SECONDS = 1.5
 MAX_MEDIA = 10  # Twilio attaches at most 10 media to a message
 
 
@@ -85,7 +88,7 @@ def status():
 
 @bp.post("/inbound")
 def inbound():
-    """An inbound message: stored once per MessageSid and answered; handled (STOP/START, reply) after the answer."""
+    """An inbound message: stored once per MessageSid, then handled (STOP/START, reply); 200 once stored."""
     form = request.form
     sid = form.get("MessageSid", "").strip()
     sender = form.get("From", "").strip()
@@ -99,21 +102,21 @@ def inbound():
         db.session.rollback()
         current_app.logger.error("inbound message %s: %s", sid, error)
         return _not_stored("inbound message", sid)
-    response = _twiml()
     if inbound_id is not None:  # None: a repeat of a message already stored
-        app = current_app._get_current_object()
-        response.call_on_close(lambda: _handle_after_answer(app, inbound_id))
-    return response
+        _handle_stored(inbound_id)
+    return _twiml()
 
 
-def _handle_after_answer(app, inbound_id: int) -> None:
-    """Handle the stored message once Twilio has its answer; if this fails, the sweeper handles it later."""
-    with app.app_context():
-        try:
+def _handle_stored(inbound_id: int) -> None:
+    """Handle the stored message now, its lock waits bounded too; if this fails, the sweeper handles it later."""
+    try:
+        with bounded_waits(HANDLE_SECONDS):
             reply_routing.handle_received(inbound_id)
-        except Exception:
-            db.session.rollback()
-            app.logger.exception("inbound message %d stored but not handled yet; the sweeper will retry", inbound_id)
+    except Exception:
+        db.session.rollback()
+        current_app.logger.exception(
+            "inbound message %d stored but not handled yet; the sweeper will retry", inbound_id
+        )
 
 
 def _store_once(sid: str, sender: str, form) -> int | None:

@@ -1,7 +1,7 @@
-"""status callbacks stored before they are applied; inbound media; inbound outcome index
+"""status callbacks stored before they are applied; inbound media
 
 Revision ID: hooks
-Revises: 0001
+Revises: contacts
 Create Date: 2026-11-29 20:30:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'hooks'
-down_revision = '0001'
+down_revision = 'contacts'
 branch_labels = None
 depends_on = None
 
@@ -28,12 +28,10 @@ def upgrade():
     )
     with op.batch_alter_table('inbound_message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('media', sa.JSON(), nullable=True))
-        batch_op.create_index('ix_inbound_outcome_received', ['outcome', 'received_at'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('inbound_message', schema=None) as batch_op:
-        batch_op.drop_index('ix_inbound_outcome_received')
         batch_op.drop_column('media')
 
     op.drop_table('status_callback')

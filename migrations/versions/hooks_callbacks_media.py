@@ -1,7 +1,7 @@
 """status callbacks stored before they are applied; inbound media
 
 Revision ID: hooks
-Revises: contacts
+Revises: sec
 Create Date: 2026-11-29 20:30:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'hooks'
-down_revision = 'contacts'
+down_revision = 'sec'
 branch_labels = None
 depends_on = None
 

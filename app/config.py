@@ -55,7 +55,11 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "PUBLIC_BASE_URL": (env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
         "DRY_RUN": _flag(env("DRY_RUN"), default=not has_credentials),
         "MESSAGE_RATE_LIMIT": float(env("MESSAGE_RATE_LIMIT") or 50),
+        # Per sender address (app.sending.senders_pool): a default rate and `ADDRESS=RATE` overrides.
+        "SENDER_RATE_LIMIT": float(env("SENDER_RATE_LIMIT") or 0),
+        "SENDER_RATE_LIMITS": env("SENDER_RATE_LIMITS") or "",
         "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
+        "DEFAULT_TIMEZONE": (env("DEFAULT_TIMEZONE") or "UTC").strip(),
         "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
         "MAX_CONTENT_LENGTH": int(env("MAX_UPLOAD_MB") or 20) * 1024 * 1024,
         "SEND_BATCH_SIZE": int(env("SEND_BATCH_SIZE") or 200),

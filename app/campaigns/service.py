@@ -319,6 +319,8 @@ def create_and_send(
     columns: list[str],
     user_id: int | None,
     key_name: str = "index",
+    start_at=None,
+    send_window: dict | None = None,
 ) -> Campaign:
     """Store a campaign and queue its messages at once (the JSON API); `key_name` is line (CSV) or index."""
     campaign = Campaign(
@@ -331,6 +333,9 @@ def create_and_send(
         created_by_id=user_id,
         dry_run=current_app.config["DRY_RUN"],
     )
+    from app.campaigns.schedule import apply_schedule
+
+    apply_schedule(campaign, start_at, send_window)
     db.session.add(campaign)
     db.session.flush()
     _queue(campaign, recipients, key_name)
@@ -343,8 +348,10 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
     A row whose message renders empty is not sent and joins the rejected rows
     with its reason: nothing is skipped silently.
     """
+    from app.campaigns.schedule import hold_times
+
     now, dry_run = utcnow(), campaign.dry_run
-    rows, rejected = [], list(campaign.rejected or [])
+    rows, rejected, kept = [], list(campaign.rejected or []), []
     for recipient in recipients:
         template = recipient.body if recipient.body is not None else campaign.body
         text = render(template, recipient.fields).text.strip()
@@ -366,17 +373,21 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
                 "updated_at": now,
             }
         )
+        kept.append((recipient.phone, recipient.fields))
     if not rows:
         db.session.rollback()
         raise CampaignError(
             "body", "the message is empty for every row: check the template's placeholders", rejected=rejected
         )
+    for row, not_before in zip(rows, hold_times(campaign, kept, now), strict=True):
+        row["not_before"] = not_before  # a schedule or send window: the sweeper enqueues it when due
     # A Core executemany: measured faster than the ORM bulk path and than RETURNING on PostgreSQL.
     db.session.execute(insert(Message.__table__), rows)
     campaign.total, campaign.rejected, campaign.draft = len(rows), rejected, None
     db.session.commit()
     ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id).order_by(Message.id)).all()
-    messaging.enqueue_messages(ids)
+    if campaign.start_at is None and not campaign.send_window:
+        messaging.enqueue_messages(ids)
     return len(rows)
 
 

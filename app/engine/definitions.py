@@ -20,6 +20,7 @@ from .conditions import Condition, compile_condition, condition_name, condition_
 from .nodes import CHANNELS, NODE_TYPES, NodeType, a_or_an
 from .placeholders import template_problems
 from .problems import JourneyInvalid, Problem
+from .windows import SendWindow, parse_window, window_problems
 
 FORMAT = "journey/v1"
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -100,6 +101,11 @@ class Definition:
     def description(self) -> str | None:
         return self.document.get("description")
 
+    @property
+    def send_window(self) -> SendWindow | None:
+        """The journey's quiet hours (`send_window`), None when it may send at any time."""
+        return parse_window(thaw(self.document.get("send_window")))
+
     def node(self, node_id: str) -> Node | None:
         return self._by_id.get(node_id)
 
@@ -141,6 +147,8 @@ class _Checker:
             self.error("description must be text", field="description")
         if "channel" in doc and doc["channel"] not in CHANNELS:
             self.error(f"channel {doc['channel']!r} must be one of {', '.join(CHANNELS)}", field="channel")
+        for field_name, message in window_problems(doc.get("send_window")):
+            self.error(message, field=field_name)
 
     def nodes(self, nodes: list) -> dict[str, str | None]:
         """Check every node; return id -> type (None if unknown) for the nodes edges may refer to."""

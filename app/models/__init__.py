@@ -16,6 +16,7 @@ from app.models.vocabulary import (
     FINISHED_RUN_STATUSES,
     LIVE_RUN_STATUSES,
     RUN_STATUSES,
+    SCHEDULED,
     STATES,
     utcnow,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "FINISHED_RUN_STATUSES",
     "LIVE_RUN_STATUSES",
     "RUN_STATUSES",
+    "SCHEDULED",
     "STATES",
     "ApiToken",
     "Audience",

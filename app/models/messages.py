@@ -31,11 +31,14 @@ class Message(db.Model):
     sent_at = db.Column(db.DateTime)
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
     next_attempt_at = db.Column(db.DateTime)
+    # Not to be sent before this (a schedule or a send window); the sweeper enqueues it when due.
+    not_before = db.Column(db.DateTime)
 
     __table_args__ = (
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_message_not_before", "not_before"),
     )
 
 

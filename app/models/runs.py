@@ -19,7 +19,13 @@ class Run(db.Model):
     created_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     finished_at = db.Column(db.DateTime)
+    # A `scheduled` run starts at `start_at` (naive UTC, fired by the sweeper); an inline-contacts one keeps
+    # its contacts' ids until then.
+    start_at = db.Column(db.DateTime)
+    scheduled_contact_ids = db.Column(JSON)
     journey = db.relationship("Journey")
+
+    __table_args__ = (Index("ix_run_status_start_at", "status", "start_at"),)
     version = db.relationship("JourneyVersion")
     audience = db.relationship("Audience")
 

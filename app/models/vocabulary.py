@@ -9,11 +9,12 @@ from app.engine.state import ACTIVE_STATES, FINAL_STATES, STATES
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "STATES"]
 
-# Run statuses: `preparing` -> `active` -> `completed` or `stopped`.
+# Run statuses: (`scheduled` ->) `preparing` -> `active` -> `completed` or `stopped`.
+SCHEDULED = "scheduled"  # a run or campaign waiting for its `start_at`
 LIVE_RUN_STATUSES = ("preparing", "active")
 # A run in any other status may still send messages: its journey and audience must stay.
 FINISHED_RUN_STATUSES = ("completed", "stopped", "failed")
-RUN_STATUSES = LIVE_RUN_STATUSES + FINISHED_RUN_STATUSES
+RUN_STATUSES = (SCHEDULED,) + LIVE_RUN_STATUSES + FINISHED_RUN_STATUSES
 
 
 # Message statuses. Not yet accepted by the provider:

@@ -14,6 +14,7 @@ from app.models import (
     AudienceContact,
     Contact,
     Journey,
+    SCHEDULED,
     Run,
     bulk,
     message_table,
@@ -27,14 +28,18 @@ from app.sending import log
 PREPARE_CHUNK = 5000  # participations inserted per transaction when a run starts
 
 
-def start_run(journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None) -> Run:
+def start_run(
+    journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None, start_at=None
+) -> Run:
     """Start `journey` for an audience or an inline list of contacts; returns at once.
 
     The run executes an immutable version (`journeys.version_for_run`; raises
     `journeys.InvalidJourney`). An audience's participations are inserted by
     the `prepare_run` job in chunks, so even 100,000 contacts start from a
     page; inline contacts (already in the request) are inserted here the same
-    way. First steps are enqueued in batches. Raises LookupError for an
+    way. First steps are enqueued in batches. With `start_at` (naive UTC) the
+    run is stored `scheduled` and the sweeper starts it then (`schedule.start_due`;
+    inline contacts are saved now, their ids kept on the run). Raises LookupError for an
     unknown audience and ValueError for bad contacts (nothing written then).
     """
     if (audience_id is None) == (contacts is None):
@@ -58,13 +63,17 @@ def start_run(journey: Journey, audience_id: int | None = None, contacts: list[d
         journey_id=journey.id,
         version_id=version.id,
         audience_id=audience_id,
-        status="preparing",
+        status=SCHEDULED if start_at else "preparing",
+        start_at=start_at,
+        scheduled_contact_ids=contact_ids if start_at else None,
         total=total,
         dry_run=bool(current_app.config.get("DRY_RUN")),
         created_by_id=getattr(user, "id", None),
     )
     db.session.add(run)
     db.session.commit()
+    if start_at:
+        return run
     if contact_ids is None:
         _enqueue("prepare_run", [(run.id,)], timeout=3600)
     else:
@@ -82,7 +91,10 @@ def prepare_run(run_id: int) -> int:
     run = db.session.get(Run, run_id)
     if run is None or run.status != "preparing":
         return 0
-    contact_ids = audiences.contact_ids(run.audience_id) if run.audience_id is not None else []
+    if run.audience_id is not None:
+        contact_ids = audiences.contact_ids(run.audience_id)
+    else:
+        contact_ids = list(run.scheduled_contact_ids or [])  # a scheduled run of inline contacts
     return _prepare(run_id, contact_ids)
 
 
@@ -137,7 +149,7 @@ def stop_run(run: Run) -> int:
     _cancel_queued(participation_table.c.run_id == run.id)
     db.session.execute(
         update(Run)
-        .where(Run.id == run.id, Run.status.in_(("preparing", "active")))
+        .where(Run.id == run.id, Run.status.in_((SCHEDULED, "preparing", "active")))
         .values(status="stopped", finished_at=utcnow())
     )
     db.session.commit()

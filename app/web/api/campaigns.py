@@ -4,7 +4,7 @@ from pathlib import Path
 
 from flask import abort, g, jsonify, request
 
-from app.campaigns import service
+from app.campaigns import schedule, service
 from app.campaigns.service import CampaignError
 from app.extensions import db
 from app.web.api import bp
@@ -24,7 +24,7 @@ def _accepted(campaign):
         success=True,
         campaignId=campaign.id,
         total=campaign.total,
-        status="queued",
+        status="scheduled" if campaign.status == "scheduled" else "queued",
         rejected=service.rejected_summary(campaign.rejected),
     ), 202
 
@@ -61,7 +61,10 @@ def send_campaign():
             items = "messages" if "messages" in payload else "rows"
             raise CampaignError(items, f"no {items[:-1]} has a usable phone number", rejected=rejected)
         name = service.check_name(payload.get("name"), service.default_name("API"))
+        start_at, send_window = schedule.read_schedule(payload.get("start_at"), payload.get("send_window"))
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,

@@ -1,0 +1,266 @@
+"""Pre-flight: what starting a run would do, worked out before anything is sent.
+
+`run_preflight` answers `POST /api/journeys/<id>/runs/preview` and the
+start-run page with the exact keys of the contract: recipients after
+suppression, messages and SMS segments per contact (least and most over the
+journey's paths, bodies rendered with each contact's fields), an estimated
+duration from the global and per-sender rate limits and the send window,
+and the blockers (the start is refused) and warnings shown above Start.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from app import engine
+from app.contacts.csv_import import normalise_phone
+from app.engine.paths import message_paths
+from app.engine.placeholders import render, sms_info
+from app.engine.windows import is_open, next_opening
+from app.extensions import db
+from app.journeys import store as journeys
+from app.models import ACTIVE_STATES, Audience, AudienceContact, Contact, InboundMessage, Journey, Run, utcnow
+from app.models import participation_table as participations
+from app.runs.quiet_hours import window_zone
+
+SAMPLE_CONTACTS = 2000  # contacts whose bodies are rendered for the segment counts
+WHATSAPP_SESSION = timedelta(hours=24)
+MAX_WINDOW_DAYS = 366  # the estimate gives up past a year of send windows
+
+
+def sender_addresses(config, channel: str) -> list[str]:
+    """The configured senders of a channel (a comma-separated pool; SMS may use a messaging service)."""
+    key = "TWILIO_WHATSAPP_FROM" if channel == "whatsapp" else "TWILIO_FROM"
+    addresses = [part.strip() for part in (config.get(key) or "").split(",") if part.strip()]
+    if not addresses and channel == "sms" and config.get("TWILIO_MESSAGING_SERVICE_SID"):
+        return [config["TWILIO_MESSAGING_SERVICE_SID"]]
+    return addresses
+
+
+def send_rate(config, channel: str) -> float | None:
+    """Messages per second a channel can go at: the global limit and the sum of its senders' limits.
+
+    None when nothing limits it. Per-sender limits: `SENDER_RATE_LIMITS`
+    overrides (`ADDRESS=RATE`) else `SENDER_RATE_LIMIT`; 0 means none.
+    """
+    overrides = {}
+    for item in (config.get("SENDER_RATE_LIMITS") or "").split(","):
+        address, _, rate = item.partition("=")
+        if address.strip() and rate.strip():
+            overrides[address.strip()] = float(rate)
+    default = float(config.get("SENDER_RATE_LIMIT") or 0)
+    per_sender = [overrides.get(address, default) for address in sender_addresses(config, channel)]
+    limits = [float(config.get("MESSAGE_RATE_LIMIT") or 0)]
+    if per_sender and all(rate > 0 for rate in per_sender):
+        limits.append(sum(per_sender))
+    limits = [limit for limit in limits if limit > 0]
+    return min(limits) if limits else None
+
+
+def run_preflight(journey: Journey, audience_id=None, contacts=None, start_at: datetime | None = None) -> dict:
+    """The pre-flight answer for starting `journey` for an audience or inline contacts."""
+    config, blockers, warnings = current_app.config, [], []
+    problems = journeys.problems_of(journey.draft)
+    definition = None
+    if problems:
+        blockers.append(f"the journey has {len(problems)} error(s): {problems[0].message}")
+    else:
+        definition = engine.parse({key: value for key, value in journey.draft.items() if key != "id"})
+    people, suppressed = _recipients(journey, audience_id, contacts)
+    if not people:
+        blockers.append("no recipient is left after suppression")
+    per_contact = _per_contact(definition, people, warnings) if definition else {"messages": (0, 0), "segments": (0, 0)}
+    channels = _channels(definition) if definition else set()
+    for channel in sorted(channels):
+        if not sender_addresses(config, channel):
+            text = f"no {channel} sender is configured (set {_sender_setting(channel)})"
+            (warnings if config.get("DRY_RUN") else blockers).append(
+                text + (": dry-run mode records messages without sending" if config.get("DRY_RUN") else "")
+            )
+    if definition is not None and "whatsapp" in channels:
+        _whatsapp_session_check(definition, people, blockers)
+    if suppressed["already_active"]:
+        warnings.append(
+            f"{suppressed['already_active']:,} contact(s) are already active in a run of this journey: "
+            "they are left out of the count, but a new run still adds them"
+        )
+    seconds = _estimate(definition, people, per_contact["messages"][1], start_at or utcnow(), warnings)
+    return {
+        "recipients": len(people),
+        "suppressed": suppressed,
+        "messages_per_contact": dict(zip(("min", "max"), per_contact["messages"], strict=True)),
+        "segments_per_contact": dict(zip(("min", "max"), per_contact["segments"], strict=True)),
+        "estimated_seconds": seconds,
+        "blockers": blockers,
+        "warnings": warnings,
+    }
+
+
+def _sender_setting(channel: str) -> str:
+    return "TWILIO_WHATSAPP_FROM" if channel == "whatsapp" else "TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID"
+
+
+def _recipients(journey: Journey, audience_id, contacts) -> tuple[list, dict]:
+    """(phone, fields, opted_out, contact id) of each recipient left, and the suppressed counts."""
+    suppressed = {"opted_out": 0, "invalid": 0, "duplicate": 0, "already_active": 0}
+    if audience_id is not None:
+        audience = db.session.get(Audience, audience_id)
+        if audience is None:
+            raise LookupError(f"no audience {audience_id}")
+        suppressed["invalid"] = len(audience.rejected or [])
+        rows = db.session.execute(
+            select(Contact.id, Contact.phone, Contact.fields, Contact.opted_out)
+            .join(AudienceContact, AudienceContact.contact_id == Contact.id)
+            .where(AudienceContact.audience_id == audience_id)
+        ).all()
+        found = [(row.phone, dict(row.fields or {}), row.opted_out, row.id) for row in rows]
+    else:
+        found = _inline(contacts or [], suppressed)
+    active = _already_active(journey.id, [item[3] for item in found if item[3] is not None])
+    people = []
+    for item in found:
+        if item[2]:
+            suppressed["opted_out"] += 1
+        elif item[3] in active:
+            suppressed["already_active"] += 1
+        else:
+            people.append(item)
+    return people, suppressed
+
+
+def _inline(contacts: list, suppressed: dict) -> list:
+    region, seen, found = current_app.config["DEFAULT_REGION"], set(), []
+    for contact in contacts:
+        try:
+            phone = normalise_phone(str((contact or {}).get("phone") or ""), region)
+        except (ValueError, AttributeError):
+            suppressed["invalid"] += 1
+            continue
+        if phone in seen:
+            suppressed["duplicate"] += 1
+            continue
+        seen.add(phone)
+        found.append([phone, {str(k): v for k, v in contact.items()}, False, None])
+    known = {
+        row.phone: row
+        for row in db.session.execute(
+            select(Contact.id, Contact.phone, Contact.opted_out).where(Contact.phone.in_(list(seen)))
+        )
+    }
+    for item in found:
+        if item[0] in known:
+            item[2], item[3] = known[item[0]].opted_out, known[item[0]].id
+    return [tuple(item) for item in found]
+
+
+def _already_active(journey_id: int, contact_ids: list[int]) -> set[int]:
+    if not contact_ids:
+        return set()
+    p = participations.c
+    return set(
+        db.session.scalars(
+            select(func.distinct(p.contact_id))
+            .join(Run, Run.id == p.run_id)
+            .where(Run.journey_id == journey_id, p.state.in_(ACTIVE_STATES), p.contact_id.in_(contact_ids))
+        )
+    )
+
+
+def _channels(definition) -> set[str]:
+    return {node.data.get("channel") or definition.channel for node in definition.nodes if node.type == "message"}
+
+
+def _per_contact(definition, people: list, warnings: list) -> dict:
+    """Least and most messages and SMS segments over the paths, bodies rendered per (sampled) contact."""
+    summary = message_paths(definition)
+    counts = [len(path) for path in summary.paths] or [0]
+    if summary.loops:
+        warnings.append("a loop (through a wait or delay) can send some contacts more messages than counted")
+    if len(people) > SAMPLE_CONTACTS:
+        warnings.append(f"segments are counted from the first {SAMPLE_CONTACTS:,} recipients")
+    used = {node_id for path in summary.paths for node_id in path}
+    least, most = None, 0
+    for phone, fields, *_rest in people[:SAMPLE_CONTACTS]:
+        scope = {**fields, "phone": phone}
+        sizes = {node_id: _segments(definition.node(node_id), scope) for node_id in used}
+        totals = [sum(sizes[node_id] for node_id in path) for path in summary.paths] or [0]
+        least = min(totals) if least is None else min(least, min(totals))
+        most = max(most, max(totals))
+    return {"messages": (min(counts), max(counts)), "segments": (least or 0, most)}
+
+
+def _segments(node, scope: dict) -> int:
+    """Billed SMS segments of one message (a WhatsApp template or an MMS counts as one)."""
+    body = node.data.get("body")
+    if node.data.get("content_sid") or node.data.get("media_url") or not isinstance(body, str):
+        return 1
+    return max(1, sms_info(render(body, scope).text).segments)
+
+
+def _whatsapp_session_check(definition, people: list, blockers: list) -> None:
+    """Free-form WhatsApp text needs the contact to have written in the last 24 h (else Twilio 63016)."""
+    free_text = [
+        node.id
+        for node in definition.nodes
+        if node.type == "message"
+        and (node.data.get("channel") or definition.channel) == "whatsapp"
+        and not node.data.get("content_sid")
+    ]
+    if not free_text or not people:
+        return
+    since = utcnow() - WHATSAPP_SESSION
+    phones = [item[0] for item in people]
+    recent = set()
+    for start in range(0, len(phones), 5000):
+        recent |= set(
+            db.session.scalars(
+                select(func.distinct(InboundMessage.from_phone)).where(
+                    InboundMessage.from_phone.in_(phones[start : start + 5000]),
+                    InboundMessage.received_at >= since,
+                )
+            )
+        )
+    outside = sum(1 for phone in phones if phone not in recent)
+    if outside:
+        blockers.append(
+            f"{outside:,} contact(s) have not written in the last 24 hours: WhatsApp free text to them fails "
+            f"at Twilio (63016); use an approved template (content_sid) in message {free_text[0]!r}"
+        )
+
+
+def _estimate(definition, people: list, messages_each: int, begin: datetime, warnings: list) -> float | None:
+    """Seconds from the start until the last contact's messages can have gone, at the send rate.
+
+    Without a window: messages / rate. With one: contacts are taken in the
+    order their window opens, paced at the rate, and a contact whose window
+    has closed meanwhile waits for its next opening.
+    """
+    if definition is None or not people or not messages_each:
+        return 0.0
+    channel = next(iter(sorted(_channels(definition))), "sms")
+    rate = send_rate(current_app.config, channel)
+    window = definition.send_window
+    if rate is None and window is None:
+        warnings.append("no rate limit is set: the duration depends on Twilio alone")
+        return None
+    step = timedelta(seconds=messages_each / rate) if rate else timedelta(0)
+    if window is None:
+        return round(len(people) * step.total_seconds(), 1)
+    zones = [window_zone(window, fields, phone) for phone, fields, *_rest in people]
+    openings: dict[str, datetime] = {}
+    for tz in zones:
+        openings.setdefault(tz.key, next_opening(window, begin, tz))
+    cursor, limit = begin, begin + timedelta(days=MAX_WINDOW_DAYS)
+    for tz in sorted(zones, key=lambda tz: openings[tz.key]):
+        slot = max(cursor, openings[tz.key])
+        if not is_open(window, slot, tz):
+            slot = next_opening(window, slot, tz)
+        cursor = max(cursor, slot + step)
+        if cursor > limit:
+            break
+    if any(openings[tz.key] > begin for tz in zones):
+        warnings.append("the send window is closed for some contacts at the start: they wait for it to open")
+    return round((cursor - begin).total_seconds(), 1)

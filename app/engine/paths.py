@@ -46,3 +46,25 @@ def message_paths(journey: Definition) -> PathSummary:
             elif len(found) < MAX_PATHS:
                 stack.append((target, (*visited, target), messages))
     return PathSummary(tuple(sorted(found, key=lambda path: (len(path), path))), loops, bool(stack))
+
+
+def messages_before_a_reply(journey: Definition) -> list[str]:
+    """Message nodes a contact can reach without having replied (through a `wait` only by its timeout).
+
+    On WhatsApp these go outside a 24-hour session unless the contact wrote
+    lately, so they must be approved templates.
+    """
+    seen, stack, found = set(), [journey.audience.id], []
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        node = journey.node(node_id)
+        if node.type == "message":
+            found.append(node_id)
+        edges = journey.outgoing(node_id)
+        if node.type == "wait":
+            edges = [edge for edge in edges if edge.when == "timeout"]
+        stack.extend(edge.target for edge in edges)
+    return sorted(found)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from app import engine
 from app.contacts.csv_import import normalise_phone
-from app.engine.paths import message_paths
+from app.engine.paths import message_paths, messages_before_a_reply
 from app.engine.placeholders import render, sms_info
 from app.engine.windows import is_open, next_opening
 from app.extensions import db
@@ -201,13 +201,12 @@ def _segments(node, scope: dict) -> int:
 
 
 def _whatsapp_session_check(definition, people: list, blockers: list) -> None:
-    """Free-form WhatsApp text needs the contact to have written in the last 24 h (else Twilio 63016)."""
+    """Free-form WhatsApp text before any reply needs the contact to have written in the last 24 h (else
+    Twilio refuses it: 63016); an approved template (`content_sid`) needs no session."""
     free_text = [
         node.id
-        for node in definition.nodes
-        if node.type == "message"
-        and (node.data.get("channel") or definition.channel) == "whatsapp"
-        and not node.data.get("content_sid")
+        for node in map(definition.node, messages_before_a_reply(definition))
+        if (node.data.get("channel") or definition.channel) == "whatsapp" and not node.data.get("content_sid")
     ]
     if not free_text or not people:
         return

@@ -98,9 +98,15 @@ def test_estimate_waits_for_the_send_window(app, api):
     app.config["MESSAGE_RATE_LIMIT"] = 10
     doc = linear_journey("hi")
     opens = utcnow() + timedelta(hours=3)
-    doc["send_window"] = {"start": opens.strftime("%H:%M"), "end": (opens + timedelta(hours=1)).strftime("%H:%M"), "timezone": "UTC"}
+    doc["send_window"] = {
+        "start": opens.strftime("%H:%M"),
+        "end": (opens + timedelta(hours=1)).strftime("%H:%M"),
+        "timezone": "UTC",
+    }
     journey = create_journey(doc)
-    answer = api.post(f"/api/journeys/{journey.id}/runs/preview", json={"contacts": [{"phone": p} for p in phones(20)]}).json
+    answer = api.post(
+        f"/api/journeys/{journey.id}/runs/preview", json={"contacts": [{"phone": p} for p in phones(20)]}
+    ).json
     assert 3 * 3600 - 120 < answer["estimated_seconds"] < 3 * 3600 + 60
     assert any("send window is closed" in text for text in answer["warnings"])
 

@@ -22,7 +22,7 @@ from app.extensions import db
 from app.models import SCHEDULED, Campaign, Message, message_table, utcnow
 from app.runs.preflight import send_rate
 from app.runs.quiet_hours import window_zone
-from app.runs.schedule import StartAtError, parse_start_at
+from app.runs.schedule import StartAtError, parse_start_at, start_at_from_form
 
 
 def read_schedule(start_at, send_window) -> tuple[datetime | None, dict | None]:
@@ -92,3 +92,42 @@ def start_now(campaign: Campaign) -> bool:
         )
     db.session.commit()
     return True
+
+
+FORM_FIELDS = (
+    "name",
+    "body",
+    "channel",
+    "start_at_local",
+    "tz_offset",
+    "window_start",
+    "window_end",
+    "window_timezone",
+)
+
+
+def form_values(form) -> dict:
+    """The preview form's fields (text ones, and the window's checked days)."""
+    values = {key: form.get(key, "") for key in FORM_FIELDS}
+    values["window_days"] = form.getlist("window_days")
+    return values
+
+
+def schedule_from_form(form: dict, errors: dict) -> tuple[datetime | None, dict | None]:
+    """The start and send window the preview form asks for; problems go into `errors` by field."""
+    start_at = None
+    try:
+        start_at = start_at_from_form(form.get("start_at_local"), form.get("tz_offset"))
+    except StartAtError as error:
+        errors["start_at"] = str(error)
+    if not (form.get("window_start") or form.get("window_end")):
+        return start_at, None
+    window = {"start": form.get("window_start") or "", "end": form.get("window_end") or ""}
+    if form.get("window_days") and len(form["window_days"]) < 7:
+        window["days"] = list(form["window_days"])
+    if (form.get("window_timezone") or "contact") != "contact":
+        window["timezone"] = form["window_timezone"].strip()
+    problems = window_problems(window)
+    for field, message in problems:
+        errors[field] = message
+    return start_at, None if problems else parse_window(window).to_json()

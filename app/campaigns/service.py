@@ -296,7 +296,7 @@ def highlight(template: str, variables: dict) -> list[tuple[str, str | None]]:
 # -- sending ------------------------------------------------------------------
 
 
-def send_draft(campaign: Campaign, *, name: str, body: str, channel: str) -> int:
+def send_draft(campaign: Campaign, *, name: str, body: str, channel: str, start_at=None, send_window=None) -> int:
     """Turn a draft into queued messages; returns how many. Sending a draft twice sends it once."""
     claimed = db.session.execute(
         update(Campaign)
@@ -306,6 +306,9 @@ def send_draft(campaign: Campaign, *, name: str, body: str, channel: str) -> int
     if not claimed:
         db.session.rollback()
         raise CampaignError("campaign", "this campaign was already sent")
+    from app.campaigns.schedule import apply_schedule  # here: app.campaigns.schedule imports this module
+
+    apply_schedule(campaign, start_at, send_window)
     return _queue(campaign, draft_recipients(campaign), "line")
 
 
@@ -333,7 +336,7 @@ def create_and_send(
         created_by_id=user_id,
         dry_run=current_app.config["DRY_RUN"],
     )
-    from app.campaigns.schedule import apply_schedule
+    from app.campaigns.schedule import apply_schedule  # here: app.campaigns.schedule imports this module
 
     apply_schedule(campaign, start_at, send_window)
     db.session.add(campaign)
@@ -348,7 +351,7 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
     A row whose message renders empty is not sent and joins the rejected rows
     with its reason: nothing is skipped silently.
     """
-    from app.campaigns.schedule import hold_times
+    from app.campaigns.schedule import hold_times  # here: app.campaigns.schedule imports this module
 
     now, dry_run = utcnow(), campaign.dry_run
     rows, rejected, kept = [], list(campaign.rejected or []), []

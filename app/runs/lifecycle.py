@@ -10,11 +10,11 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.models import (
     ACTIVE_STATES,
+    SCHEDULED,
     Audience,
     AudienceContact,
     Contact,
     Journey,
-    SCHEDULED,
     Run,
     bulk,
     message_table,

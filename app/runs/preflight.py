@@ -231,17 +231,21 @@ def _whatsapp_session_check(definition, people: list, blockers: list) -> None:
 
 
 def _estimate(definition, people: list, messages_each: int, begin: datetime, warnings: list) -> float | None:
-    """Seconds from the start until the last contact's messages can have gone, at the send rate.
-
-    Without a window: messages / rate. With one: contacts are taken in the
-    order their window opens, paced at the rate, and a contact whose window
-    has closed meanwhile waits for its next opening.
-    """
     if definition is None or not people or not messages_each:
         return 0.0
     channel = next(iter(sorted(_channels(definition))), "sms")
+    return estimate_seconds(definition.send_window, people, messages_each, channel, begin, warnings)
+
+
+def estimate_seconds(window, people: list, messages_each: int, channel: str, begin: datetime, warnings: list):
+    """Seconds from the start until the last contact's messages can have gone, at the channel's send rate.
+
+    Without a window: messages / rate. With one: contacts are taken in the
+    order their window opens, paced at the rate, and a contact whose window
+    has closed meanwhile waits for its next opening. `people` are
+    (phone, fields, …) tuples. None when nothing limits the rate.
+    """
     rate = send_rate(current_app.config, channel)
-    window = definition.send_window
     if rate is None and window is None:
         warnings.append("no rate limit is set: the duration depends on Twilio alone")
         return None

@@ -49,15 +49,12 @@ def start_due(now: datetime) -> dict[str, int]:
     """Start the scheduled runs and campaigns whose `start_at` has come; returns how many of each."""
     runs = list(
         db.session.scalars(
-            update(Run)
-            .where(Run.status == SCHEDULED, Run.start_at <= now)
-            .values(status="preparing")
-            .returning(Run.id)
+            update(Run).where(Run.status == SCHEDULED, Run.start_at <= now).values(status="preparing").returning(Run.id)
         )
     )
     campaigns = db.session.execute(
         update(Campaign)
-        .where(Campaign.status == SCHEDULED, Campaign.start_at <= now)
+        .where(Campaign.status == SCHEDULED, Campaign.start_at <= now, Campaign.deleted_at.is_(None))
         .values(status="queued")
         .returning(Campaign.id)
     ).all()
@@ -71,20 +68,11 @@ def start_due(now: datetime) -> dict[str, int]:
     return {"scheduled_runs": len(runs), "scheduled_campaigns": len(campaigns)}
 
 
-def start_now(item: Run | Campaign) -> bool:
-    """Bring a scheduled run or campaign's start to now; the next sweep (within a second) starts it."""
-    model = type(item)
-    now = utcnow()
+def start_now(run: Run) -> bool:
+    """Bring a scheduled run's start to now; the next sweep (within a second) starts it."""
     moved = db.session.execute(
-        update(model).where(model.id == item.id, model.status == SCHEDULED).values(start_at=now)
+        update(Run).where(Run.id == run.id, Run.status == SCHEDULED).values(start_at=utcnow())
     ).rowcount
-    if moved and model is Campaign:
-        m = message_table.c
-        db.session.execute(
-            update(message_table)
-            .where(m.campaign_id == item.id, m.status == "queued", m.not_before.is_not(None))
-            .values(not_before=func.coalesce(None, now))
-        )
     db.session.commit()
     return bool(moved)
 
@@ -130,7 +118,7 @@ def release_due(now: datetime, limit: int = RELEASE_LIMIT) -> int:
 
 
 def starts_in(start_at: datetime | None, now: datetime | None = None) -> str:
-    """"2 h 10 min", "3 d 4 h", "less than a minute": how long until a scheduled start."""
+    """ "2 h 10 min", "3 d 4 h", "less than a minute": how long until a scheduled start."""
     if start_at is None:
         return ""
     seconds = int((start_at - (now or utcnow())).total_seconds())
@@ -149,3 +137,35 @@ def scheduled_runs(limit: int = 20) -> list[Run]:
     return list(
         db.session.scalars(select(Run).where(Run.status == SCHEDULED).order_by(Run.start_at, Run.id).limit(limit))
     )
+
+
+def start_at_from_form(local_value: str | None, offset_minutes: str | None, field: str = "start_at") -> datetime | None:
+    """A `datetime-local` value and the browser's UTC offset for it (minutes east) -> naive UTC, checked."""
+    if not (local_value or "").strip():
+        return None
+    try:
+        minutes = int(offset_minutes or "0")
+    except ValueError:
+        raise StartAtError(f"{field}: the time zone offset {offset_minutes!r} is not a number of minutes") from None
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    value = f"{local_value.strip()}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    return parse_start_at(value, field=field)
+
+
+def window_waits(run_id: int) -> tuple[int, datetime | None]:
+    """How many of a run's contacts wait for their send window, and when it opens for most of them."""
+    p = participation_table.c
+    m = message_table.c
+    rows = db.session.execute(
+        select(m.not_before, func.count())
+        .join(participation_table, participation_table.c.id == m.participation_id)
+        .where(p.run_id == run_id, p.state == "delayed", m.status == "queued", m.not_before.is_not(None))
+        .group_by(m.not_before)
+    ).all()
+    if not rows:
+        return 0, None
+    by_minute: dict[datetime, int] = {}
+    for opening, count in rows:
+        minute = opening.replace(second=0, microsecond=0)
+        by_minute[minute] = by_minute.get(minute, 0) + count
+    return sum(by_minute.values()), max(by_minute, key=lambda minute: (by_minute[minute], -minute.timestamp()))

@@ -7,7 +7,9 @@ import pytest
 from app.engine import validate
 from app.engine.windows import is_open, next_opening, parse_window, window_problems, zone
 
-NY, SYDNEY, SAO_PAULO, LONDON = (zone(n) for n in ("America/New_York", "Australia/Sydney", "America/Sao_Paulo", "Europe/London"))
+NY, SYDNEY, SAO_PAULO, LONDON = (
+    zone(n) for n in ("America/New_York", "Australia/Sydney", "America/Sao_Paulo", "Europe/London")
+)
 DAYTIME = parse_window({"start": "09:00", "end": "20:00"})
 NIGHT = parse_window({"start": "22:00", "end": "06:00"})
 WEEKDAYS = parse_window({"start": "09:00", "end": "17:00", "days": ["mon", "tue", "wed", "thu", "fri"]})
@@ -77,7 +79,9 @@ def test_window_errors_name_the_field():
         for field, _message in window_problems(value)
     }
     assert fields == {"send_window.start", "send_window.end", "send_window.days", "send_window.timezone"}
-    assert window_problems("9 to 5") == [("send_window", 'send_window must be an object like {"start": "09:00", "end": "20:00"}')]
+    assert window_problems("9 to 5") == [
+        ("send_window", 'send_window must be an object like {"start": "09:00", "end": "20:00"}')
+    ]
     assert window_problems({"start": "09:00", "end": "17:00", "days": ["Mon"], "timezone": "Europe/Paris"}) == []
 
 

@@ -30,6 +30,7 @@ from app.extensions import db
 from app.journeys import diagram
 from app.journeys import diff as journey_diff
 from app.journeys import store as journeys
+from app.journeys.send_window_settings import apply_send_window
 from app.models import Audience, AudienceContact, Contact, JourneyVersion, Run
 from app.queues import get_redis
 from app.runs import simulator
@@ -199,6 +200,7 @@ def save_settings(journey_id: int):
         else:
             doc.pop("description", None)
         doc["channel"] = request.form.get("channel") or "sms"
+        apply_send_window(doc, request.form)
         return None
 
     return _edit(journey_id, edit)

@@ -196,3 +196,36 @@ def test_a_worker_fires_a_scheduled_run_within_five_seconds(app, api, fake_twili
     )
     assert [call.to for call in calls] == phones(1)
     assert run_row(run_id).status in ("active", "completed")
+
+
+@pytest.mark.slow
+def test_a_worker_sends_a_held_message_when_its_window_really_opens(app, api, fake_twilio, tmp_path):
+    """The real wait for a window opening (short form, driven through the sweeper's clock, above): a window
+    opening at the next whole minute, a running worker process; up to a minute."""
+    opens = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    doc = linear_journey("the window opened")
+    doc["send_window"] = {"start": opens.strftime("%H:%M"), "end": (opens + timedelta(hours=1)).strftime("%H:%M")}
+    doc["send_window"]["timezone"] = "UTC"
+    journey_id = create_journey(doc).id
+    run_id = api.post(f"/api/journeys/{journey_id}/runs", json={"contacts": [{"phone": phones(1)[0]}]}).json["run_id"]
+    settle()
+    assert participations(run_id)[phones(1)[0]].state == "delayed" and fake_twilio.calls == []
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.worker", "--processes", "1"],
+        cwd=PROJECT_ROOT,
+        env=worker_env(app, fake_twilio, MESSAGE_RATE_LIMIT=0),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        calls = fake_twilio.wait_for_calls(1, timeout=90)
+        sent_at = datetime.now(UTC)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+        log.close()
+    print(f"held message sent {(sent_at - opens).total_seconds():.2f} s after its window opened; sent {len(calls)}")
+    assert [call.body for call in calls] == ["the window opened"]
+    assert sent_at >= opens

@@ -125,6 +125,15 @@ def next_opening(window: SendWindow, moment: datetime, tz: ZoneInfo) -> datetime
     raise AssertionError("a window with at least one day opens within a week")  # pragma: no cover
 
 
+def closing_after(window: SendWindow, moment: datetime, tz: ZoneInfo) -> datetime:
+    """When the open period containing `moment` (an open instant) ends, as naive UTC."""
+    local = _aware(moment).astimezone(tz)
+    day = local.date()
+    if window.spans_midnight and local.time().replace(tzinfo=None) >= window.start:
+        day += timedelta(days=1)
+    return _naive_utc(datetime.combine(day, window.end, tzinfo=tz))
+
+
 def _start_of_gap(window: SendWindow, opening: datetime, tz: ZoneInfo) -> datetime:
     """A start time skipped by a DST jump: the window opened when the clocks jumped, a little earlier."""
     local = opening.astimezone(tz)

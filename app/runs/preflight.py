@@ -19,13 +19,14 @@ from app import engine
 from app.contacts.csv_import import normalise_phone
 from app.engine.paths import message_paths, messages_before_a_reply
 from app.engine.placeholders import render, sms_info
-from app.engine.windows import is_open, next_opening
+from app.engine.windows import closing_after, is_open, next_opening
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import ACTIVE_STATES, Audience, AudienceContact, Contact, InboundMessage, Journey, Run, utcnow
 from app.models import participation_table as participations
 from app.runs.quiet_hours import window_zone
 
+CHUNK = 5000  # ids or phones per IN list
 SAMPLE_CONTACTS = 2000  # contacts whose bodies are rendered for the segment counts
 WHATSAPP_SESSION = timedelta(hours=24)
 MAX_WINDOW_DAYS = 366  # the estimate gives up past a year of send windows
@@ -70,8 +71,8 @@ def run_preflight(journey: Journey, audience_id=None, contacts=None, start_at: d
     else:
         definition = engine.parse({key: value for key, value in journey.draft.items() if key != "id"})
     people, suppressed = _recipients(journey, audience_id, contacts)
-    if not people:
-        blockers.append("no recipient is left after suppression")
+    if not people and not suppressed["already_active"]:
+        blockers.append("nobody can be sent a message: every contact is opted out or invalid")
     per_contact = _per_contact(definition, people, warnings) if definition else {"messages": (0, 0), "segments": (0, 0)}
     channels = _channels(definition) if definition else set()
     for channel in sorted(channels):
@@ -111,15 +112,18 @@ def _recipients(journey: Journey, audience_id, contacts) -> tuple[list, dict]:
         if audience is None:
             raise LookupError(f"no audience {audience_id}")
         suppressed["invalid"] = len(audience.rejected or [])
+        # Only the time zone field of every contact (for the window); all fields for the rendered sample.
+        own_zone = func.coalesce(Contact.fields["timezone"].as_string(), Contact.fields["Timezone"].as_string())
         rows = db.session.execute(
-            select(Contact.id, Contact.phone, Contact.fields, Contact.opted_out)
+            select(Contact.id, Contact.phone, Contact.opted_out, own_zone.label("zone"))
             .join(AudienceContact, AudienceContact.contact_id == Contact.id)
             .where(AudienceContact.audience_id == audience_id)
+            .order_by(Contact.id)
         ).all()
-        found = [(row.phone, dict(row.fields or {}), row.opted_out, row.id) for row in rows]
+        found = [(row.phone, {"timezone": row.zone} if row.zone else {}, row.opted_out, row.id) for row in rows]
     else:
         found = _inline(contacts or [], suppressed)
-    active = _already_active(journey.id, [item[3] for item in found if item[3] is not None])
+    active = _already_active(journey.id, audience_id, [item[3] for item in found if item[3] is not None])
     people = []
     for item in found:
         if item[2]:
@@ -128,7 +132,17 @@ def _recipients(journey: Journey, audience_id, contacts) -> tuple[list, dict]:
             suppressed["already_active"] += 1
         else:
             people.append(item)
+    if audience_id is not None:
+        _load_sample_fields(people)
     return people, suppressed
+
+
+def _load_sample_fields(people: list) -> None:
+    """Give the first SAMPLE_CONTACTS recipients all their fields (their bodies are rendered)."""
+    sample = [item[3] for item in people[:SAMPLE_CONTACTS]]
+    fields = dict(db.session.execute(select(Contact.id, Contact.fields).where(Contact.id.in_(sample))).all())
+    for index, item in enumerate(people[:SAMPLE_CONTACTS]):
+        people[index] = (item[0], dict(fields.get(item[3]) or {}), item[2], item[3])
 
 
 def _inline(contacts: list, suppressed: dict) -> list:
@@ -144,29 +158,34 @@ def _inline(contacts: list, suppressed: dict) -> list:
             continue
         seen.add(phone)
         found.append([phone, {str(k): v for k, v in contact.items()}, False, None])
-    known = {
-        row.phone: row
+    listed, known = sorted(seen), {}
+    for start in range(0, len(listed), CHUNK):
+        chunk = listed[start : start + CHUNK]
         for row in db.session.execute(
-            select(Contact.id, Contact.phone, Contact.opted_out).where(Contact.phone.in_(list(seen)))
-        )
-    }
+            select(Contact.id, Contact.phone, Contact.opted_out).where(Contact.phone.in_(chunk))
+        ):
+            known[row.phone] = row
     for item in found:
         if item[0] in known:
             item[2], item[3] = known[item[0]].opted_out, known[item[0]].id
     return [tuple(item) for item in found]
 
 
-def _already_active(journey_id: int, contact_ids: list[int]) -> set[int]:
-    if not contact_ids:
-        return set()
+def _already_active(journey_id: int, audience_id, contact_ids: list[int]) -> set[int]:
+    """Contacts (of the audience, or among these ids) in a non-final state in a run of this journey."""
     p = participations.c
-    return set(
-        db.session.scalars(
-            select(func.distinct(p.contact_id))
-            .join(Run, Run.id == p.run_id)
-            .where(Run.journey_id == journey_id, p.state.in_(ACTIVE_STATES), p.contact_id.in_(contact_ids))
-        )
+    query = (
+        select(func.distinct(p.contact_id))
+        .join(Run, Run.id == p.run_id)
+        .where(Run.journey_id == journey_id, p.state.in_(ACTIVE_STATES))
     )
+    if audience_id is not None:
+        members = select(AudienceContact.contact_id).where(AudienceContact.audience_id == audience_id)
+        return set(db.session.scalars(query.where(p.contact_id.in_(members))))
+    found = set()
+    for start in range(0, len(contact_ids), CHUNK):
+        found |= set(db.session.scalars(query.where(p.contact_id.in_(contact_ids[start : start + CHUNK]))))
+    return found
 
 
 def _channels(definition) -> set[str]:
@@ -212,16 +231,9 @@ def _whatsapp_session_check(definition, people: list, blockers: list) -> None:
         return
     since = utcnow() - WHATSAPP_SESSION
     phones = [item[0] for item in people]
-    recent = set()
-    for start in range(0, len(phones), 5000):
-        recent |= set(
-            db.session.scalars(
-                select(func.distinct(InboundMessage.from_phone)).where(
-                    InboundMessage.from_phone.in_(phones[start : start + 5000]),
-                    InboundMessage.received_at >= since,
-                )
-            )
-        )
+    recent = set(
+        db.session.scalars(select(func.distinct(InboundMessage.from_phone)).where(InboundMessage.received_at >= since))
+    )
     outside = sum(1 for phone in phones if phone not in recent)
     if outside:
         blockers.append(
@@ -252,18 +264,30 @@ def estimate_seconds(window, people: list, messages_each: int, channel: str, beg
     step = timedelta(seconds=messages_each / rate) if rate else timedelta(0)
     if window is None:
         return round(len(people) * step.total_seconds(), 1)
-    zones = [window_zone(window, fields, phone) for phone, fields, *_rest in people]
-    openings: dict[str, datetime] = {}
-    for tz in zones:
-        openings.setdefault(tz.key, next_opening(window, begin, tz))
-    cursor, limit = begin, begin + timedelta(days=MAX_WINDOW_DAYS)
-    for tz in sorted(zones, key=lambda tz: openings[tz.key]):
-        slot = max(cursor, openings[tz.key])
+    groups: dict[str, list] = {}  # zone name -> [zone, contacts]
+    for phone, fields, *_rest in people:
+        tz = window_zone(window, fields, phone)
+        groups.setdefault(tz.key, [tz, 0])[1] += 1
+    openings = {key: next_opening(window, begin, tz) for key, (tz, _count) in groups.items()}
+    if any(opening > begin for opening in openings.values()):
+        warnings.append("the send window is closed for some contacts at the start: they wait for it to open")
+    cursor = begin
+    for key in sorted(groups, key=openings.get):
+        tz, count = groups[key]
+        cursor = max(cursor, _paced_through_window(window, tz, max(cursor, openings[key]), count, step, begin))
+    return round((cursor - begin).total_seconds(), 1)
+
+
+def _paced_through_window(window, tz, slot: datetime, count: int, step: timedelta, begin: datetime) -> datetime:
+    """When `count` contacts of one zone, one every `step` from `slot`, are done inside their open hours."""
+    limit = begin + timedelta(days=MAX_WINDOW_DAYS)
+    while count > 0 and slot < limit:
         if not is_open(window, slot, tz):
             slot = next_opening(window, slot, tz)
-        cursor = max(cursor, slot + step)
-        if cursor > limit:
-            break
-    if any(openings[tz.key] > begin for tz in zones):
-        warnings.append("the send window is closed for some contacts at the start: they wait for it to open")
-    return round((cursor - begin).total_seconds(), 1)
+        room = closing_after(window, slot, tz) - slot
+        fits = int(room / step) + 1 if step else count
+        taken = min(count, max(1, fits))
+        slot, count = slot + taken * step, count - taken
+        if count:
+            slot = closing_after(window, slot - step, tz)  # closed now: wait for the next opening
+    return slot

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 
 from app.engine import validate
-from app.engine.windows import is_open, next_opening, parse_window, window_problems, zone
+from app.engine.windows import closing_after, is_open, next_opening, parse_window, window_problems, zone
 
 NY, SYDNEY, SAO_PAULO, LONDON = (
     zone(n) for n in ("America/New_York", "Australia/Sydney", "America/Sao_Paulo", "Europe/London")
@@ -105,3 +105,18 @@ def test_zone_refuses_non_iana_names():
     assert zone("") is None
     assert zone(None) is None
     assert zone("Nowhere/City") is None
+
+
+@pytest.mark.parametrize(
+    ("window", "tz", "open_at_utc", "closes_utc"),
+    [
+        (DAYTIME, NY, datetime(2026, 6, 10, 15, 0), datetime(2026, 6, 11, 0, 0)),  # 20:00 EDT
+        (NIGHT, NY, datetime(2026, 6, 10, 3, 0), datetime(2026, 6, 10, 10, 0)),  # 23:00 EDT -> 06:00 EDT
+        (NIGHT, NY, datetime(2026, 6, 10, 7, 0), datetime(2026, 6, 10, 10, 0)),  # 03:00 EDT -> 06:00 EDT
+        (FRIDAY_NIGHT, NY, datetime(2026, 6, 13, 5, 0), datetime(2026, 6, 13, 6, 0)),  # Sat 01:00 -> 02:00
+    ],
+)
+def test_closing_after(window, tz, open_at_utc, closes_utc):
+    assert is_open(window, open_at_utc, tz)
+    assert closing_after(window, open_at_utc, tz) == closes_utc
+    assert not is_open(window, closes_utc, tz)

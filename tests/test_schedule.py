@@ -4,6 +4,7 @@ Time is driven through the sweeper's clock (`sweep(now=...)`); one test waits
 for real, with a worker process (and its sweeper) firing a scheduled run.
 """
 
+import io
 import subprocess
 import sys
 import time
@@ -229,3 +230,17 @@ def test_a_worker_sends_a_held_message_when_its_window_really_opens(app, api, fa
     print(f"held message sent {(sent_at - opens).total_seconds():.2f} s after its window opened; sent {len(calls)}")
     assert [call.body for call in calls] == ["the window opened"]
     assert sent_at >= opens
+
+
+def test_the_upload_api_takes_a_schedule_too(app, api):
+    def upload(**fields):
+        data = {"file": (io.BytesIO(b"phone\n+15005550001\n"), "c.csv"), "body": "hi", **fields}
+        return api.post("/api/campaign/upload", data=data, content_type="multipart/form-data")
+
+    assert upload(send_window="9 to 5").json["field"] == "send_window"
+    assert upload(start_at="yesterday").json["field"] == "start_at"
+    later = _iso(utcnow() + timedelta(hours=1))
+    answer = upload(start_at=later, send_window='{"start": "08:00", "end": "18:00"}')
+    assert answer.status_code == 202 and answer.json["status"] == "scheduled"
+    campaign = db.session.get(Campaign, answer.json["campaignId"])
+    assert campaign.send_window == {"start": "08:00", "end": "18:00"}

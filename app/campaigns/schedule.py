@@ -11,6 +11,7 @@ the first minute.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -35,6 +36,16 @@ def read_schedule(start_at, send_window) -> tuple[datetime | None, dict | None]:
     if problems:
         raise CampaignError(problems[0][0], problems[0][1])
     return moment, parse_window(send_window).to_json() if send_window else None
+
+
+def window_from_text(text: str | None):
+    """A multipart form's `send_window` (JSON text) as a value for `read_schedule`; CampaignError if not JSON."""
+    if not (text or "").strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise CampaignError("send_window", 'send_window must be JSON like {"start": "09:00", "end": "20:00"}') from None
 
 
 def apply_schedule(campaign: Campaign, start_at: datetime | None, send_window: dict | None) -> None:

@@ -91,7 +91,12 @@ def upload_campaign():
         name = service.check_name(request.form.get("name"), service.default_name(source))
         result = service.read_csv(file.read(), request.form.get("phone_column"))
         recipients, rejected = service.recipients_from_csv(result)
+        start_at, send_window = schedule.read_schedule(
+            request.form.get("start_at"), schedule.window_from_text(request.form.get("send_window"))
+        )
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,

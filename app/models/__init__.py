@@ -6,7 +6,7 @@ schema changes only through Flask-Migrate migrations under `migrations/`.
 
 from app.models.accounts import ApiToken, User
 from app.models.campaigns import Campaign
-from app.models.contacts import Audience, AudienceContact, Contact
+from app.models.contacts import Audience, AudienceContact, Contact, SuppressedPhone
 from app.models.journeys import Journey, JourneyVersion
 from app.models.messages import InboundMessage, Message, MessageEvent
 from app.models.runs import Participation, Run, Step
@@ -15,6 +15,7 @@ from app.models.vocabulary import (
     FINAL_STATES,
     FINISHED_RUN_STATUSES,
     LIVE_RUN_STATUSES,
+    RUN_KINDS,
     RUN_STATUSES,
     SCHEDULED,
     STATES,
@@ -40,6 +41,7 @@ __all__ = [
     "FINAL_STATES",
     "FINISHED_RUN_STATUSES",
     "LIVE_RUN_STATUSES",
+    "RUN_KINDS",
     "RUN_STATUSES",
     "SCHEDULED",
     "STATES",
@@ -56,6 +58,7 @@ __all__ = [
     "Participation",
     "Run",
     "Step",
+    "SuppressedPhone",
     "User",
     "utcnow",
 ]

@@ -39,6 +39,8 @@ class Message(db.Model):
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_message_not_before", "not_before"),
+        # A contact's timeline reads its messages by number, across runs and campaigns.
+        Index("ix_message_to_phone", "to_phone", "id"),
     )
 
 
@@ -69,4 +71,8 @@ class InboundMessage(db.Model):
     outcome = db.Column(db.String(32), nullable=False, default="received")
     received_at = db.Column(db.DateTime, nullable=False, default=utcnow)
 
-    __table_args__ = (Index("ix_inbound_from_phone", "from_phone"),)
+    __table_args__ = (
+        Index("ix_inbound_from_phone", "from_phone"),
+        # The inbox lists a chosen outcome newest first.
+        Index("ix_inbound_outcome_id", "outcome", "id"),
+    )

@@ -7,13 +7,14 @@ from app.models.vocabulary import utcnow
 
 
 class Run(db.Model):
-    """One start of a published journey version for an audience."""
+    """One start of a published journey version for an audience, or the standing run its keyword triggers fill."""
 
     id = db.Column(db.Integer, primary_key=True)
     journey_id = db.Column(db.Integer, db.ForeignKey("journey.id", ondelete="CASCADE"), nullable=False)
     version_id = db.Column(db.Integer, db.ForeignKey("journey_version.id", ondelete="CASCADE"), nullable=False)
     audience_id = db.Column(db.Integer, db.ForeignKey("audience.id", ondelete="SET NULL"))
     status = db.Column(db.String(16), nullable=False, default="active")
+    kind = db.Column(db.String(16), nullable=False, default="audience", server_default="audience")
     total = db.Column(db.Integer, nullable=False, default=0)
     dry_run = db.Column(db.Boolean, nullable=False, default=False)
     created_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
@@ -24,10 +25,14 @@ class Run(db.Model):
     start_at = db.Column(db.DateTime)
     scheduled_contact_ids = db.Column(JSON)
     journey = db.relationship("Journey")
-
-    __table_args__ = (Index("ix_run_status_start_at", "status", "start_at"),)
     version = db.relationship("JourneyVersion")
     audience = db.relationship("Audience")
+
+    __table_args__ = (
+        # Every inbound message that reaches no waiting contact looks up the `listening` runs.
+        Index("ix_run_status", "status"),
+        Index("ix_run_status_start_at", "status", "start_at"),
+    )
 
 
 class Participation(db.Model):

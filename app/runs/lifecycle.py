@@ -10,6 +10,7 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.models import (
     ACTIVE_STATES,
+    LIVE_RUN_STATUSES,
     SCHEDULED,
     Audience,
     AudienceContact,
@@ -22,6 +23,7 @@ from app.models import (
     step_table,
     utcnow,
 )
+from app.runs import listening
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease, _run_status, complete_runs
 from app.sending import log
 
@@ -45,6 +47,7 @@ def start_run(
     if (audience_id is None) == (contacts is None):
         raise ValueError("give either audience_id or contacts")
     version = journeys.version_for_run(journey, user=user)
+    listening.sync(journey, version, arm=False, user=user, dry_run=bool(current_app.config.get("DRY_RUN")))
     contact_ids = None
     if audience_id is not None:
         if db.session.get(Audience, audience_id) is None:
@@ -149,7 +152,7 @@ def stop_run(run: Run) -> int:
     _cancel_queued(participation_table.c.run_id == run.id)
     db.session.execute(
         update(Run)
-        .where(Run.id == run.id, Run.status.in_((SCHEDULED, "preparing", "active")))
+        .where(Run.id == run.id, Run.status.in_((SCHEDULED, *LIVE_RUN_STATUSES)))
         .values(status="stopped", finished_at=utcnow())
     )
     db.session.commit()
@@ -185,7 +188,10 @@ def _cancel_queued(*participation_criteria) -> None:
         log.cancel_messages(m.id.in_(queued[start : start + PREPARE_CHUNK]), commit=False)
 
 
-def opt_out_contact(contact_id: int | None) -> int:
+OPTED_OUT_BY_REPLY = "the contact opted out (replied STOP)"
+
+
+def opt_out_contact(contact_id: int | None, reason: str = OPTED_OUT_BY_REPLY) -> int:
     """End every non-final participation of this contact as `opted_out` and cancel their queued messages."""
     if contact_id is None:
         return 0
@@ -208,7 +214,7 @@ def opt_out_contact(contact_id: int | None) -> int:
                     "kind": "finish",
                     "node_id": node_id,
                     "at": now,
-                    "detail": {"status": "opted_out", "reason": "the contact opted out (replied STOP)"},
+                    "detail": {"status": "opted_out", "reason": reason},
                 }
                 for pid, run_id, node_id in ended
             ],

@@ -19,7 +19,8 @@ from app.extensions import db
 from app.models import Message
 from app.runs.schedule import starts_in
 from app.sending.channels import CHANNELS
-from app.web.outbox import STATUSES, log_page, wants_log_fragment
+from app.web import htmx
+from app.web.message_log import STATUSES, log_page, wants_log_fragment
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -31,7 +32,7 @@ REJECTED_SHOWN = 100
 def too_large(_error):
     """A clear page for an upload over MAX_CONTENT_LENGTH (htmx: the column field says it instead)."""
     limit = f"{current_app.config['MAX_CONTENT_LENGTH'] / (1024 * 1024):g} MB"
-    if request.headers.get("HX-Request"):
+    if htmx.wants_fragment():
         return render_template(
             "campaigns/_partials/phone_column.html",
             columns=[],
@@ -159,7 +160,7 @@ def rerender(campaign_id: int):
     """htmx: the preview fragment for the template being typed (the rows come from the draft)."""
     campaign = _campaign_or_404(campaign_id)
     if campaign.status != "draft":
-        return Response(status=204, headers={"HX-Redirect": url_for("campaigns.detail", campaign_id=campaign.id)})
+        return htmx.redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     channel = request.form.get("channel") if request.form.get("channel") in CHANNELS else campaign.channel
     recipients = service.draft_recipients(campaign)
     form, errors = campaign_schedule.form_values(request.form), {}
@@ -263,7 +264,7 @@ def progress(campaign_id: int):
         counts=counts,
         finished=service.is_finished(campaign, counts),
     )
-    return html, 200, {"HX-Trigger": "campaign-progress"}
+    return htmx.trigger(html, "campaign-progress")
 
 
 @bp.get("/<int:campaign_id>/rejected.csv")

@@ -7,8 +7,8 @@ from app.campaigns import service as campaigns
 from app.extensions import db
 from app.models import LIVE_RUN_STATUSES, SCHEDULED, Campaign, Run, utcnow
 from app.runs import schedule
+from app.runs.read_models.positions import live_run_states
 from app.web.queue_health import queue_health
-from app.web.runs import progress_of
 
 bp = Blueprint("home", __name__)
 
@@ -32,7 +32,7 @@ def index():
         starts_in=schedule.starts_in,
         now=utcnow(),
         active_runs=active_runs,
-        progress=progress_of(active_runs),
+        progress=live_run_states(active_runs),
         campaigns=recent,
         campaign_counts=campaigns.counts_of(recent),
         health=queue_health(),

@@ -1,14 +1,14 @@
 """schedules and send windows: start_at on runs and campaigns, a campaign's send_window, a message's not_before
 
 Revision ID: sched
-Revises: 0001
+Revises: contacts
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "sched"
-down_revision = "0001"
+down_revision = "contacts"
 branch_labels = None
 depends_on = None
 

@@ -7,6 +7,7 @@ returns, for the worker). Nothing is read at import time.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -30,6 +31,21 @@ def _secret_key(instance_path: Path) -> str:
     key_file.write_text(key)
     key_file.chmod(0o600)
     return key
+
+
+def _ports(value: str | None) -> frozenset | None:
+    """`80,443,8443` -> those ports; `*` -> any port (an empty set); unset -> None (the default rule)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip() in {"*", "any"}:
+        return frozenset()
+    return frozenset(int(port) for port in value.split(",") if port.strip())
+
+
+def _proxy_hops(value: str | None) -> int:
+    """TRUST_PROXY: a number of proxies in front, or a flag (`1`/`true` = one)."""
+    value = (value or "").strip()
+    return int(value) if value.isdigit() else int(_flag(value, default=False))
 
 
 def load_settings(instance_path: Path, environ=None) -> dict:
@@ -58,6 +74,9 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         # Per sender address (app.sending.senders_pool): a default rate and `ADDRESS=RATE` overrides.
         "SENDER_RATE_LIMIT": float(env("SENDER_RATE_LIMIT") or 0),
         "SENDER_RATE_LIMITS": env("SENDER_RATE_LIMITS") or "",
+        # Seconds per Twilio API call; and the circuit breaker's probe backoff during an outage (app.sending.breaker).
+        "TWILIO_TIMEOUT": float(env("TWILIO_TIMEOUT") or 15),
+        "TWILIO_PROBE_BACKOFF": env("TWILIO_PROBE_BACKOFF") or "",
         "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
         "DEFAULT_TIMEZONE": (env("DEFAULT_TIMEZONE") or "UTC").strip(),
         "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
@@ -71,5 +90,21 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         # know it, sent again; unset: the send job timeout + 60 s (messaging.stale_after).
         "MESSAGE_STALE_SECONDS": float(env("MESSAGE_STALE_SECONDS") or 0) or None,
         "WTF_CSRF_TIME_LIMIT": None,
+        # api nodes: ports 80 and 443 unless listed here (`*` for any; any port by default with ALLOW_PRIVATE).
+        "API_NODE_ALLOWED_PORTS": _ports(env("API_NODE_ALLOWED_PORTS")),
+        # Behind a reverse proxy: trust its X-Forwarded-For/-Proto/-Host/-Port (that many proxies deep).
+        "TRUST_PROXY": _proxy_hops(env("TRUST_PROXY")),
+        "LOG_FORMAT": (env("LOG_FORMAT") or "text").strip().lower(),
+        "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").strip().upper(),
+        "CSV_MAX_COLUMNS": int(env("CSV_MAX_COLUMNS") or 200),
+        # Wrong passwords allowed per account and per client address (limits' notation).
+        "LOGIN_LIMIT_PER_ACCOUNT": env("LOGIN_LIMIT_PER_ACCOUNT") or "10/5 minutes",
+        "LOGIN_LIMIT_PER_ADDRESS": env("LOGIN_LIMIT_PER_ADDRESS") or "30/5 minutes",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_DURATION": timedelta(days=min(int(env("REMEMBER_DAYS") or 30), 30)),
+        "PERMANENT_SESSION_LIFETIME": timedelta(days=30),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

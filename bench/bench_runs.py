@@ -14,7 +14,11 @@ cores), the fake Twilio in its own process, the rate limit off.
    the time until every participation exists and has taken its first step.
 
     .venv/bin/python -m bench.bench_runs [--contacts 3000] [--slow-contacts 1500] [--baseline-contacts 300]
-                                          [--start-contacts 100000]
+                                          [--start-contacts 100000] [--no-callbacks]
+
+The fake Twilio posts status callbacks (sent, delivered) to the app under
+gunicorn unless `--no-callbacks`; (1) then also reports when the last status
+was recorded ("status s").
 """
 
 import argparse
@@ -24,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import requests
@@ -36,8 +40,9 @@ from twilio.rest import Client
 from app import create_app
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import ApiToken, Audience, AudienceContact, Contact, Participation, User
+from app.models import ApiToken, Audience, AudienceContact, Contact, Message, Participation, User
 from bench.bench_sender import fake_twilio_process
+from bench.web_server import web_process
 from tests.databases import scratch_postgres
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 
@@ -79,7 +84,7 @@ def contacts(count: int, area: str = "500555") -> list[dict]:
 
 
 @contextmanager
-def worker_processes(database_url: str, twilio_url: str, processes: int = 2):
+def worker_processes(database_url: str, twilio_url: str, processes: int = 2, public_url: str | None = None):
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -90,7 +95,7 @@ def worker_processes(database_url: str, twilio_url: str, processes: int = 2):
         "TWILIO_API_BASE_URL": twilio_url,
         "DRY_RUN": "0",
         "MESSAGE_RATE_LIMIT": "0",
-        "PUBLIC_BASE_URL": "https://app.example.com",
+        "PUBLIC_BASE_URL": public_url or "https://app.example.com",
         "SECRET_KEY": "bench",
     }
     process = subprocess.Popen(
@@ -131,7 +136,17 @@ def run_journey(app, api, twilio_url: str, count: int) -> tuple[float, float]:
     requested = time.perf_counter()
     assert response.status_code == 202, response.text
     finished = wait_until(lambda: fake_stats(twilio_url)["calls"] >= 3 * count)
-    return requested - started, finished - started
+    return requested - started, finished - started, started
+
+
+def wait_for_statuses(app, count: int, started: float) -> float:
+    """Seconds from `started` until `count` messages are recorded delivered (status callbacks applied)."""
+
+    def delivered() -> bool:
+        with app.app_context():
+            return db.session.scalar(select(func.count()).where(Message.status == "delivered")) >= count
+
+    return wait_until(delivered, timeout=600, interval=0.1) - started
 
 
 class RebasedHttpClient(TwilioHttpClient):
@@ -217,7 +232,9 @@ def main() -> None:
     parser.add_argument("--slow-contacts", type=int, default=1500, help="contacts at 300 ms")
     parser.add_argument("--baseline-contacts", type=int, default=300, help="contacts for the predecessor's way")
     parser.add_argument("--start-contacts", type=int, default=100_000)
+    parser.add_argument("--no-callbacks", action="store_true", help="the fake Twilio posts no status callbacks")
     args = parser.parse_args()
+    callbacks = not args.no_callbacks
 
     with scratch_postgres(f"jd_bench_runs_{os.getpid()}") as database_url:
         app = create_app(
@@ -245,18 +262,24 @@ def main() -> None:
         print("3-message journey, 2 worker processes, PostgreSQL, rate limit off")
         print(
             f"{'latency':>8} {'contacts':>9} {'request s':>10} {'total s':>8} {'contacts/s':>11} {'msg/s':>7}"
-            f" {'predecessor c/s':>16} {'ratio':>6}"
+            f" {'predecessor c/s':>16} {'ratio':>6} {'status s':>9}"
         )
+        web_env = {"DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench"}
+        web_env |= {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
         for latency, count in ((0.0, args.contacts), (0.3, args.slow_contacts)):
-            with fake_twilio_process(latency) as twilio_url:
-                with worker_processes(database_url, twilio_url):
-                    request_s, total_s = run_journey(app, api, twilio_url, count)
+            with ExitStack() as stack:
+                twilio_url = stack.enter_context(fake_twilio_process(latency, callbacks))
+                public_url = stack.enter_context(web_process(web_env)) if callbacks else None
+                with worker_processes(database_url, twilio_url, public_url=public_url):
+                    request_s, total_s, started = run_journey(app, api, twilio_url, count)
+                    status_s = wait_for_statuses(app, 3 * count, started) if callbacks else None
                 baseline_count = min(count, args.baseline_contacts)
                 baseline_rate = baseline_count / predecessor(twilio_url, baseline_count)
             rate = count / total_s
             print(
                 f"{latency * 1000:>6.0f}ms {count:>9} {request_s:>10.2f} {total_s:>8.2f} {rate:>11.0f}"
                 f" {3 * rate:>7.0f} {baseline_rate:>16.1f} {rate / baseline_rate:>5.1f}x"
+                f" {f'{status_s:.2f}' if status_s is not None else 'off':>9}"
             )
 
         print(f"\nStarting a {args.start_contacts:,}-contact run from an audience (journey: start -> 1 day delay)")

@@ -91,7 +91,7 @@ def test_repeated_jobs_and_outcomes_never_send_twice(app, api, fake_twilio):
     ids = _ids(run_id)
     assert advancing.advance(ids) == 0  # a re-delivered first step: nothing to do
     first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     outcomes = messaging.deliver(first)
     assert advancing.on_message_outcomes(outcomes) == 10
     assert advancing.on_message_outcomes(outcomes) == 0  # the same outcomes again
@@ -110,7 +110,7 @@ def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
     db.session.execute(update(Participation).values(node_id=None, engine_state={}, state="active"))
     db.session.execute(Message.__table__.delete())
     db.session.commit()
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     sweep_at(LEASE - 5)
     assert fake_twilio.calls == []
     sweep_at(LEASE + 1)
@@ -123,7 +123,7 @@ def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()  # the send jobs are gone
+    get_queue("messages_conversational").empty()  # the send jobs are gone
     settle()
     assert fake_twilio.calls == []
     sweep_at(LEASE + 1)
@@ -137,7 +137,7 @@ def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     messaging.deliver(list(db.session.scalars(select(Message.id))))  # sent, but the runner never heard
     assert {p.state for p in participations(run_id).values()} == {"sending"}
     sweep_at(LEASE + 1)
@@ -151,7 +151,7 @@ def test_message_left_sending_by_a_dead_job_is_sent_again(app, api, fake_twilio)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone}])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     # A worker claimed the message and died before Twilio answered.
     db.session.execute(update(Message).values(status="sending", attempts=1, updated_at=utcnow() - timedelta(minutes=1)))
     db.session.commit()
@@ -272,7 +272,7 @@ def test_replayed_step_reuses_its_message_and_its_outcome(app, api, fake_twilio)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
     messaging.deliver(first[:2])  # two were accepted by Twilio, the third is still queued
     # As if the participations' first step had never been stored (a crash before its commit).

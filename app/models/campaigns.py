@@ -27,6 +27,8 @@ class Campaign(db.Model):
     finished_at = db.Column(db.DateTime)
     # Deleting hides a sent campaign but keeps its message log (what was sent to whom stays on record).
     deleted_at = db.Column(db.DateTime)
+    # A client's `Idempotency-Key` (prefixed with its user id): a retried send finds this campaign.
+    idempotency_key = db.Column(db.String(200), unique=True)
     # A `scheduled` campaign starts at `start_at` (naive UTC); `send_window` (as in journey/v1) spreads its
     # messages over the open hours (`Message.not_before`).
     start_at = db.Column(db.DateTime)

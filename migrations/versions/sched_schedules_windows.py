@@ -1,14 +1,14 @@
 """schedules and send windows: start_at on runs and campaigns, a campaign's send_window, a message's not_before
 
 Revision ID: sched
-Revises: contacts
+Revises: sec
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "sched"
-down_revision = "contacts"
+down_revision = "sec"
 branch_labels = None
 depends_on = None
 

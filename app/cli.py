@@ -24,9 +24,11 @@ from app.models import (
     first_user_role,
     utcnow,
 )
+from app.runs import prune as run_prune
 
 users = AppGroup("users", help="Manage operator accounts.")
 journeys_group = AppGroup("journeys", help="Import and export journey/v1 files.")
+runs_group = AppGroup("runs", help="Look after journey runs.")
 
 DEMO_JOURNEY = Path(__file__).with_name("demo_journey.json")
 DEMO_ADMIN = "admin@example.com"
@@ -151,6 +153,32 @@ def list_journeys() -> None:
         click.echo(f"{journey.id}\t{status.status}\t{version}\t{journey.name}")
 
 
+@runs_group.command("prune")
+@click.option(
+    "--finished-before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    help="Prune runs that finished before this date (UTC), e.g. 2026-06-30.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list the runs that would be pruned.")
+def prune_runs(finished_before, dry_run: bool) -> None:
+    """Archive finished runs' results to CSV files, then delete their steps and message texts."""
+    run_ids = run_prune.runs_finished_before(finished_before)
+    if not run_ids:
+        click.echo(f"No finished run left to prune before {finished_before:%Y-%m-%d %H:%M:%S}.")
+        return
+    if dry_run:
+        click.echo(f"Would prune {len(run_ids)} run(s): {', '.join(map(str, run_ids))}")
+        return
+    for run_id in run_ids:
+        pruned = run_prune.prune_run(run_id)
+        click.echo(
+            f"run {run_id}: archived to {pruned.archive}; {pruned.steps_deleted:,} steps deleted, "
+            f"{pruned.bodies_cleared:,} message texts cleared"
+        )
+    click.echo(f"Pruned {len(run_ids)} run(s) into {run_prune.archive_dir()}.")
+
+
 @click.command("demo")
 @with_appcontext
 def demo() -> None:
@@ -196,4 +224,5 @@ def _create_demo_admin() -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(journeys_group)
+    app.cli.add_command(runs_group)
     app.cli.add_command(demo)

@@ -86,6 +86,10 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "RETRY_BACKOFF": [float(s) for s in (env("RETRY_BACKOFF") or "2,4,8").split(",")],
         # Journey runs (app.runs.runner): how long a job may hold a contact before the sweeper redoes its work.
         "RUNNER_LEASE_SECONDS": float(env("RUNNER_LEASE_SECONDS") or 60),
+        # Messages one contact may be sent in one run; the step that would send one more fails it (0 = no cap).
+        # Where `runs prune` archives a finished run's results (CSV) before deleting its history.
+        "RUN_ARCHIVE_DIR": env("RUN_ARCHIVE_DIR") or str(instance_path / "archive"),
+        "MAX_MESSAGES_PER_CONTACT": int(env("MAX_MESSAGES_PER_CONTACT") or 50),
         # After how long a message left `sending` (its job died) is checked with Twilio and, if Twilio does not
         # know it, sent again; unset: the send job timeout + 60 s (messaging.stale_after).
         "MESSAGE_STALE_SECONDS": float(env("MESSAGE_STALE_SECONDS") or 0) or None,

@@ -101,9 +101,13 @@ def _wait_for(condition, timeout: float, what: str):
 
 
 def _busy_sender_pid() -> int | None:
-    """The pid of a worker process that is running a `send_batch` job right now."""
-    registry = StartedJobRegistry(queue=get_queue("messages_conversational"))
-    busy = {job_id.split(":")[0] for job_id in registry.get_job_ids()}
+    """The pid of a worker process that is running a job that sends right now (a `send_batch`, or a runner
+    job sending the messages its steps created)."""
+    busy = {
+        job_id.split(":")[0]
+        for name in ("messages", "messages_conversational", "flows")
+        for job_id in StartedJobRegistry(queue=get_queue(name)).get_job_ids()
+    }
     for worker in Worker.all(connection=get_redis()):
         if worker.get_current_job_id() in busy and worker.pid:
             return worker.pid

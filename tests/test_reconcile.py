@@ -26,7 +26,7 @@ from app.worker import warn_about_settings
 from tests.conftest import drain
 from tests.fake_twilio import SMS_FROM, WHATSAPP_FROM
 from tests.test_messaging import events_of, make_campaign, message, phones
-from tests.test_runs_helpers import create_journey, linear_journey, participations, settle, start
+from tests.test_runs_helpers import create_journey, linear_journey, participations, sends_through_jobs, settle, start
 from tests.test_runs_helpers import phones as valid_phones
 
 STALE = timedelta(milliseconds=500)  # claims are made a second old: stale at once, well inside CLOCK_SKEW
@@ -183,7 +183,8 @@ def test_dry_run_finds_nothing_so_stuck_rows_are_sent_dry(app, fake_twilio):
     assert {(message(i).status, message(i).dry_run) for i in ids} == {("sent", True)}
 
 
-def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio):
+def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     app.config["MESSAGE_STALE_SECONDS"] = STALE.total_seconds()  # what the sweeper uses
     journey = create_journey(linear_journey("first <<name>>", "second <<name>>"))
     numbers = valid_phones(2)

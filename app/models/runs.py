@@ -24,6 +24,11 @@ class Run(db.Model):
     # its contacts' ids until then.
     start_at = db.Column(db.DateTime)
     scheduled_contact_ids = db.Column(JSON)
+    # Set by `app.runs.prune` before a finished run's history is deleted: its counts as they were, then read
+    # instead of the (deleted) steps; where its results were archived; when the deletion finished.
+    final_counts = db.Column(JSON)
+    archive_path = db.Column(db.String(500))
+    pruned_at = db.Column(db.DateTime)
     journey = db.relationship("Journey")
     version = db.relationship("JourneyVersion")
     audience = db.relationship("Audience")

@@ -26,7 +26,8 @@ from app.journeys import store as journeys
 from app.journeys.diagram import render_svg
 from app.journeys.versions import journey_for_version
 from app.models import LIVE_RUN_STATUSES, SCHEDULED, STATES, Audience, Participation, Run, User, utcnow
-from app.runs import lifecycle, preflight, schedule
+from app.runs import lifecycle, preflight, runner, schedule
+from app.runs import prune as run_prune
 from app.runs.export import export_csv
 from app.runs.read_models import contacts as run_contacts
 from app.runs.read_models import live as run_live
@@ -279,6 +280,20 @@ def start_now(run_id: int):
         return render_template("runs/start_now.html", run=run, starts_in=schedule.starts_in(run.start_at))
     schedule.start_now(run)
     flash("The run starts now: its contacts are being added.", "success")
+    return redirect(url_for(".show", run_id=run.id))
+
+
+@bp.route("/<int:run_id>/prune", methods=["GET", "POST"])
+def prune(run_id: int):
+    """GET asks for confirmation; POST has a worker archive the finished run's results and delete its history."""
+    run = _run_or_404(run_id)
+    if run.status in LIVE_RUN_STATUSES or run.pruned_at is not None:
+        flash(f"Run {run.id} is {'already pruned' if run.pruned_at else run.status}: nothing to prune.", "info")
+        return redirect(url_for(".show", run_id=run.id))
+    if request.method == "GET":
+        return render_template("runs/prune.html", run=run, archive_dir=run_prune.archive_dir())
+    runner.enqueue_prune(run.id)
+    flash("Pruning started: the results are archived to a CSV file, then the history is deleted.", "success")
     return redirect(url_for(".show", run_id=run.id))
 
 

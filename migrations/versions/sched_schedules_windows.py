@@ -1,14 +1,14 @@
 """schedules and send windows: start_at on runs and campaigns, a campaign's send_window, a message's not_before
 
 Revision ID: sched
-Revises: sec
+Revises: hooks
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "sched"
-down_revision = "sec"
+down_revision = "hooks"
 branch_labels = None
 depends_on = None
 

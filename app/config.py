@@ -78,6 +78,7 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "TWILIO_TIMEOUT": float(env("TWILIO_TIMEOUT") or 15),
         "TWILIO_PROBE_BACKOFF": env("TWILIO_PROBE_BACKOFF") or "",
         "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
+        "DEFAULT_TIMEZONE": (env("DEFAULT_TIMEZONE") or "UTC").strip(),
         "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
         "MAX_CONTENT_LENGTH": int(env("MAX_UPLOAD_MB") or 20) * 1024 * 1024,
         "SEND_BATCH_SIZE": int(env("SEND_BATCH_SIZE") or 200),

@@ -314,7 +314,7 @@ def highlight(template: str, variables: dict) -> list[tuple[str, str | None]]:
 # -- sending ------------------------------------------------------------------
 
 
-def send_draft(campaign: Campaign, *, name: str, body: str, channel: str) -> int:
+def send_draft(campaign: Campaign, *, name: str, body: str, channel: str, start_at=None, send_window=None) -> int:
     """Turn a draft into queued messages; returns how many. Sending a draft twice sends it once."""
     claimed = db.session.execute(
         update(Campaign)
@@ -324,6 +324,9 @@ def send_draft(campaign: Campaign, *, name: str, body: str, channel: str) -> int
     if not claimed:
         db.session.rollback()
         raise CampaignError("campaign", "this campaign was already sent")
+    from app.campaigns.schedule import apply_schedule  # here: app.campaigns.schedule imports this module
+
+    apply_schedule(campaign, start_at, send_window)
     return _queue(campaign, draft_recipients(campaign), "line")
 
 
@@ -338,6 +341,8 @@ def create_and_send(
     user_id: int | None,
     key_name: str = "index",
     idempotency_key: str | None = None,
+    start_at=None,
+    send_window: dict | None = None,
 ) -> Campaign:
     """Store a campaign and queue its messages at once (the JSON API); `key_name` is line (CSV) or index.
 
@@ -359,6 +364,9 @@ def create_and_send(
         created_by_id=user_id,
         dry_run=current_app.config["DRY_RUN"],
     )
+    from app.campaigns.schedule import apply_schedule  # here: app.campaigns.schedule imports this module
+
+    apply_schedule(campaign, start_at, send_window)
     db.session.add(campaign)
     try:
         db.session.flush()
@@ -383,8 +391,10 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
     A row whose message renders empty is not sent and joins the rejected rows
     with its reason: nothing is skipped silently.
     """
+    from app.campaigns.schedule import hold_times  # here: app.campaigns.schedule imports this module
+
     now, dry_run = utcnow(), campaign.dry_run
-    rows, rejected = [], list(campaign.rejected or [])
+    rows, rejected, kept = [], list(campaign.rejected or []), []
     for recipient in recipients:
         template = recipient.body if recipient.body is not None else campaign.body
         text = render(template, recipient.fields).text.strip()
@@ -406,17 +416,22 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
                 "updated_at": now,
             }
         )
+        kept.append((recipient.phone, recipient.fields))
     if not rows:
         db.session.rollback()
         raise CampaignError(
             "body", "the message is empty for every row: check the template's placeholders", rejected=rejected
         )
+    for row, not_before in zip(rows, hold_times(campaign, kept, now), strict=True):
+        row["not_before"] = not_before  # a schedule or send window: the sweeper enqueues it when due
     # A Core executemany: measured faster than the ORM bulk path and than RETURNING on PostgreSQL.
     db.session.execute(insert(Message.__table__), rows)
     campaign.total, campaign.rejected, campaign.draft = len(rows), rejected, None
     db.session.commit()
     ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id).order_by(Message.id)).all()
     db.session.commit()
+    if campaign.start_at is not None or campaign.send_window:
+        return len(rows)  # held until their `not_before`: the sweeper enqueues them (runs.schedule.release_due)
     try:
         messaging.enqueue_messages(ids, bulk=True)
     except RedisError as error:

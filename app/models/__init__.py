@@ -25,6 +25,7 @@ from app.models.vocabulary import (
     ROLES,
     RUN_KINDS,
     RUN_STATUSES,
+    SCHEDULED,
     STATES,
     utcnow,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "LIVE_RUN_STATUSES",
     "RUN_KINDS",
     "RUN_STATUSES",
+    "SCHEDULED",
     "STATES",
     "ApiToken",
     "Audience",

@@ -35,12 +35,15 @@ class Message(db.Model):
     from_address = db.Column(db.String(64))
     # The worker process holding it `sending` (its heartbeat tells a dead claim from a slow one).
     claimed_by = db.Column(db.String(64))
+    # Not to be sent before this (a schedule or a send window); the sweeper enqueues it when due.
+    not_before = db.Column(db.DateTime)
 
     __table_args__ = (
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_message_from_sent", "from_address", "sent_at"),
+        Index("ix_message_not_before", "not_before"),
         # A contact's timeline reads its messages by number, across runs and campaigns.
         Index("ix_message_to_phone", "to_phone", "id"),
     )

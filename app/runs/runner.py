@@ -66,6 +66,7 @@ from app.models import (
 )
 from app.queues import JOB_DEFAULTS, get_queue, get_redis
 from app.runs import contact_fields, message_cap
+from app.runs.quiet_hours import held_until
 from app.sending import messaging
 
 BATCH_SIZE = 500  # participations per flows job
@@ -162,6 +163,7 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
     """Step and store in one transaction; None (rolled back) if a compare-and-set failed."""
     rows = _load(ids)
     batch, updates, steps, sends, contact_values = _Batch(), [], [], [], {}
+    held = {}  # participation id -> when its send window opens: its new message waits until then
     now, now_epoch, rng = utcnow(), time.time(), random.Random()
     limit = int(current_app.config.get("MAX_MESSAGES_PER_CONTACT") or 0)
     for row in rows:
@@ -182,6 +184,8 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
         for effect in result.effects:
             if isinstance(effect, effects.SendMessage):
                 sends.append((row, effect))
+                if opening := held_until(journey, row, now):
+                    held[row.id] = opening
             elif isinstance(effect, effects.CallApi):
                 stored["pending_api"] = asdict(effect)
                 batch.api.append(row.id)
@@ -192,10 +196,10 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
             {
                 "b_id": row.id,
                 "b_version": row.lock_version,
-                "b_state": result.state.status,
+                "b_state": "delayed" if row.id in held else result.state.status,
                 "b_node_id": result.state.node_id,
                 "b_engine_state": stored,
-                "b_wake_at": _wake_at(row, state, result, now),
+                "b_wake_at": held.get(row.id) or _wake_at(row, state, result, now),
                 "b_updated_at": now,
                 "b_error": finish.reason if finish and result.state.status in ("failed", "filtered") else None,
             }
@@ -219,7 +223,7 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
             db.session.rollback()
             return None
     contact_fields.save(contact_values)
-    steps += _insert_messages(sends, batch, now)
+    steps += _insert_messages(sends, batch, now, held)
     if steps:
         db.session.execute(step_table.insert(), steps)
     db.session.commit()
@@ -318,11 +322,12 @@ def _trail_steps(row, before: engine.ContactState, result: engine.StepResult, ex
     return steps
 
 
-def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[dict]:
+def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime, held: dict) -> list[dict]:
     """Insert-or-get the message rows of `SendMessage` effects; return their `message` steps.
 
     A key that already exists is not sent again: if it was accepted (or
-    failed for good) its outcome is fed after the commit instead.
+    failed for good) its outcome is fed after the commit instead. A message
+    `held` for its send window is stored with `not_before` and not enqueued.
     """
     if not sends:
         return []
@@ -342,6 +347,7 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
             "content_variables": effect.content_variables,
             "media_url": effect.media_url,
             "status": "queued",
+            "not_before": held.get(row.id),
             "attempts": 0,
             "dry_run": dry_run,
             "created_at": now,
@@ -364,15 +370,17 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
             batch.resume.append((pid, found.id, found.idempotency_key, found.sid, True, None))
         elif found.status in ("failed", "undelivered", "canceled"):
             batch.resume.append((pid, found.id, found.idempotency_key, None, False, found.error_message))
-        elif found.status == "queued":
+        elif found.status == "queued" and pid not in held:
             batch.send.append(found.id)
-    batch.send += list(inserted.values())
+    batch.send += [mid for key, mid in inserted.items() if rows[key]["participation_id"] not in held]
     steps = []
     for row, effect in sends:
         key = f"{row.id}:{effect.node_id}:{effect.visit}"
         detail = {"message_id": inserted.get(key), "status": "queued", "channel": effect.channel}
         if effect.missing:
             detail["missing"] = list(effect.missing)
+        if row.id in held:
+            detail.update(status="delayed", wake_at=held[row.id].isoformat(timespec="seconds") + "Z")
         if key in inserted:
             steps.append(
                 {

@@ -24,6 +24,7 @@ from app.runs.advancing import feed_message_outcomes
 from app.runs.inbound import handle_stale_received
 from app.runs.lifecycle import _lock_in_id_order
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease
+from app.runs.schedule import release_due, start_due
 from app.sending import callbacks, recovery
 
 SWEEP_LIMIT = 5000  # due participations claimed per sweep
@@ -57,7 +58,8 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, in
     try:
         if redis.set(EPOCH_KEY, now.isoformat(), nx=True):
             _expire_leases(now)
-        counts = _dispatch_due(now, limit)
+        counts = _start_scheduled(now)
+        counts.update(_dispatch_due(now, limit))
         counts["preparing"] = _resume_preparing(now)
         if redis.set(REQUEUE_STALE_KEY, "1", nx=True, ex=REQUEUE_STALE_EVERY):
             result = recovery.requeue_stale()
@@ -69,6 +71,13 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, in
     finally:
         with contextlib.suppress(LockError):
             lock.release()
+
+
+def _start_scheduled(now: datetime) -> dict[str, int]:
+    """Scheduled runs and campaigns whose time has come start; messages whose `not_before` came are sent."""
+    counts = start_due(now)
+    counts["released_messages"] = release_due(now)
+    return counts
 
 
 def _expire_leases(now: datetime) -> None:

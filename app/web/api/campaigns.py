@@ -4,7 +4,7 @@ from pathlib import Path
 
 from flask import abort, g, jsonify, request
 
-from app.campaigns import service
+from app.campaigns import schedule, service
 from app.campaigns.service import CampaignError
 from app.extensions import db
 from app.web.api import bp
@@ -73,7 +73,10 @@ def send_campaign():
             items = "messages" if "messages" in payload else "rows"
             raise CampaignError(items, f"no {items[:-1]} has a usable phone number", rejected=rejected)
         name = service.check_name(payload.get("name"), service.default_name("API"))
+        start_at, send_window = schedule.read_schedule(payload.get("start_at"), payload.get("send_window"))
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,
@@ -102,7 +105,12 @@ def upload_campaign():
         name = service.check_name(request.form.get("name"), service.default_name(source))
         result = service.read_csv(file.read(), request.form.get("phone_column"))
         recipients, rejected = service.recipients_from_csv(result)
+        start_at, send_window = schedule.read_schedule(
+            request.form.get("start_at"), schedule.window_from_text(request.form.get("send_window"))
+        )
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,

@@ -38,6 +38,7 @@ from app.engine.placeholders import (
 )
 from app.extensions import db
 from app.models import Campaign, Message, utcnow
+from app.models.vocabulary import iso_z
 from app.sending import log, messaging
 from app.sending.channels import CHANNELS
 
@@ -511,8 +512,8 @@ def as_json(campaign: Campaign, campaign_counts: dict, *, detail: bool = False) 
         "dry_run": campaign.dry_run,
         **campaign_counts,
         "rejected_count": len(campaign.rejected or []),
-        "created_at": campaign.created_at.isoformat() + "Z",
-        "finished_at": campaign.finished_at.isoformat() + "Z" if campaign.finished_at else None,
+        "created_at": iso_z(campaign.created_at),
+        "finished_at": iso_z(campaign.finished_at),
     }
     if detail:
         answer["body"] = campaign.body

@@ -21,9 +21,10 @@ from app.models import (
 )
 from app.queues import get_redis
 from app.runs.advancing import feed_message_outcomes
+from app.runs.inbound import handle_stale_received
 from app.runs.lifecycle import _lock_in_id_order
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease
-from app.sending import recovery
+from app.sending import callbacks, recovery
 
 SWEEP_LIMIT = 5000  # due participations claimed per sweep
 
@@ -62,6 +63,8 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, in
             result = recovery.requeue_stale()
             counts["requeued_messages"] = result.requeued
             counts["reconciled_messages"] = feed_message_outcomes(result.accepted)
+        counts["status_callbacks"] = callbacks.apply_pending()
+        counts["stale_inbound"] = handle_stale_received(now)
         return counts
     finally:
         with contextlib.suppress(LockError):

@@ -20,7 +20,6 @@ KNOWN_LONG_FUNCTIONS = {
     "contacts/csv_import.py::import_contacts_csv",
     "runs/runner.py::_insert_messages",
     "runs/runner.py::_store_batch",
-    "sending/messaging.py::_record_results",
     "sending/recovery.py::requeue_stale",
 }
 KNOWN_LONG_MODULES: set[str] = set()

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from app.campaigns.service import CampaignError
+from app.campaigns.inputs import CampaignError
 from app.engine.windows import is_open, next_opening, parse_window, window_problems
 from app.extensions import db
 from app.models import SCHEDULED, Campaign, Message, message_table, utcnow

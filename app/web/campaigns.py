@@ -10,10 +10,10 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from app.campaigns import inputs, service
 from app.campaigns import schedule as campaign_schedule
-from app.campaigns import service
+from app.campaigns.inputs import CampaignError
 from app.campaigns.preflight import campaign_preflight
-from app.campaigns.service import CampaignError
 from app.engine.windows import DAYS
 from app.extensions import db
 from app.models import Message
@@ -71,15 +71,15 @@ def upload():
     form = {key: request.form.get(key, "") for key in ("name", "body", "channel", "phone_column")}
     file = request.files.get("file")
     errors, columns, rejected, result = {}, [], [], None
-    body = _checked(errors, service.check_body, form["body"])
-    channel = _checked(errors, service.check_channel, form["channel"])
+    body = _checked(errors, inputs.check_body, form["body"])
+    channel = _checked(errors, inputs.check_channel, form["channel"])
     source = Path(file.filename).stem if file is not None and file.filename else None
-    name = _checked(errors, service.check_name, form["name"], service.default_name(source))
+    name = _checked(errors, inputs.check_name, form["name"], inputs.default_name(source))
     if source is None:
         errors["file"] = "no file was uploaded: choose a CSV file"
     else:
         try:
-            result = service.read_csv(file.read(), form["phone_column"])
+            result = inputs.read_csv(file.read(), form["phone_column"])
             columns = result.columns
         except CampaignError as error:
             errors[error.field] = error.message
@@ -113,7 +113,7 @@ def columns():
     columns, found, error = [], None, None
     if file is not None and file.filename:
         try:
-            result = service.read_csv(file.read())
+            result = inputs.read_csv(file.read())
             columns, found = result.columns, result.phone_column
         except CampaignError as failure:
             columns, error = failure.columns, failure.message
@@ -200,8 +200,8 @@ def send(campaign_id: int):
     if blockers:
         return _preview_page(campaign, form, {"preflight": "The pre-flight found blockers: " + "; ".join(blockers)})
     try:
-        body, channel = service.check_body(form["body"]), service.check_channel(form["channel"])
-        name = service.check_name(form["name"], campaign.name)
+        body, channel = inputs.check_body(form["body"]), inputs.check_channel(form["channel"])
+        name = inputs.check_name(form["name"], campaign.name)
         queued = service.send_draft(
             campaign, name=name, body=body, channel=channel, start_at=start_at, send_window=send_window
         )

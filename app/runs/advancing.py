@@ -19,6 +19,7 @@ from app.models import (
 )
 from app.queues import get_redis
 from app.runs import http_calls, runner
+from app.runs.message_rows import idempotency_key
 from app.runs.runner import _enqueue, _enqueue_api_calls, _feed_outcomes, _step
 from app.sending import messaging
 
@@ -204,7 +205,7 @@ def recover_sending(participation_ids: Iterable[int]) -> int:
     for row in rows:
         stored = row.engine_state or {}
         node_id = stored.get("node_id")
-        keys[f"{row.id}:{node_id}:{(stored.get('visits') or {}).get(node_id)}"] = row.id
+        keys[idempotency_key(row.id, node_id, (stored.get("visits") or {}).get(node_id))] = row.id
     m = message_table.c
     messages = (
         db.session.execute(

@@ -19,6 +19,7 @@ from app.models import (
     participation_table,
     utcnow,
 )
+from app.models.vocabulary import WORKING_STATES
 from app.queues import get_redis
 from app.runs.advancing import feed_message_outcomes
 from app.runs.inbound import handle_stale_received
@@ -83,9 +84,9 @@ def _start_scheduled(now: datetime) -> dict[str, int]:
 def _expire_leases(now: datetime) -> None:
     """Redis is new or was flushed: every job may be gone, so every lease is due now."""
     p = participation_table.c
-    _lock_in_id_order(p.state.in_(("active", "sending")))
+    _lock_in_id_order(p.state.in_(WORKING_STATES))
     count = db.session.execute(
-        update(participation_table).where(p.state.in_(("active", "sending"))).values(wake_at=now)
+        update(participation_table).where(p.state.in_(WORKING_STATES)).values(wake_at=now)
     ).rowcount
     db.session.commit()
     if count:
@@ -138,7 +139,7 @@ def _dispatch_due(now: datetime, limit: int) -> dict[str, int]:
     backoff = [
         {"b_id": row.id, "b_wake_at": now + (now - row.updated_at)}
         for row in claimed
-        if row.state in ("active", "sending") and now - row.updated_at > lease
+        if row.state in WORKING_STATES and now - row.updated_at > lease
     ]
     if backoff:
         db.session.execute(

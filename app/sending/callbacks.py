@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.extensions import db
 from app.models import message_table, status_callback_table, utcnow
 from app.models.bulk import insert_ignore
-from app.models.vocabulary import CALLBACK_STATUSES, STATUS_RANK
+from app.models.vocabulary import CALLBACK_STATUSES, FAILED_STATUSES, STATUS_RANK
 from app.sending.channels import explain_error
 from app.sending.log import _insert_events
 
@@ -35,7 +35,6 @@ APPLY_BATCH = 1000  # callbacks applied per transaction
 SIDS_PER_QUERY = 500
 # A parked callback whose sid never reaches the log (sent by another system on the same account) is dropped after.
 PARKED_FOR = timedelta(hours=24)
-FAILED_STATUSES = ("failed", "undelivered")
 WRITE_BATCH = 500  # callbacks stored per commit by a writer, at most
 
 logger = logging.getLogger(__name__)

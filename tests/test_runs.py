@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import Message, utcnow
+from app.models import InboundMessage, Message, utcnow
 from app.runs import sweeper
 from tests.conftest import drain
 from tests.test_runs_helpers import (
@@ -24,6 +24,7 @@ from tests.test_runs_helpers import (
     phones,
     reply,
     run_row,
+    sends_through_jobs,
     settle,
     start,
     steps_of,
@@ -153,6 +154,12 @@ def test_order_status_calls_the_api_and_branches(app, api, fake_twilio, fake_api
 def test_whatsapp_survey_buttons_regex_and_split(app, api, fake_twilio):
     journey = create_journey(example("whatsapp-survey"))
     ana, bia, caio, duda, eva = phones(5)
+    # Each wrote first (a WhatsApp session is open), else the pre-flight blocks the free-text invite (63016).
+    db.session.add_all(
+        InboundMessage(sid=f"SMopen{n}", from_phone=phone, channel="whatsapp", body="hi", outcome="unknown_contact")
+        for n, phone in enumerate(phones(5))
+    )
+    db.session.commit()
     run_id = start(
         api,
         journey.id,
@@ -281,7 +288,8 @@ def test_stop_run_stops_everyone_and_sends_nothing_more(app, api, fake_twilio):
     assert api.get(f"/api/runs/{run_id}").json["states"]["stopped"] == 6
 
 
-def test_stop_cancels_messages_still_queued(app, api, fake_twilio):
+def test_stop_cancels_messages_still_queued(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     journey = create_journey(linear_journey("one", "two"))
     run_id = start(api, journey.id, [{"phone": phone} for phone in phones(5)])
     drain(["flows"])  # first messages created and queued, not sent yet
@@ -298,7 +306,8 @@ def test_stop_cancels_messages_still_queued(app, api, fake_twilio):
     }
 
 
-def test_opt_out_ends_the_contacts_participations(app, api, fake_twilio):
+def test_opt_out_ends_the_contacts_participations(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     journey = create_journey(example("welcome"))
     quitter, stayer = phones(2)
     run_id = start(api, journey.id, [{"phone": quitter}, {"phone": stayer}])

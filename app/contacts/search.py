@@ -1,10 +1,8 @@
 """Finding contacts by phone or name, fast over hundreds of thousands of rows on both databases.
 
-Phone searches and name-start searches are prefix searches an index answers:
-the name folded into `Contact.search_name` (lower case, accents and repeated
-spaces removed, kept up to date by every write of a name) starts with the
-folded query (a later word of it starting so, "silva" for "Maria Silva", is a
-LIKE scan of that one column, still well under 100 ms at 100,000), or the
+Every search is a prefix search that an index answers: the name folded into
+`Contact.search_name` (lower case, accents and repeated spaces removed, kept
+up to date by every write of a name) starts with the folded query, or the
 E.164 phone starts with the query's digits (as written, or after the default
 region's country code, so "555 01" finds "+155501…"). A query that is a whole
 valid number matches that number exactly. Prefixes are read as index ranges
@@ -74,10 +72,7 @@ def _criteria(query: str, region: str) -> tuple[list, list]:
     if _DIGITS_ONLY.match(query) and sum(char.isdigit() for char in query) >= 2:
         return [or_(*_phone_conditions(query, region))], [Contact.phone, Contact.id]
     folded = fold(query) or ""
-    return [or_(_prefix(Contact.search_name, folded), _word_start(Contact.search_name, folded))], [
-        Contact.search_name,
-        Contact.id,
-    ]
+    return [_prefix(Contact.search_name, folded)], [Contact.search_name, Contact.id]
 
 
 def _phone_conditions(query: str, region: str) -> list:
@@ -97,19 +92,11 @@ def _phone_conditions(query: str, region: str) -> list:
     return [_prefix(Contact.phone, prefix) for prefix in sorted(prefixes)]
 
 
-def _word_start(column, prefix: str):
-    """A later word of `column` starts with `prefix` ("silva" finds "maria silva"): a scan, bounded by the table."""
-    return column.like("% " + _escaped(prefix) + "%", escape="\\")
-
-
-def _escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _prefix(column, prefix: str):
     """`column` starts with `prefix`, written as an index range plus an exact LIKE."""
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
-    conditions = [column >= prefix, column.like(_escaped(prefix) + "%", escape="\\")]
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    conditions = [column >= prefix, column.like(escaped + "%", escape="\\")]
     if upper is not None:
         conditions.append(column < upper)
     return and_(*conditions)

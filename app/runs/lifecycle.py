@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from flask import current_app
 from sqlalchemy import JSON, func, literal, select, update
 
@@ -11,6 +13,7 @@ from app.journeys import store as journeys
 from app.models import (
     ACTIVE_STATES,
     LIVE_RUN_STATUSES,
+    SCHEDULED,
     Audience,
     AudienceContact,
     Contact,
@@ -24,19 +27,24 @@ from app.models import (
 )
 from app.runs import listening
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease, _run_status, complete_runs
-from app.sending import log
+from app.sending import log, messaging
 
 PREPARE_CHUNK = 5000  # participations inserted per transaction when a run starts
+FIRST_CHUNK = 500  # the first chunk is small, so the first contacts start (and are sent to) at once
 
 
-def start_run(journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None) -> Run:
+def start_run(
+    journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None, start_at=None
+) -> Run:
     """Start `journey` for an audience or an inline list of contacts; returns at once.
 
     The run executes an immutable version (`journeys.version_for_run`; raises
     `journeys.InvalidJourney`). An audience's participations are inserted by
     the `prepare_run` job in chunks, so even 100,000 contacts start from a
     page; inline contacts (already in the request) are inserted here the same
-    way. First steps are enqueued in batches. Raises LookupError for an
+    way. First steps are enqueued in batches. With `start_at` (naive UTC) the
+    run is stored `scheduled` and the sweeper starts it then (`schedule.start_due`;
+    inline contacts are saved now, their ids kept on the run). Raises LookupError for an
     unknown audience and ValueError for bad contacts (nothing written then).
     """
     if (audience_id is None) == (contacts is None):
@@ -61,13 +69,17 @@ def start_run(journey: Journey, audience_id: int | None = None, contacts: list[d
         journey_id=journey.id,
         version_id=version.id,
         audience_id=audience_id,
-        status="preparing",
+        status=SCHEDULED if start_at else "preparing",
+        start_at=start_at,
+        scheduled_contact_ids=contact_ids if start_at else None,
         total=total,
         dry_run=bool(current_app.config.get("DRY_RUN")),
         created_by_id=getattr(user, "id", None),
     )
     db.session.add(run)
     db.session.commit()
+    if start_at:
+        return run
     if contact_ids is None:
         _enqueue("prepare_run", [(run.id,)], timeout=3600)
     else:
@@ -85,22 +97,25 @@ def prepare_run(run_id: int) -> int:
     run = db.session.get(Run, run_id)
     if run is None or run.status != "preparing":
         return 0
-    contact_ids = audiences.contact_ids(run.audience_id) if run.audience_id is not None else []
+    if run.audience_id is not None:
+        contact_ids = audiences.contact_ids(run.audience_id)
+    else:
+        contact_ids = list(run.scheduled_contact_ids or [])  # a scheduled run of inline contacts
     return _prepare(run_id, contact_ids)
 
 
 def _prepare(run_id: int, contact_ids: list[int]) -> int:
     """Insert participations in chunks (one bulk INSERT and commit each), enqueue their first steps,
     then mark the run `active` with its real total."""
-    inserted = 0
-    for start in range(0, len(contact_ids), PREPARE_CHUNK):
-        ids = _insert_participations(run_id, contact_ids[start : start + PREPARE_CHUNK])
+    inserted, size = 0, step_batch_size()
+    for chunk in _chunks(contact_ids):
+        ids = _insert_participations(run_id, chunk)
         db.session.commit()
         inserted += len(ids)
         if _run_status(run_id) == "stopped":
             _stop_participations(run_id)
             return inserted
-        _enqueue("advance", [(ids[i : i + BATCH_SIZE],) for i in range(0, len(ids), BATCH_SIZE)])
+        _enqueue("advance", [(ids[i : i + size],) for i in range(0, len(ids), size)])
     total = db.session.scalar(select(func.count()).where(participation_table.c.run_id == run_id))
     db.session.execute(
         update(Run).where(Run.id == run_id, Run.status == "preparing").values(status="active", total=total)
@@ -108,6 +123,21 @@ def _prepare(run_id: int, contact_ids: list[int]) -> int:
     db.session.commit()
     complete_runs([run_id])
     return inserted
+
+
+def _chunks(contact_ids: list[int]) -> Iterator[list[int]]:
+    """`FIRST_CHUNK` contacts, then `PREPARE_CHUNK` at a time: each chunk's first steps are enqueued as soon
+    as it is inserted, so the first messages leave while the rest of the audience is still being prepared."""
+    start = 0
+    while start < len(contact_ids):
+        size = FIRST_CHUNK if start == 0 else PREPARE_CHUNK
+        yield contact_ids[start : start + size]
+        start += size
+
+
+def step_batch_size() -> int:
+    """Contacts per first-step job: as many as one send job sends (their messages are sent by that job)."""
+    return max(1, min(BATCH_SIZE, messaging.batch_size(current_app.config)))
 
 
 def _insert_participations(run_id: int, contact_ids: list[int]) -> list[int]:
@@ -140,7 +170,7 @@ def stop_run(run: Run) -> int:
     _cancel_queued(participation_table.c.run_id == run.id)
     db.session.execute(
         update(Run)
-        .where(Run.id == run.id, Run.status.in_(LIVE_RUN_STATUSES))
+        .where(Run.id == run.id, Run.status.in_((SCHEDULED, *LIVE_RUN_STATUSES)))
         .values(status="stopped", finished_at=utcnow())
     )
     db.session.commit()

@@ -4,28 +4,38 @@ The signature is checked against the public URL (`PUBLIC_BASE_URL` + path,
 or the request's own URL when unset). With no `TWILIO_AUTH_TOKEN` nothing can
 be verified, so every webhook is refused (403) and logged, dry run or not:
 an unsigned endpoint would let anyone opt contacts out or fake deliveries.
+
+What arrived is stored before the answer, and only that: one INSERT with
+bounded lock waits, so a busy database is answered within seconds (503 when
+the row could not be stored: Twilio retries those). Applying it comes after
+the store: status callbacks in bulk by the workers' sweeper
+(`callbacks.apply_pending`); an inbound message right after its commit,
+with bounded waits too, or by the sweeper if that failed (the answer is 200
+either way: the message is stored). Nothing here needs Redis to succeed.
 """
 
-import re
-
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from twilio.request_validator import RequestValidator
 
-from app.contacts import optout, phones
+from app.contacts import phones
 from app.extensions import db
-from app.models import Contact, InboundMessage, bulk, utcnow
+from app.models import InboundMessage, bulk, utcnow
+from app.models.vocabulary import RECEIVED
+from app.models.waits import bounded_waits
+from app.models.waits import init_app as init_bounded_waits
 from app.runs import inbound as reply_routing
-from app.runs import lifecycle
 from app.sending import callbacks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
+bp.record_once(lambda state: init_bounded_waits(state.app))
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-# Whole-message keywords (case, spaces and punctuation ignored), as Twilio's own opt-out handling,
-# plus Portuguese PARAR/SAIR for opting out.
-OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "PARAR", "SAIR"}
-OPT_IN_WORDS = {"START", "UNSTOP"}
+# How long storing what arrived may wait for the database: well inside Twilio's 15 s, and our 5 s promise.
+STORE_SECONDS = 3.0
+# How long handling a stored inbound message may wait for locks before it is left to the sweeper (5 s in all).
+HANDLE_SECONDS = 1.5
+MAX_MEDIA = 10  # Twilio attaches at most 10 media to a message
 
 
 @bp.before_request
@@ -36,7 +46,13 @@ def _verify_signature():
         return Response("webhook signatures cannot be checked: TWILIO_AUTH_TOKEN is not set", 403)
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not RequestValidator(token).validate(_public_url(), request.form, signature):
-        current_app.logger.warning("refused Twilio webhook %s: bad or missing X-Twilio-Signature", request.path)
+        current_app.logger.warning(
+            "refused Twilio webhook %s from %s: bad or missing X-Twilio-Signature (checked against %s)",
+            request.path,
+            request.remote_addr,
+            _public_url(),
+            extra={"message_sid": request.form.get("MessageSid")},
+        )
         return Response("invalid X-Twilio-Signature", 403)
     return None
 
@@ -54,55 +70,86 @@ def _twiml() -> Response:
     return Response(EMPTY_TWIML, 200, mimetype="text/xml")
 
 
+def _not_stored(what: str, sid: str) -> Response:
+    """The row could not be stored (database busy or down): 503, so Twilio tries again."""
+    current_app.logger.error("could not store Twilio %s %s; answered 503 so that Twilio retries", what, sid)
+    return Response("could not store the webhook now; try again", 503, {"Retry-After": "5"})
+
+
 @bp.post("/status")
 def status():
-    """A status callback: move the message forward (never back)."""
+    """A status callback: stored (with those of concurrent requests, in one commit) and answered.
+
+    The sweeper applies it to the message log.
+    """
     form = request.form
-    callbacks.record_status(form.get("MessageSid", ""), form.get("MessageStatus", ""), form.get("ErrorCode"))
+    sid = form.get("MessageSid", "").strip()
+    row = callbacks.callback_row(sid, form.get("MessageStatus", ""), form.get("ErrorCode"))
+    if row is not None:
+        writer = callbacks.CallbackWriter.for_app(current_app._get_current_object(), STORE_SECONDS)
+        if not writer.store(row):
+            return _not_stored("status callback", sid)
     return _twiml()
 
 
 @bp.post("/inbound")
 def inbound():
-    """An inbound message: store it once per MessageSid, handle STOP/START, then route it."""
+    """An inbound message: stored once per MessageSid, then handled (STOP/START, reply); 200 once stored."""
     form = request.form
     sid = form.get("MessageSid", "").strip()
     sender = form.get("From", "").strip()
     if not sid or not sender:
         return Response("MessageSid and From are required", 400)
-    channel = "whatsapp" if sender.lower().startswith("whatsapp:") else "sms"
-    phone = phones.bare_phone(sender)
-    inbound_id = _store_once(sid, phone, channel, form)
-    if inbound_id is None:
-        return _twiml()  # a repeat of a message already processed
-
-    row = db.session.get(InboundMessage, inbound_id)
-    keyword = re.sub(r"[\W_]+", "", row.body).upper()
-    if keyword in OPT_OUT_WORDS:
-        row.contact_id, row.outcome = optout.opt_out(phone, commit=False), "opted_out"
-    elif keyword in OPT_IN_WORDS:
-        row.contact_id, row.outcome = optout.opt_in(phone, commit=False), "opted_in"
-    else:
-        row.contact_id = db.session.scalar(select(Contact.id).where(Contact.phone == phone))
-    db.session.commit()
-    # Journey replies are routed from here, once per new inbound message.
-    if row.outcome == "opted_out":
-        lifecycle.opt_out_contact(row.contact_id)
-    elif row.outcome == "received":
-        reply_routing.handle_inbound(inbound_id)
+    try:
+        with bounded_waits(STORE_SECONDS):
+            inbound_id = _store_once(sid, sender, form)
+            db.session.commit()
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        current_app.logger.error("inbound message %s: %s", sid, error)
+        return _not_stored("inbound message", sid)
+    if inbound_id is not None:  # None: a repeat of a message already stored
+        _handle_stored(inbound_id)
     return _twiml()
 
 
-def _store_once(sid: str, phone: str, channel: str, form) -> int | None:
+def _handle_stored(inbound_id: int) -> None:
+    """Handle the stored message now, its lock waits bounded too; if this fails, the sweeper handles it later."""
+    try:
+        with bounded_waits(HANDLE_SECONDS):
+            reply_routing.handle_received(inbound_id)
+    except Exception:
+        db.session.rollback()
+        current_app.logger.exception(
+            "inbound message %d stored but not handled yet; the sweeper will retry", inbound_id
+        )
+
+
+def _store_once(sid: str, sender: str, form) -> int | None:
     """Insert the inbound row; None when its MessageSid was already stored (the unique key decides)."""
     insert = bulk.insert_ignore(InboundMessage.__table__, ["sid"]).values(
-        sid=sid,
-        from_phone=phone,
-        to_address=form.get("To") or None,
-        channel=channel,
+        sid=sid[:64],
+        from_phone=phones.bare_phone(sender)[:32],
+        to_address=(form.get("To") or "")[:64] or None,
+        channel="whatsapp" if sender.lower().startswith("whatsapp:") else "sms",
         body=form.get("Body") or "",
         payload=(form.get("ButtonPayload") or "")[:256] or None,
-        outcome="received",
+        outcome=RECEIVED,
         received_at=utcnow(),
+        media=_media(form),
     )
     return db.session.execute(insert.returning(InboundMessage.__table__.c.id)).scalar()
+
+
+def _media(form) -> list[dict] | None:
+    """`MediaUrl{N}` / `MediaContentType{N}` for N below `NumMedia`, as `[{"url", "content_type"}]`."""
+    try:
+        count = min(int(form.get("NumMedia") or 0), MAX_MEDIA)
+    except ValueError:
+        count = 0
+    media = [
+        {"url": form[f"MediaUrl{n}"], "content_type": form.get(f"MediaContentType{n}") or None}
+        for n in range(count)
+        if form.get(f"MediaUrl{n}")
+    ]
+    return media or None

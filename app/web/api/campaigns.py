@@ -4,12 +4,23 @@ from pathlib import Path
 
 from flask import abort, g, jsonify, request
 
-from app.campaigns import service
-from app.campaigns.service import CampaignError
+from app.campaigns import inputs, schedule, service
+from app.campaigns.inputs import CampaignError
 from app.extensions import db
 from app.web.api import bp
 
 HISTORY_LIMIT_MAX = 1000
+IDEMPOTENCY_KEY_MAX = 120
+
+
+def _idempotency_key() -> str | None:
+    """The client's `Idempotency-Key` header, scoped to its user; CampaignError when unusable."""
+    key = (request.headers.get("Idempotency-Key") or "").strip()
+    if not key:
+        return None
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        raise CampaignError("Idempotency-Key", f"the header must be at most {IDEMPOTENCY_KEY_MAX} characters")
+    return f"{g.api_user.id}:{key}"
 
 
 def _bad_input(error: CampaignError):
@@ -24,7 +35,7 @@ def _accepted(campaign):
         success=True,
         campaignId=campaign.id,
         total=campaign.total,
-        status="queued",
+        status="queued" if campaign.status in ("queued", "sending") else campaign.status,
         rejected=service.rejected_summary(campaign.rejected),
     ), 202
 
@@ -43,25 +54,29 @@ def send_campaign():
     if not isinstance(payload, dict):
         return jsonify(error="the request body must be a JSON object with messages or rows"), 400
     try:
+        idempotency_key = _idempotency_key()
         if "messages" in payload:
-            channel = service.check_channel(payload.get("channel"))
-            recipients, rejected = service.recipients_from_messages(payload["messages"], channel)
+            channel = inputs.check_channel(payload.get("channel"))
+            recipients, rejected = inputs.recipients_from_messages(payload["messages"], channel)
             bodies = {recipient.body for recipient in recipients}
             channels = {recipient.channel for recipient in recipients}
             body = bodies.pop() if len(bodies) == 1 else ""
             channel = channels.pop() if len(channels) == 1 else channel
             columns = ["to", "body", "channel", "vars"]
         elif "rows" in payload:
-            body = service.check_body(payload.get("body"))
-            channel = service.check_channel(payload.get("channel"))
-            recipients, rejected, columns = service.recipients_from_rows(payload["rows"])
+            body = inputs.check_body(payload.get("body"))
+            channel = inputs.check_channel(payload.get("channel"))
+            recipients, rejected, columns = inputs.recipients_from_rows(payload["rows"])
         else:
             raise CampaignError("messages", "give either messages (one body each) or body and rows")
         if not recipients:
             items = "messages" if "messages" in payload else "rows"
             raise CampaignError(items, f"no {items[:-1]} has a usable phone number", rejected=rejected)
-        name = service.check_name(payload.get("name"), service.default_name("API"))
+        name = inputs.check_name(payload.get("name"), inputs.default_name("API"))
+        start_at, send_window = schedule.read_schedule(payload.get("start_at"), payload.get("send_window"))
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,
@@ -69,6 +84,7 @@ def send_campaign():
             rejected=rejected,
             columns=columns,
             user_id=g.api_user.id,
+            idempotency_key=idempotency_key,
         )
     except CampaignError as error:
         return _bad_input(error)
@@ -80,15 +96,21 @@ def upload_campaign():
     """Multipart `file` (CSV), `body`, optional `name`, `channel`, `phone_column`."""
     file = request.files.get("file")
     try:
-        body = service.check_body(request.form.get("body"))
-        channel = service.check_channel(request.form.get("channel"))
+        idempotency_key = _idempotency_key()
+        body = inputs.check_body(request.form.get("body"))
+        channel = inputs.check_channel(request.form.get("channel"))
         if file is None or not file.filename:
             raise CampaignError("file", "no file was uploaded: send the CSV as the multipart field 'file'")
         source = Path(file.filename).stem
-        name = service.check_name(request.form.get("name"), service.default_name(source))
-        result = service.read_csv(file.read(), request.form.get("phone_column"))
-        recipients, rejected = service.recipients_from_csv(result)
+        name = inputs.check_name(request.form.get("name"), inputs.default_name(source))
+        result = inputs.read_csv(file.read(), request.form.get("phone_column"))
+        recipients, rejected = inputs.recipients_from_csv(result)
+        start_at, send_window = schedule.read_schedule(
+            request.form.get("start_at"), schedule.window_from_text(request.form.get("send_window"))
+        )
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,
@@ -97,6 +119,7 @@ def upload_campaign():
             columns=result.columns,
             user_id=g.api_user.id,
             key_name="line",
+            idempotency_key=idempotency_key,
         )
     except CampaignError as error:
         return _bad_input(error)

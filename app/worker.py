@@ -104,10 +104,13 @@ def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) 
 
 
 def _beat(app) -> None:
-    """This process's heartbeat; a failure (database down) is logged, and the next sweep tries again."""
+    """This process's heartbeat, and the release of claims its failed jobs left (`liveness.release_abandoned`);
+    a failure (database down) is logged, and the next sweep tries again."""
     try:
         with app.app_context():
             liveness.beat()
+            if released := liveness.release_abandoned():
+                app.logger.warning("released %d messages a failed job had claimed; recovery looks them up", released)
     except Exception:
         app.logger.warning("worker heartbeat could not be written", exc_info=True)
 

@@ -63,34 +63,51 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+class PrivatePostgres:
+    """A PostgreSQL server of our own in a temporary directory, on a free loopback port; fault tests restart it."""
+
+    def __init__(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="jd-test-pg-")
+        self.data, self.port = os.path.join(self.directory, "data"), _free_port()
+        self.as_postgres: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            shutil.chown(self.directory, "postgres")
+            os.chmod(self.directory, 0o700)
+            self.as_postgres = ["runuser", "-u", "postgres", "--"]
+        # trust is for this private, loopback-only server, which lives as long as the test process.
+        subprocess.run(
+            [*self.as_postgres, _binary("initdb"), "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        self.pg_ctl = [*self.as_postgres, _binary("pg_ctl"), "-D", self.data]
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [*self.pg_ctl, "-o", options, "-l", os.path.join(self.directory, "log"), "-w", "start"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: every session is ended, as on a restart; `immediate`: a crash)."""
+        subprocess.run([*self.pg_ctl, "-m", mode, "-w", "stop"], capture_output=True)
+
+    def stop_and_delete(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 def start_private_postgres() -> tuple[str, Callable[[], None]]:
     """Start a PostgreSQL of our own in a temporary directory; return its admin URL and what stops and deletes it."""
-    directory = tempfile.mkdtemp(prefix="jd-test-pg-")
-    data, port = os.path.join(directory, "data"), _free_port()
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(directory, "postgres")
-        os.chmod(directory, 0o700)
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    # trust is for this private, loopback-only server, which lives as long as the test process.
-    subprocess.run(
-        [*as_postgres, _binary("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg_ctl = [*as_postgres, _binary("pg_ctl"), "-D", data]
-    subprocess.run(
-        [*pg_ctl, "-o", options, "-l", os.path.join(directory, "log"), "-w", "start"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-
-    def stop() -> None:
-        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
-        shutil.rmtree(directory, ignore_errors=True)
-
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
+    server = PrivatePostgres()
+    server.start()
+    return server.admin_url, server.stop_and_delete
 
 
 @contextmanager

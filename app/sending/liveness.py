@@ -13,10 +13,10 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 
 from app.extensions import db
-from app.models import heartbeat_table, utcnow
+from app.models import heartbeat_table, message_table, utcnow
 
 BEAT_EVERY = timedelta(seconds=3)
 # A worker silent this long is dead (ten missed beats: a busy database or a long pause is not death).
@@ -26,6 +26,8 @@ FORGET_AFTER = timedelta(hours=1)
 
 _identity: dict[int, str] = {}
 _last_beat: dict[int, datetime] = {}
+# Claims of this process whose job ended in an error (e.g. the database went away mid-send), to be released.
+_abandoned: dict[int, set[int]] = {}
 
 
 def worker_id() -> str:
@@ -58,3 +60,29 @@ def live_workers(now: datetime | None = None) -> set[str]:
     now = now or utcnow()
     h = heartbeat_table.c
     return set(db.session.scalars(select(h.worker_id).where(h.beat_at >= now - DEAD_AFTER)))
+
+
+def abandon_claims(message_ids) -> None:
+    """Remember claims a failed job left; `release_abandoned` hands them to recovery once the database answers.
+
+    This process stays alive (its heartbeat vouches for its claims), so without this they would wait for
+    the stale timeout although no job holds them any more.
+    """
+    _abandoned.setdefault(os.getpid(), set()).update(message_ids)
+
+
+def release_abandoned() -> int:
+    """Release this process's abandoned claims still `sending` without a sid: recovery looks them up at Twilio
+    (`claimed_by` NULL) before anything is resent. Returns how many were released."""
+    ids = _abandoned.get(os.getpid())
+    if not ids:
+        return 0
+    m = message_table.c
+    released = db.session.execute(
+        update(message_table)
+        .where(and_(m.id.in_(sorted(ids)), m.status == "sending", m.sid.is_(None), m.claimed_by == worker_id()))
+        .values(claimed_by=None)
+    ).rowcount
+    db.session.commit()
+    ids.clear()
+    return released

@@ -50,7 +50,7 @@ from app.contacts.optout import _set_opted_out
 from app.extensions import db
 from app.models import campaign_table, contact_table, message_table, utcnow
 from app.queues import BULK_QUEUE, CONVERSATIONAL_QUEUE, JOB_DEFAULTS, get_queue, get_redis
-from app.sending import breaker
+from app.sending import breaker, liveness
 from app.sending.callbacks import _apply_early_statuses
 from app.sending.channels import OutboundMessage, SenderSettings, SendResult, explain_error
 from app.sending.dispatch import send
@@ -178,6 +178,10 @@ def _send_and_record(claimed, config, priority: bool, probing: bool, retry_delay
             db.session.commit()
             if not settings.dry_run:
                 _apply_early_statuses([result.sid for result in results if result.ok and result.sid])
+    except Exception:
+        db.session.rollback()
+        liveness.abandon_claims(row.id for row in claimed)  # e.g. the database went away: recovery looks them up
+        raise
     finally:
         if probing:
             breaker.release_probe()

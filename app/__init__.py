@@ -58,10 +58,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.before_request(_require_login)
 
     from app import cli
-    from app.web import jinja
+    from app.web import errors, jinja
 
     cli.register(app)
     jinja.register(app)
+    errors.register(app)
     return app
 
 

@@ -11,6 +11,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -25,7 +26,7 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.journeys.diagram import render_svg
 from app.models import ACTIVE_STATES, FINAL_STATES, LIVE_RUN_STATUSES, Audience, Participation, Run, User, utcnow
-from app.runs import lifecycle, runner
+from app.runs import inbound, lifecycle, runner
 from app.runs import stats as run_stats
 from app.runs.export import export_csv
 from app.sending.channels import explain_error
@@ -227,23 +228,79 @@ def _node_ids(run: Run) -> list[str]:
     return [node.id for node in runner.journey_for_version(run.version_id).nodes]
 
 
-@bp.get("/<int:run_id>/contacts/<int:participation_id>")
-def timeline(run_id: int, participation_id: int):
-    """A contact's timeline: a panel of the run page (htmx) or a page of its own."""
-    run = _run_or_404(run_id)
+def _participation_or_404(run: Run, participation_id: int) -> Participation:
     participation = db.session.get(Participation, participation_id)
     if participation is None or participation.run_id != run.id:
         abort(404)
-    context = {
+    return participation
+
+
+def _timeline_context(run: Run, participation: Participation, **extra) -> dict:
+    return {
         "run": run,
         "participation": participation,
         "now": utcnow(),
         "entries": run_stats.contact_timeline(participation),
         "limit": run_stats.TIMELINE_LIMIT,
+        "entered_by": inbound.operator_replies(participation.id),
+        "reply_choices": inbound.reply_choices(participation),
+        **extra,
     }
+
+
+@bp.get("/<int:run_id>/contacts/<int:participation_id>")
+def timeline(run_id: int, participation_id: int):
+    """A contact's timeline: a panel of the run page (htmx) or a page of its own."""
+    run = _run_or_404(run_id)
+    context = _timeline_context(run, _participation_or_404(run, participation_id))
     if request.headers.get("HX-Request"):
         return render_template("runs/_partials/timeline.html", **context)
     return render_template("runs/contact.html", **context)
+
+
+@bp.app_template_global()
+def may_reply_as_contact() -> bool:
+    """Operators reply as a contact in a dry run; with real Twilio only admins may (testing on a colleague's phone)."""
+    if current_app.config.get("DRY_RUN"):
+        return True
+    return getattr(current_user, "role", None) == "admin"
+
+
+@bp.post("/<int:run_id>/contacts/<int:participation_id>/reply")
+def reply_as_contact(run_id: int, participation_id: int):
+    """An operator answers for a waiting contact: stored and routed exactly as a reply from Twilio."""
+    run = _run_or_404(run_id)
+    participation = _participation_or_404(run, participation_id)
+    if not may_reply_as_contact():
+        abort(403, "Only admins may reply as a contact while messages really go out through Twilio.")
+    form = request.form
+    payload = (form.get("quick_payload") or "").strip() or None
+    text = payload if payload is not None else (form.get("quick_text") or form.get("text") or "").strip()[:1600]
+    if not text:
+        notice = ("error", "Type a reply, or choose one of the buttons.")
+    else:
+        row = inbound.reply_as_contact(participation, text, payload, current_user.id)
+        db.session.refresh(participation)
+        notice = ("success" if row.outcome == "matched" else "info", _reply_outcome(row.outcome, text, participation))
+    if not request.headers.get("HX-Request"):
+        flash(notice[1], notice[0])
+        target = form.get("next", "")
+        if not (target.startswith("/") and not target.startswith("//")):
+            target = url_for(".timeline", run_id=run.id, participation_id=participation.id)
+        return redirect(target)
+    context = _timeline_context(run, participation, reply_notice=notice)
+    return render_template("runs/_partials/timeline.html", **context), (422 if notice[0] == "error" else 200)
+
+
+def _reply_outcome(outcome: str, text: str, participation: Participation) -> str:
+    where = participation.node_id or "the end"
+    return {
+        "matched": f"Replied “{text}” as the contact: it is now {participation.state.replace('_', ' ')} at {where}.",
+        "unmatched": f"Replied “{text}” as the contact: it matched no edge, so the contact still waits at {where}.",
+        "not_waiting": f"Replied “{text}” as the contact: it was not waiting, so the reply is recorded but not used.",
+        "opted_out": "Replied STOP as the contact: it is opted out and its journeys end.",
+        "opted_in": "Replied START as the contact: it may be messaged again.",
+    }.get(outcome, f"Replied “{text}” as the contact ({outcome}).")
 
 
 @bp.route("/<int:run_id>/stop", methods=["GET", "POST"])

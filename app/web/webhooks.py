@@ -6,26 +6,16 @@ be verified, so every webhook is refused (403) and logged, dry run or not:
 an unsigned endpoint would let anyone opt contacts out or fake deliveries.
 """
 
-import re
-
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
-from app.contacts import optout, phones
-from app.extensions import db
-from app.models import Contact, InboundMessage, bulk, utcnow
+from app.contacts import phones
 from app.runs import inbound as reply_routing
-from app.runs import lifecycle
 from app.sending import callbacks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-# Whole-message keywords (case, spaces and punctuation ignored), as Twilio's own opt-out handling,
-# plus Portuguese PARAR/SAIR for opting out.
-OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "PARAR", "SAIR"}
-OPT_IN_WORDS = {"START", "UNSTOP"}
 
 
 @bp.before_request
@@ -64,45 +54,19 @@ def status():
 
 @bp.post("/inbound")
 def inbound():
-    """An inbound message: store it once per MessageSid, handle STOP/START, then route it."""
+    """An inbound message: stored once per MessageSid, STOP/START handled, then routed (`app.runs.inbound`)."""
     form = request.form
     sid = form.get("MessageSid", "").strip()
     sender = form.get("From", "").strip()
     if not sid or not sender:
         return Response("MessageSid and From are required", 400)
     channel = "whatsapp" if sender.lower().startswith("whatsapp:") else "sms"
-    phone = phones.bare_phone(sender)
-    inbound_id = _store_once(sid, phone, channel, form)
-    if inbound_id is None:
-        return _twiml()  # a repeat of a message already processed
-
-    row = db.session.get(InboundMessage, inbound_id)
-    keyword = re.sub(r"[\W_]+", "", row.body).upper()
-    if keyword in OPT_OUT_WORDS:
-        row.contact_id, row.outcome = optout.opt_out(phone, commit=False), "opted_out"
-    elif keyword in OPT_IN_WORDS:
-        row.contact_id, row.outcome = optout.opt_in(phone, commit=False), "opted_in"
-    else:
-        row.contact_id = db.session.scalar(select(Contact.id).where(Contact.phone == phone))
-    db.session.commit()
-    # Journey replies are routed from here, once per new inbound message.
-    if row.outcome == "opted_out":
-        lifecycle.opt_out_contact(row.contact_id)
-    elif row.outcome == "received":
-        reply_routing.handle_inbound(inbound_id)
-    return _twiml()
-
-
-def _store_once(sid: str, phone: str, channel: str, form) -> int | None:
-    """Insert the inbound row; None when its MessageSid was already stored (the unique key decides)."""
-    insert = bulk.insert_ignore(InboundMessage.__table__, ["sid"]).values(
-        sid=sid,
-        from_phone=phone,
-        to_address=form.get("To") or None,
-        channel=channel,
-        body=form.get("Body") or "",
-        payload=(form.get("ButtonPayload") or "")[:256] or None,
-        outcome="received",
-        received_at=utcnow(),
+    reply_routing.receive(
+        sid,
+        phones.bare_phone(sender),
+        channel,
+        form.get("Body") or "",
+        form.get("ButtonPayload"),
+        form.get("To"),
     )
-    return db.session.execute(insert.returning(InboundMessage.__table__.c.id)).scalar()
+    return _twiml()

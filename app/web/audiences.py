@@ -12,11 +12,12 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from app.contacts import audiences
 from app.contacts.csv_import import rejected_rows_csv
 from app.extensions import db
-from app.models import Audience, AudienceContact, Contact
+from app.models import Audience, AudienceContact, Contact, Run
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
 
 CONTACTS_PER_PAGE = 50
+RUNS_SHOWN = 20
 
 
 @bp.get("/")
@@ -41,7 +42,10 @@ def show(audience_id: int):
     context = {"audience": audience, "contacts": _contacts_page(audience), "columns": _extra_columns(audience)}
     if request.headers.get("HX-Target") == "contacts":
         return render_template("audiences/_partials/contacts.html", **context)
-    return render_template("audiences/show.html", **context)
+    runs = db.session.scalars(
+        db.select(Run).where(Run.audience_id == audience.id).order_by(Run.id.desc()).limit(RUNS_SHOWN)
+    ).all()
+    return render_template("audiences/show.html", runs=runs, **context)
 
 
 @bp.post("/<int:audience_id>/upload")

@@ -27,7 +27,7 @@ from app.engine.conditions import Context, compile_condition, condition_problems
 from app.engine.nodes import NODE_TYPES
 from app.engine.placeholders import PLACEHOLDER_RE, render, scope, sms_info
 from app.extensions import db
-from app.journeys import diagram
+from app.journeys import diagram, samples
 from app.journeys import diff as journey_diff
 from app.journeys import store as journeys
 from app.models import Audience, AudienceContact, Contact, JourneyVersion, Run
@@ -375,7 +375,7 @@ def set_sample(journey_id: int):
     if contact_id and request.form.get("use") == "contact":
         contact = db.session.get(Contact, contact_id)
         if contact is not None:
-            session[_sample_key(journey)] = _contact_fields(contact)
+            session[_sample_key(journey)] = samples.contact_fields(contact)
     else:
         try:
             session[_sample_key(journey)] = _pairs(request.form.get("fields", ""), "=")
@@ -663,7 +663,8 @@ def _editor_context(journey, *, selected: str | None, edge_open: int | None = No
 def _svg(journey, doc, selected, simulation) -> Markup:
     link = url_for(".node_panel", journey_id=journey.id, node_id="NODE").replace("NODE", "{id}")
     path = simulation.path if simulation else None
-    return Markup(diagram.render_svg(doc, selected=selected, path=path, link_template=link))
+    taken = simulation.edges if simulation else None
+    return Markup(diagram.render_svg(doc, selected=selected, path=path, path_edges=taken, link_template=link))
 
 
 def _current_simulation(journey):
@@ -703,20 +704,15 @@ def _sample_key(journey) -> str:
 
 
 def _sample(journey) -> dict:
-    return session.get(_sample_key(journey)) or {}
-
-
-def _contact_fields(contact: Contact) -> dict:
-    fields = {key: value for key, value in (contact.fields or {}).items() if value not in (None, "")}
-    fields["phone"] = contact.phone
-    if contact.name:
-        fields["name"] = contact.name
-    return fields
+    """The sample contact chosen in this session, else the first audience contact with the journey's fields."""
+    chosen = session.get(_sample_key(journey))
+    return chosen if chosen is not None else samples.default_sample(journey.draft)
 
 
 def _sample_context(journey) -> dict:
-    audience_id = request.values.get("audience_id", type=int)
     audiences = db.session.execute(select(Audience.id, Audience.name).order_by(Audience.id.desc())).all()
+    # The newest audience's contacts are listed at once: picking a sample contact is one choice.
+    audience_id = request.values.get("audience_id", type=int) or (audiences[0].id if audiences else None)
     contacts = []
     if audience_id:
         contacts = db.session.execute(

@@ -7,10 +7,10 @@ query and its fragment are shared with the campaign detail page.
 import re
 from dataclasses import dataclass
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from app.extensions import db
-from app.models import Message
+from app.models import Message, Participation, Run
 from app.sending.channels import CHANNELS, explain_error
 
 bp = Blueprint("outbox", __name__, url_prefix="/outbox")
@@ -50,6 +50,32 @@ def error_explanation(message: Message) -> str:
     return message.error_message or ""
 
 
+@bp.app_template_global()
+def sender_of(message: Message) -> str:
+    """The address a message goes out from: its own when recorded, else the configured sender of its channel."""
+    recorded = getattr(message, "from_address", None)
+    if recorded:
+        return recorded
+    config = current_app.config
+    if message.channel == "whatsapp":
+        configured = config.get("TWILIO_WHATSAPP_FROM")
+    else:
+        configured = config.get("TWILIO_FROM") or config.get("TWILIO_MESSAGING_SERVICE_SID")
+    return str(configured or "").split(",")[0].strip() or ("none (dry run)" if message.dry_run else "—")
+
+
+@bp.app_template_global()
+def runs_of_messages(messages: list[Message]) -> dict[int, Run]:
+    """The run of each journey message on the page, by participation id (one query)."""
+    ids = {message.participation_id for message in messages if message.participation_id}
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        db.select(Participation.id, Run).join(Run, Run.id == Participation.run_id).where(Participation.id.in_(ids))
+    )
+    return {row[0]: row[1] for row in rows}
+
+
 def _cursor(name: str) -> int | None:
     value = request.args.get(name, "")
     return int(value) if value.isdecimal() else None
@@ -64,12 +90,16 @@ def log_page(endpoint: str, endpoint_args: dict, *conditions, searchable: bool =
         "status": request.args.get("status", "") if request.args.get("status") in STATUSES else "",
         "channel": request.args.get("channel", "") if searchable and request.args.get("channel") in CHANNELS else "",
         "q": request.args.get("q", "").strip() if searchable else "",
+        "run": request.args.get("run", "") if searchable and request.args.get("run", "").isdecimal() else "",
     }
     query = db.select(Message).where(*conditions)
     if filters["status"]:
         query = query.where(Message.status == filters["status"])
     if filters["channel"]:
         query = query.where(Message.channel == filters["channel"])
+    if filters["run"]:
+        in_run = db.select(Participation.id).where(Participation.run_id == int(filters["run"]))
+        query = query.where(Message.participation_id.in_(in_run))
     digits = re.sub(r"\D", "", filters["q"])
     if filters["q"]:
         query = query.where(Message.to_phone.contains(digits or filters["q"], autoescape=True))

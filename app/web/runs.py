@@ -7,6 +7,8 @@ pagination) and a contact's timeline. Numbers come from `run_stats.live_stats`, 
 counts and a per-run tally, never the participations themselves, so an open page costs little.
 """
 
+import hashlib
+
 from flask import (
     Blueprint,
     Response,
@@ -105,8 +107,10 @@ def _start_context(values) -> dict:
     journey = journeys.get(values.get("journey_id")) if values.get("journey_id") else None
     audience_id = values.get("audience_id", type=int)
     audience = db.session.get(Audience, audience_id) if audience_id else None
+    every_journey = journeys.all_journeys()
     context = {
-        "journeys": journeys.all_journeys(),
+        "journeys": every_journey,
+        "journey_statuses": {item.id: journeys.status_of(item) for item in every_journey},
         "audiences": db.session.scalars(
             select(Audience).order_by(Audience.created_at.desc(), Audience.id.desc())
         ).all(),
@@ -138,23 +142,33 @@ def show(run_id: int):
     filters = _filters()
     created_by = db.session.get(User, run.created_by_id) if run.created_by_id else None
     live_context = _live_context(run)
-    contacts_page = _contacts_page(run, filters, total=sum(live_context["stats"].states.values()))
+    # A moving run's tally may trail its rows by a moment: count the rows then, so the page agrees with itself.
+    known_total = None if live_context["live"] else sum(live_context["stats"].states.values())
     return render_template(
         "runs/show.html",
         run=run,
         created_by=created_by,
         filters=filters,
         nodes=_node_ids(run),
-        contacts=contacts_page,
+        contacts=_contacts_page(run, filters, total=known_total),
+        cursor=_cursor(),
         **live_context,
     )
+
+
+def _cursor() -> dict:
+    return {key: request.args[key] for key in ("after", "before") if request.args.get(key, "").isdecimal()}
 
 
 @bp.get("/<int:run_id>/_partials/live")
 def live(run_id: int):
     """htmx, every second while the run moves: the live block, rendered without its trigger once finished."""
     run = _run_or_404(run_id)
-    return render_template("runs/_partials/live.html", run=run, **_live_context(run))
+    context = _live_context(run)
+    response = Response(render_template("runs/_partials/live.html", run=run, **context))
+    if request.args.get("seen") != context["signature"]:
+        response.headers["HX-Trigger"] = "run-changed"  # the contacts table refreshes with the counters
+    return response
 
 
 def _live_context(run: Run) -> dict:
@@ -169,6 +183,7 @@ def _live_context(run: Run) -> dict:
     )
     return {
         "stats": stats,
+        "signature": _signature(run, stats),
         "diagram": diagram,
         "now": now,
         "live": run.status in LIVE_RUN_STATUSES,
@@ -185,19 +200,28 @@ def _live_context(run: Run) -> dict:
     }
 
 
+def _signature(run: Run, stats: run_stats.LiveStats) -> str:
+    """A short fingerprint of where the contacts are: it changes whenever the contacts table would."""
+    parts = [run.status, *map(str, stats.states.values())]
+    parts += [f"{node}:{counts.get('here', 0)}:{counts.get('visits', 0)}" for node, counts in sorted(stats.nodes.items())]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
 @bp.get("/<int:run_id>/contacts")
 def contacts(run_id: int):
     """htmx: the contacts table with its filters and page; a plain request opens the run page on it."""
     run = _run_or_404(run_id)
     filters = _filters()
     if not request.headers.get("HX-Request"):
-        return redirect(url_for(".show", run_id=run.id, **filters.as_args()) + "#contacts")
+        return redirect(url_for(".show", run_id=run.id, **filters.as_args(), **_cursor()) + "#contacts")
+    template = "contacts_results" if request.args.get("part") == "results" else "contacts"
     return render_template(
-        "runs/_partials/contacts.html",
+        f"runs/_partials/{template}.html",
         run=run,
         filters=filters,
         nodes=_node_ids(run),
         contacts=_contacts_page(run, filters),
+        cursor=_cursor(),
         now=utcnow(),
     )
 
@@ -289,7 +313,8 @@ def reply_as_contact(run_id: int, participation_id: int):
             target = url_for(".timeline", run_id=run.id, participation_id=participation.id)
         return redirect(target)
     context = _timeline_context(run, participation, reply_notice=notice)
-    return render_template("runs/_partials/timeline.html", **context), (422 if notice[0] == "error" else 200)
+    status = 422 if notice[0] == "error" else 200
+    return render_template("runs/_partials/timeline.html", **context), status, {"HX-Trigger": "run-changed"}
 
 
 def _reply_outcome(outcome: str, text: str, participation: Participation) -> str:

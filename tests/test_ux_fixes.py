@@ -133,7 +133,7 @@ def test_a_new_runs_page_agrees_with_itself_and_tells_the_table_to_refresh(app, 
     again = client.get(f"/runs/{run_id}/_partials/live?seen={new_signature}", headers={"HX-Request": "true"})
     assert "HX-Trigger" not in again.headers
     results = client.get(f"/runs/{run_id}/contacts?part=results", headers={"HX-Request": "true"}).text
-    assert results.startswith('{#') is False and 'id="contacts-results"' in results
+    assert results.startswith("{#") is False and 'id="contacts-results"' in results
     assert "3 contacts match" in results and results.count("Reply as the contact") == 3
 
 
@@ -145,7 +145,9 @@ def test_the_runs_list_bar_fills_with_finished_contacts_only_and_has_a_legend(ap
     drain()  # all three wait at ask: nothing finished
     page = client.get("/runs/").text
     assert "0 of 3 contacts finished" in page
-    assert re.search(r'class="p-ok"[^>]*width="0(\.0)?"', page) and re.search(r'class="p-bad"[^>]*width="0(\.0)?"', page)
+    assert re.search(r'class="p-ok"[^>]*width="0(\.0)?"', page) and re.search(
+        r'class="p-bad"[^>]*width="0(\.0)?"', page
+    )
     assert "not finished yet" in page and run_id
 
 

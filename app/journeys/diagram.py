@@ -635,14 +635,13 @@ def _node_svg(node, item, selected, node_counts, visited, current, link_template
     subtitle = _truncate(f"{kind}: {summary}" if kind else summary, 26)
     parts = [f'<g class="{" ".join(classes)}" data-node="{escape(key)}" id="diagram-node-{escape(key)}">']
     accessible = f"{title} ({kind}): {summary}"
+    counts = (node_counts or {}).get(key)
+    # The tooltip stays on the group: a link is named by its visible text (heading, subtitle, badges).
+    parts.append(f"<title>{escape(accessible)}</title>")
     if link_template:
         href = escape(link_template.replace("{id}", key))
-        parts.append(
-            # An SVG <a> is no HTMLAnchorElement, so htmx would not cancel its navigation: the link does.
-            f'<a href="{href}" hx-get="{href}" aria-label="{escape(accessible)}" class="node-link" '
-            f'onclick="event.preventDefault()">'
-        )
-    parts.append(f"<title>{escape(accessible)}</title>")
+        # An SVG <a> is no HTMLAnchorElement, so htmx would not cancel its navigation: static/app.js does.
+        parts.append(f'<a href="{href}" hx-get="{href}" class="node-link">')
     if key == selected:
         parts.append(
             f'<rect x="{left - 6}" y="{top - 8}" width="{NODE_WIDTH + 12}" height="{NODE_HEIGHT + 16}" rx="12" '
@@ -655,7 +654,6 @@ def _node_svg(node, item, selected, node_counts, visited, current, link_template
         f'<text x="{item.x:.1f}" y="{top + 39:.1f}" text-anchor="middle" font-size="11" fill="#475467">'
         f"{escape(subtitle)}</text>"
     )
-    counts = (node_counts or {}).get(key)
     if counts:
         parts.append(_count_badges(counts, left, top))
     if link_template:
@@ -664,16 +662,24 @@ def _node_svg(node, item, selected, node_counts, visited, current, link_template
     return "".join(parts)
 
 
+def _count_texts(counts: dict) -> list[str]:
+    """The badges' words: `N here` and `M visits`, each only when not zero."""
+    here, visits = int(counts.get("here") or 0), int(counts.get("visits") or 0)
+    return [
+        text
+        for number, text in ((here, f"{here} here"), (visits, f"{visits} visit{'s' if visits != 1 else ''}"))
+        if number
+    ]
+
+
 def _count_badges(counts: dict, left: float, top: float) -> str:
     """`N here` in a filled pill at the node's top right, `M visits` in an outlined one at its top left."""
-    here, visits = int(counts.get("here") or 0), int(counts.get("visits") or 0)
     out = []
-    if here:
-        text = f"{here} here"
-        out.append(_pill("count-here", text, left + NODE_WIDTH + 6 - _pill_width(text), top, "#3b5bdb", "#fff"))
-    if visits:
-        text = f"{visits} visit{'s' if visits != 1 else ''}"
-        out.append(_pill("count-visits", text, left - 6, top, "#fff", "#3b5bdb"))
+    for text in _count_texts(counts):
+        if text.endswith("here"):
+            out.append(_pill("count-here", text, left + NODE_WIDTH + 6 - _pill_width(text), top, "#3b5bdb", "#fff"))
+        else:
+            out.append(_pill("count-visits", text, left - 6, top, "#fff", "#3b5bdb"))
     return "".join(out)
 
 

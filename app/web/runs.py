@@ -203,7 +203,9 @@ def _live_context(run: Run) -> dict:
 def _signature(run: Run, stats: run_stats.LiveStats) -> str:
     """A short fingerprint of where the contacts are: it changes whenever the contacts table would."""
     parts = [run.status, *map(str, stats.states.values())]
-    parts += [f"{node}:{counts.get('here', 0)}:{counts.get('visits', 0)}" for node, counts in sorted(stats.nodes.items())]
+    parts += [
+        f"{node}:{counts.get('here', 0)}:{counts.get('visits', 0)}" for node, counts in sorted(stats.nodes.items())
+    ]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
 
 

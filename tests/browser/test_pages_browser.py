@@ -122,7 +122,7 @@ def test_the_whole_diagram_is_in_view_after_fit_and_on_the_run_page(
     assert clipped(page, "#diagram") is None, clipped(page, "#diagram")
     expect(page.locator("#diagram svg")).to_contain_text("done")
     if viewport == "desktop":
-        screenshot(page, "designer-editor.png")
+        screenshot(page, "designer-fit.png")
     page.goto(f"{live_server.url}/runs/{ids['run_id']}")
     assert clipped(page, ".diagram-box") is None, clipped(page, ".diagram-box")
     context.close()
@@ -191,7 +191,7 @@ def test_the_demo_run_walked_to_the_end_by_replying_as_its_contacts(app, user, b
     drain_in_thread(app)
     expect(page.locator("#run-status")).to_have_text("completed")
     expect(page.locator("#state-completed")).to_have_attribute("data-count", "3")
-    screenshot(page, "run-page.png")
+    screenshot(page, "demo-run-finished.png")
     page.goto(f"{live_server.url}/outbox/")
     expect(page.locator("#message-log")).to_contain_text(f"run #{ids['run_id']}")
     screenshot(page, "messages.png")

@@ -111,7 +111,7 @@ def test_selection_counts_path_and_links():
     assert "3 here" in svg and "7 visits" in svg
     assert "yes, y, sim · 5" in svg
     assert '<g class="edge edge-back edge-path" data-edge="6">' in svg
-    assert '<a href="/journeys/3/nodes/hello" hx-get="/journeys/3/nodes/hello"' in svg and "preventDefault" in svg
+    assert '<a href="/journeys/3/nodes/hello" hx-get="/journeys/3/nodes/hello"' in svg and 'class="node-link"' in svg
     assert "node-path" not in re.search(r'<g class="node[^"]*" data-node="thanks"', svg).group(0)
 
 

@@ -129,10 +129,10 @@ class BenchApp:
                 time.sleep(0.05)
 
     def sent_count(self, campaign_id: int) -> int:
-        from app.sending import messaging
+        from app.campaigns import counts
 
         with self.app.app_context():
-            return messaging.campaign_counts(campaign_id)["sent"]
+            return counts.campaign_counts(campaign_id)["sent"]
 
 
 @contextmanager

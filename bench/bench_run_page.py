@@ -40,7 +40,7 @@ from app.models import (
     utcnow,
 )
 from app.queues import get_redis
-from app.runs.stats import SETTLE_SECONDS
+from app.runs.read_models.tally import SETTLE_SECONDS
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BENCH_DATABASE = "jd_bench_g_run_page"

@@ -289,7 +289,9 @@ def test_outbox_lists_everything_with_filters_and_dry_run_badges(app, client, fa
     assert fake_twilio.calls == [], "dry run never calls Twilio"
 
     outbox = client.get("/outbox/")
-    assert outbox.text.count('data-status="sent"') == 3 and outbox.text.count(">dry run: recorded, not sent</span>") >= 3
+    assert (
+        outbox.text.count('data-status="sent"') == 3 and outbox.text.count(">dry run: recorded, not sent</span>") >= 3
+    )
     assert f"campaign #{campaign_id}" in outbox.text
 
     found = client.get("/outbox/?q=415 555", headers={"HX-Request": "true", "HX-Target": "message-log"})

@@ -25,7 +25,9 @@ from app.models import (
     utcnow,
 )
 from app.queues import get_redis
-from app.runs import stats as run_stats
+from app.runs.read_models import contacts as run_contacts
+from app.runs.read_models import live as run_live
+from app.runs.read_models import tally as run_tally
 
 JOURNEY = {
     "format": "journey/v1",
@@ -263,7 +265,7 @@ def built(app):
 
 
 def test_live_stats_match_the_hand_count(built):
-    stats = run_stats.live_stats(built["run"], built["now"])
+    stats = run_live.live_stats(built["run"], built["now"])
 
     assert stats.states == {
         "active": 0,
@@ -294,7 +296,7 @@ def test_live_stats_match_the_hand_count(built):
 
 def test_counts_stay_exact_as_history_settles_and_grows(built):
     run, now, build = built["run"], built["now"], built["builder"]
-    first = run_stats.live_stats(run, now)
+    first = run_live.live_stats(run, now)
     saved = get_redis().get(f"jd:run-page:{run.id}")
     assert saved is not None  # the settled tally is kept for the next poll
 
@@ -304,14 +306,14 @@ def test_counts_stay_exact_as_history_settles_and_grows(built):
     build.steps(bruno, ("enter", "sorry", {"visit": 1}), at=now)
     db.session.commit()
 
-    fresh = run_stats.live_stats(run, now)  # the new rows are too young to settle: counted live
+    fresh = run_live.live_stats(run, now)  # the new rows are too young to settle: counted live
     assert fresh.nodes["sorry"]["visits"] == 1 and fresh.edges[3] == 1
     assert fresh.edges[0] == first.edges[0] == 5
-    later = run_stats.live_stats(run, now + timedelta(minutes=5))  # now they settle
+    later = run_live.live_stats(run, now + timedelta(minutes=5))  # now they settle
     assert later.nodes == fresh.nodes and later.edges == fresh.edges and later.messages == fresh.messages
 
     get_redis().flushdb()  # a lost tally is rebuilt from the rows
-    rebuilt = run_stats.live_stats(run, now + timedelta(minutes=5))
+    rebuilt = run_live.live_stats(run, now + timedelta(minutes=5))
     assert (rebuilt.nodes, rebuilt.edges, rebuilt.unmatched) == (later.nodes, later.edges, later.unmatched)
 
 
@@ -323,23 +325,23 @@ def test_a_reused_run_id_does_not_inherit_an_old_tally(built):
         '"event_mark": 999999, "settled": {"visits": {"start": 5000}, "edges": {}, "unmatched": 0, '
         '"messages": {}, "errors": {}}, "samples": []}',
     )
-    assert run_stats.live_stats(run, built["now"]).nodes["start"]["visits"] == 6
+    assert run_live.live_stats(run, built["now"]).nodes["start"]["visits"] == 6
 
 
 def test_send_rate_and_estimated_finish_come_from_recent_samples(built):
     run, now, build = built["run"], built["now"], built["builder"]
-    assert run_stats.live_stats(run, now).send_rate is None  # one sample: not known yet
+    assert run_live.live_stats(run, now).send_rate is None  # one sample: not known yet
     build.message(built["dora"], "thanks", ["sent"])
     db.session.commit()
-    stats = run_stats.live_stats(run, now + timedelta(seconds=10))
+    stats = run_live.live_stats(run, now + timedelta(seconds=10))
     assert stats.send_rate == pytest.approx(0.1)
     assert stats.estimated_finish == now + timedelta(seconds=10) + timedelta(seconds=1 / 0.1)
 
 
 def test_failure_reasons_and_unmatched_replies(built):
     run = built["run"]
-    assert run_stats.failure_reasons(run.id) == [[FAILED_REASON, 1]]
-    replies = run_stats.unmatched_replies(run.id)
+    assert run_live.failure_reasons(run.id) == [[FAILED_REASON, 1]]
+    replies = run_live.unmatched_replies(run.id)
     assert [(reply["text"], reply["name"], reply["node_id"]) for reply in replies] == [("maybe", "Bruno", "ask")]
     assert replies[0]["why"] == "matched no edge: still waiting"
 
@@ -367,28 +369,30 @@ def names(page) -> list[str]:
     ],
 )
 def test_contacts_table_filters(built, filters, expected):
-    page = run_stats.contacts_table(built["run"], run_stats.ContactFilter(**filters), now=built["now"])
+    page = run_contacts.contacts_table(built["run"], run_contacts.ContactFilter(**filters), now=built["now"])
     assert names(page) == expected
     assert page.count == len(expected)
 
 
 def test_contacts_table_pages_by_keyset(built):
-    run, everyone = built["run"], run_stats.ContactFilter()
-    first = run_stats.contacts_table(run, everyone, per_page=4)
+    run, everyone = built["run"], run_contacts.ContactFilter()
+    first = run_contacts.contacts_table(run, everyone, per_page=4)
     assert names(first) == ["Ana", "Bruno", "Carla", "Dora"]
     assert (first.has_before, first.has_after, first.count) == (False, True, 6)
-    second = run_stats.contacts_table(run, everyone, after=first.last_id, per_page=4)
+    second = run_contacts.contacts_table(run, everyone, after=first.last_id, per_page=4)
     assert names(second) == ["=cmd", "Fred"]
     assert (second.has_before, second.has_after) == (True, False)
-    back = run_stats.contacts_table(run, everyone, before=second.first_id, per_page=4)
+    back = run_contacts.contacts_table(run, everyone, before=second.first_id, per_page=4)
     assert names(back) == names(first) and back.has_after
     assert not back.has_before
-    waiting = run_stats.contacts_table(run, run_stats.ContactFilter(state="waiting"), after=first.last_id, per_page=4)
+    waiting = run_contacts.contacts_table(
+        run, run_contacts.ContactFilter(state="waiting"), after=first.last_id, per_page=4
+    )
     assert names(waiting) == ["=cmd"] and waiting.count == 2
 
 
 def test_timeline_has_edges_with_the_reply_that_chose_them_and_message_histories(built):
-    entries = run_stats.contact_timeline(built["ana"])
+    entries = run_contacts.contact_timeline(built["ana"])
     kinds = [entry.kind for entry in entries]
     assert kinds == [
         "enter",
@@ -416,7 +420,7 @@ def test_a_tally_built_from_message_statuses_equals_the_events_counted_one_by_on
     run = built["run"]
     marks = [0, *sorted(db.session.scalars(db.select(MessageEvent.id)))]
     for mark in marks:
-        assert run_stats._events_up_to(run.id, mark) == run_stats._event_tally(run.id, 0, mark), mark
+        assert run_tally._events_up_to(run.id, mark) == run_tally._event_tally(run.id, 0, mark), mark
 
 
 def test_remembered_lists_are_asked_for_again_only_when_their_count_moves(built):
@@ -426,14 +430,14 @@ def test_remembered_lists_are_asked_for_again_only_when_their_count_moves(built)
         calls.append(1)
         return [["reason", len(calls)]]
 
-    assert run_stats.remembered(run, "reasons", 3, compute) == [["reason", 1]]
-    assert run_stats.remembered(run, "reasons", 3, compute) == [["reason", 1]]
-    assert run_stats.remembered(run, "reasons", 4, compute) == [["reason", 2]]
+    assert run_live.remembered(run, "reasons", 3, compute) == [["reason", 1]]
+    assert run_live.remembered(run, "reasons", 3, compute) == [["reason", 1]]
+    assert run_live.remembered(run, "reasons", 4, compute) == [["reason", 2]]
     assert len(calls) == 2
 
 
 def test_contacts_table_uses_a_known_total_only_without_filters(built):
     run = built["run"]
-    assert run_stats.contacts_table(run, run_stats.ContactFilter(), total=6).count == 6
-    waiting = run_stats.contacts_table(run, run_stats.ContactFilter(state="waiting"), total=6)
+    assert run_contacts.contacts_table(run, run_contacts.ContactFilter(), total=6).count == 6
+    waiting = run_contacts.contacts_table(run, run_contacts.ContactFilter(state="waiting"), total=6)
     assert waiting.count == 2

@@ -24,7 +24,15 @@ from app.contacts.csv_import import (
     normalise_phone,
     rejected_rows_csv,
 )
-from app.engine.placeholders import PLACEHOLDER_RE, SmsInfo, placeholders, render, sms_info, template_problems
+from app.engine.placeholders import (
+    PLACEHOLDER_RE,
+    SmsInfo,
+    placeholders,
+    render,
+    sms_info,
+    spellings,
+    template_problems,
+)
 from app.extensions import db
 from app.models import Campaign, Message, utcnow
 from app.sending import log, messaging
@@ -87,6 +95,7 @@ class Preview:
     ucs2_messages: int = 0
     max_segments: int = 0
     total_segments: int = 0
+    spellings: tuple[str, ...] = ()  # placeholder spellings read (`<<name>>`, the predecessor's `{{name}}`)
 
 
 # -- validation ---------------------------------------------------------------
@@ -256,6 +265,7 @@ def preview(recipients: list[Recipient], body: str, channel: str, columns: list[
         problems=problems,
         unfilled=list(unfilled),
         defaulted=list(defaulted),
+        spellings=spellings(body),
     )
     for position, recipient in enumerate(recipients[:PREVIEW_SCAN_ROWS]):
         rendered = render(body, recipient.fields)

@@ -6,8 +6,10 @@ trail, and carries out the effects. Map of the package:
 
 - `placeholders` `<<name|default>>` rendering and SMS length helpers (also used by bulk campaigns)
 - `durations`   "90s" / "10m" / "2h" / "1d"
-- `conditions`  edge conditions (`when`), a registry keyed by JSON name; keyword and safe regex matching
-- `nodes`       node types, a registry keyed by JSON `type`: keys, edge rules, how a contact moves through
+- `conditions/` edge conditions (`when`): one module each, a registry keyed by JSON name; keyword and
+                safe regex matching, variable comparisons
+- `nodes/`      node types: one module each, a registry keyed by JSON `type`: keys, defaults, allowed
+                conditions, lint, how a contact moves through
 - `definitions` `validate` (every error at once) and `parse` into an immutable `Definition` (lossless `to_json`)
 - `lint`        warnings for valid but suspicious journeys
 - `state`       `ContactState`, JSON round-trippable for the database

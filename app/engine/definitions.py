@@ -20,6 +20,7 @@ from .conditions import Condition, compile_condition, condition_name, condition_
 from .nodes import CHANNELS, NODE_TYPES, NodeType, a_or_an
 from .placeholders import template_problems
 from .problems import JourneyInvalid, Problem
+from .triggers import trigger_problems
 
 FORMAT = "journey/v1"
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -141,6 +142,8 @@ class _Checker:
             self.error("description must be text", field="description")
         if "channel" in doc and doc["channel"] not in CHANNELS:
             self.error(f"channel {doc['channel']!r} must be one of {', '.join(CHANNELS)}", field="channel")
+        for field_name, message in trigger_problems(doc.get("triggers")):
+            self.error(message, field=field_name)
 
     def nodes(self, nodes: list) -> dict[str, str | None]:
         """Check every node; return id -> type (None if unknown) for the nodes edges may refer to."""
@@ -152,40 +155,9 @@ class _Checker:
             if not isinstance(node, dict):
                 self.error(f"{where} must be an object", field="nodes")
                 continue
-            node_id = node.get("id") if isinstance(node.get("id"), str) else None
-            if "id" not in node:
-                self.error(f"{where}: id is missing", field="id")
-            elif node_id is None or not ID_RE.match(node_id):
-                self.error(
-                    f"{where}: id {node.get('id')!r} must be 1 to 64 letters, digits, _ or -",
-                    node_id=node_id,
-                    field="id",
-                )
-            if node_id is not None:
-                if node_id in first_index:
-                    self.error(
-                        f"{where}: duplicate id (node #{first_index[node_id]} has it too)", node_id=node_id, field="id"
-                    )
-                else:
-                    first_index[node_id] = index
-            node_type = NODE_TYPES.get(node.get("type")) if isinstance(node.get("type"), str) else None
-            if node_type is None:
-                known = ", ".join(NODE_TYPES)
-                message = (
-                    f"{where}: type is missing" if "type" not in node else f"{where}: unknown type {node.get('type')!r}"
-                )
-                self.error(f"{message} (use one of {known})", node_id=node_id, field="type")
-            if "label" in node and node["label"] is not None and not isinstance(node["label"], str):
-                self.error(f"{where}: label must be text", node_id=node_id, field="label")
-            position = node.get("position")
-            if "position" in node and not (
-                isinstance(position, dict)
-                and all(
-                    isinstance(position.get(axis), (int, float)) and not isinstance(position.get(axis), bool)
-                    for axis in ("x", "y")
-                )
-            ):
-                self.error(f'{where}: position must be {{"x": number, "y": number}}', node_id=node_id, field="position")
+            node_id = self.node_id(node, index, where, first_index)
+            node_type = self.node_type(node, node_id, where)
+            self.label_and_position(node, node_id, where)
             if node_id is not None and node_id not in types:
                 types[node_id] = node_type.name if node_type else None
             if node_type is None:
@@ -197,6 +169,51 @@ class _Checker:
                     self.error(f"{where}: {field_name}: {message}", node_id=node_id, field=field_name)
             if node_type.name == "audience" and node_id is not None and first_index.get(node_id) == index:
                 audiences.append(node_id)
+        self.audiences(audiences)
+        return types
+
+    def node_id(self, node: dict, index: int, where: str, first_index: dict[str, int]) -> str | None:
+        """The node's id if it is text (checked, duplicates reported); `first_index` records where each was first."""
+        node_id = node.get("id") if isinstance(node.get("id"), str) else None
+        if "id" not in node:
+            self.error(f"{where}: id is missing", field="id")
+        elif node_id is None or not ID_RE.match(node_id):
+            self.error(
+                f"{where}: id {node.get('id')!r} must be 1 to 64 letters, digits, _ or -", node_id=node_id, field="id"
+            )
+        if node_id is not None:
+            if node_id in first_index:
+                self.error(
+                    f"{where}: duplicate id (node #{first_index[node_id]} has it too)", node_id=node_id, field="id"
+                )
+            else:
+                first_index[node_id] = index
+        return node_id
+
+    def node_type(self, node: dict, node_id: str | None, where: str) -> NodeType | None:
+        node_type = NODE_TYPES.get(node.get("type")) if isinstance(node.get("type"), str) else None
+        if node_type is None:
+            known = ", ".join(NODE_TYPES)
+            message = (
+                f"{where}: type is missing" if "type" not in node else f"{where}: unknown type {node.get('type')!r}"
+            )
+            self.error(f"{message} (use one of {known})", node_id=node_id, field="type")
+        return node_type
+
+    def label_and_position(self, node: dict, node_id: str | None, where: str) -> None:
+        if "label" in node and node["label"] is not None and not isinstance(node["label"], str):
+            self.error(f"{where}: label must be text", node_id=node_id, field="label")
+        position = node.get("position")
+        if "position" in node and not (
+            isinstance(position, dict)
+            and all(
+                isinstance(position.get(axis), (int, float)) and not isinstance(position.get(axis), bool)
+                for axis in ("x", "y")
+            )
+        ):
+            self.error(f'{where}: position must be {{"x": number, "y": number}}', node_id=node_id, field="position")
+
+    def audiences(self, audiences: list[str]) -> None:
         if not audiences:
             self.error("the journey needs one audience node (its entry point); it has none", field="nodes")
         for node_id in audiences[1:]:
@@ -206,7 +223,6 @@ class _Checker:
                 node_id=node_id,
                 field="type",
             )
-        return types
 
     def edges(self, edges: list, types: dict[str, str | None]) -> dict[str, list[tuple[int, str]]]:
         """Check every edge; return node id -> [(edge index, condition name)] of usable edges."""
@@ -217,59 +233,66 @@ class _Checker:
                 self.error(f"{where} must be an object", edge_index=index, field="edges")
                 continue
             source = edge.get("from") if isinstance(edge.get("from"), str) and edge.get("from") in types else None
-            ends_ok = True
-            for end in ("from", "to"):
-                target = edge.get(end)
-                if end not in edge:
-                    self.error(f"{where}: {end} is missing", node_id=source, edge_index=index, field=end)
-                    ends_ok = False
-                elif not isinstance(target, str) or target not in types:
-                    self.error(
-                        f"{where}: {end} {target!r} is not a node of this journey",
-                        node_id=source,
-                        edge_index=index,
-                        field=end,
-                    )
-                    ends_ok = False
+            ends_ok = self.edge_ends(edge, index, where, source, types)
             when_problems = condition_problems(edge.get("when"))
             for message in when_problems:
                 self.error(f"{where}: {message}", node_id=source, edge_index=index, field="when")
-            if "weight" in edge:
-                weight = edge["weight"]
-                if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
-                    self.error(
-                        f"{where}: weight {weight!r} must be a whole number above 0",
-                        node_id=source,
-                        edge_index=index,
-                        field="weight",
-                    )
-            if "label" in edge and edge["label"] is not None and not isinstance(edge["label"], str):
-                self.error(f"{where}: label must be text", node_id=source, edge_index=index, field="label")
-            if not ends_ok or when_problems:
+            self.weight_and_label(edge, index, where, source)
+            if not ends_ok or when_problems or types[source] is None:
                 continue
             when = condition_name(edge.get("when"))
-            node_type = types[source]
-            if node_type is None:
-                continue
-            allowed = NODE_TYPES[node_type].conditions
-            if not allowed:
-                self.error(
-                    f"{where}: {a_or_an(node_type)} node has no edges out",
-                    node_id=source,
-                    edge_index=index,
-                    field="from",
-                )
-            elif when not in allowed:
-                self.error(
-                    f"{where}: condition {when!r} is not allowed on {a_or_an(node_type)} node "
-                    f"(allowed: {', '.join(sorted(allowed))})",
-                    node_id=source,
-                    edge_index=index,
-                    field="when",
-                )
-            else:
+            if self.condition_allowed(when, types[source], index, where, source):
                 outgoing[source].append((index, when))
         return outgoing
+
+    def edge_ends(self, edge: dict, index: int, where: str, source: str | None, types: dict) -> bool:
+        """Whether `from` and `to` both name nodes of the journey (each problem reported)."""
+        ends_ok = True
+        for end in ("from", "to"):
+            target = edge.get(end)
+            if end not in edge:
+                self.error(f"{where}: {end} is missing", node_id=source, edge_index=index, field=end)
+                ends_ok = False
+            elif not isinstance(target, str) or target not in types:
+                self.error(
+                    f"{where}: {end} {target!r} is not a node of this journey",
+                    node_id=source,
+                    edge_index=index,
+                    field=end,
+                )
+                ends_ok = False
+        return ends_ok
+
+    def weight_and_label(self, edge: dict, index: int, where: str, source: str | None) -> None:
+        if "weight" in edge:
+            weight = edge["weight"]
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
+                self.error(
+                    f"{where}: weight {weight!r} must be a whole number above 0",
+                    node_id=source,
+                    edge_index=index,
+                    field="weight",
+                )
+        if "label" in edge and edge["label"] is not None and not isinstance(edge["label"], str):
+            self.error(f"{where}: label must be text", node_id=source, edge_index=index, field="label")
+
+    def condition_allowed(self, when: str, node_type: str, index: int, where: str, source: str) -> bool:
+        allowed = NODE_TYPES[node_type].conditions
+        if not allowed:
+            self.error(
+                f"{where}: {a_or_an(node_type)} node has no edges out", node_id=source, edge_index=index, field="from"
+            )
+            return False
+        if when not in allowed:
+            self.error(
+                f"{where}: condition {when!r} is not allowed on {a_or_an(node_type)} node "
+                f"(allowed: {', '.join(sorted(allowed))})",
+                node_id=source,
+                edge_index=index,
+                field="when",
+            )
+            return False
+        return True
 
     def edge_counts(self, types: dict[str, str | None], outgoing: dict[str, list[tuple[int, str]]]) -> None:
         for node_id, node_type in types.items():

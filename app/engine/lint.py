@@ -13,16 +13,19 @@
   messages without pause);
 - placeholders without a default that no known variable fills, when a sample
   of contact fields is given (`reply`, `payload`, `phone`, `name`, `set`
-  variables, `save_as` names and `<save_as>_status` are always known).
+  variables, `save_as` names and `<save_as>_status` are always known;
+  `trigger` too when the journey has keyword triggers);
+- templates written in the predecessor's `{{name}}` spelling: read like
+  `<<name>>`, and said so, so the author knows which spelling was read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .definitions import Definition, Edge, Node
-from .placeholders import placeholders
-from .problems import Problem
+from .definitions import Definition
+from .placeholders import BRACES, placeholders, spellings
+from .problems import Problem, warning
 
 ALWAYS_KNOWN = ("reply", "payload", "phone", "name")
 
@@ -32,17 +35,27 @@ def lint(journey: Definition, sample_fields: Iterable[str] | None = None) -> lis
     warnings: list[Problem] = []
     warnings += _unreachable(journey)
     warnings += _dead_ends(journey)
-    warnings += _waits(journey)
     for node in journey.nodes:
-        warnings += _never_taken(node, journey.outgoing(node.id))
+        warnings += node.kind.lint(journey, node)
     warnings += _spinning_loops(journey)
     if sample_fields is not None:
         warnings += _unknown_placeholders(journey, sample_fields)
+    warnings += _predecessor_spelling(journey)
     return warnings
 
 
-def _warning(message: str, node_id: str | None = None, edge_index: int | None = None, field: str | None = None):
-    return Problem("warning", message, node_id, edge_index, field)
+def _predecessor_spelling(journey: Definition) -> list[Problem]:
+    return [
+        warning(
+            f"node {node.id!r}: {field_name} uses the predecessor's {{{{name}}}} spelling; "
+            "it is read exactly like <<name>>",
+            node.id,
+            field=field_name,
+        )
+        for node in journey.nodes
+        for field_name, text in node.kind.templates(node.data)
+        if BRACES in spellings(text)
+    ]
 
 
 def _unreachable(journey: Definition) -> list[Problem]:
@@ -54,7 +67,7 @@ def _unreachable(journey: Definition) -> list[Problem]:
                 seen.add(edge.target)
                 todo.append(edge.target)
     return [
-        _warning(f"node {node.id!r} cannot be reached from the audience node", node.id)
+        warning(f"node {node.id!r} cannot be reached from the audience node", node.id)
         for node in journey.nodes
         if node.id not in seen
     ]
@@ -62,149 +75,17 @@ def _unreachable(journey: Definition) -> list[Problem]:
 
 def _dead_ends(journey: Definition) -> list[Problem]:
     return [
-        _warning(
+        warning(
             f"node {node.id!r} has no edge out: a contact reaching it finishes as completed", node.id, field="edges"
         )
         for node in journey.nodes
-        if node.type != "end" and not journey.outgoing(node.id)
+        if not node.kind.finishes and not journey.outgoing(node.id)
     ]
-
-
-def _waits(journey: Definition) -> list[Problem]:
-    warnings = []
-    for node in journey.nodes:
-        if node.type != "wait":
-            continue
-        whens = [edge.when for edge in journey.outgoing(node.id)]
-        has_timeout = node.settings["seconds"] is not None
-        if "fallback" not in whens:
-            warnings.append(
-                _warning(
-                    f"wait {node.id!r} has no fallback edge: a reply that matches nothing leaves the contact waiting",
-                    node.id,
-                    field="edges",
-                )
-            )
-        if not has_timeout:
-            warnings.append(
-                _warning(
-                    f"wait {node.id!r} has no timeout: a contact who never replies waits until the run is stopped",
-                    node.id,
-                    field="timeout",
-                )
-            )
-            warnings += [
-                _never(edge, "the wait has no timeout") for edge in journey.outgoing(node.id) if edge.when == "timeout"
-            ]
-        elif "timeout" not in whens:
-            warnings.append(
-                _warning(
-                    f"wait {node.id!r} has a timeout but no timeout edge: when it passes "
-                    "the contact finishes as completed",
-                    node.id,
-                    field="edges",
-                )
-            )
-    return warnings
-
-
-def _never(edge: Edge, reason: str) -> Problem:
-    return _warning(
-        f"edge #{edge.index} ({edge.source} -> {edge.target}) can never be taken: {reason}",
-        edge.source,
-        edge.index,
-        "when",
-    )
-
-
-def _never_taken(node: Node, edges: tuple[Edge, ...]) -> list[Problem]:
-    if node.type == "wait":
-        return _never_taken_wait(edges)
-    if node.type in ("message", "api", "branch"):
-        return _never_taken_by_outcome(node.type, edges)
-    return []
-
-
-def _never_taken_wait(edges: tuple[Edge, ...]) -> list[Problem]:
-    warnings = []
-    keywords: list[str] = []
-    seen: set = set()
-    for edge in edges:
-        condition = edge.condition
-        if edge.when in ("fallback", "timeout"):
-            if edge.when in seen:
-                warnings.append(_never(edge, f"an earlier {edge.when} edge of the node is always taken first"))
-            seen.add(edge.when)
-        elif edge.when == "keywords":
-            shadowed = [
-                word for word in condition.keywords if any(f" {earlier} " in f" {word} " for earlier in keywords)
-            ]
-            if len(shadowed) == len(condition.keywords):
-                warnings.append(_never(edge, "earlier edges of the node already match all its keywords"))
-            else:
-                warnings += [
-                    _warning(
-                        f"edge #{edge.index} ({edge.source} -> {edge.target}): keyword {word!r} is already "
-                        "matched by an earlier edge of the node",
-                        edge.source,
-                        edge.index,
-                        "when",
-                    )
-                    for word in shadowed
-                ]
-            keywords += condition.keywords
-        else:
-            key = (edge.when, condition.payload if edge.when == "payload" else condition.regex.pattern.pattern)
-            if key in seen:
-                warnings.append(_never(edge, f"an earlier edge of the node has the same {edge.when}"))
-            seen.add(key)
-    return warnings
-
-
-_OUTCOMES = {
-    # node type -> condition -> the outcomes under which that condition holds
-    "message": {"always": {"ok"}, "success": {"ok"}, "failure": {"failed"}},
-    "api": {"always": {"ok", "failed"}, "success": {"ok"}, "failure": {"failed"}},
-}
-
-
-def _never_taken_by_outcome(node_type: str, edges: tuple[Edge, ...]) -> list[Problem]:
-    warnings = []
-    covered: set = set()
-    fallback_seen = False
-    for edge in edges:
-        if node_type == "branch":
-            if "always" in covered:
-                warnings.append(_never(edge, "an earlier unconditional edge of the node is always taken"))
-            elif edge.when == "fallback":
-                if fallback_seen:
-                    warnings.append(_never(edge, "an earlier fallback edge of the node is always taken first"))
-                fallback_seen = True
-            elif edge.when == "always":
-                covered.add("always")
-            elif (edge.when, edge.condition) in covered:
-                warnings.append(_never(edge, "an earlier edge of the node has the same condition"))
-            else:
-                covered.add((edge.when, edge.condition))
-            continue
-        outcomes = _OUTCOMES[node_type][edge.when]
-        if outcomes <= covered:
-            warnings.append(
-                _never(
-                    edge,
-                    "earlier edges of the node already cover "
-                    + " and ".join(
-                        "success" if outcome == "ok" else "failure" for outcome in sorted(outcomes, reverse=True)
-                    ),
-                )
-            )
-        covered |= outcomes
-    return warnings
 
 
 def _spinning_loops(journey: Definition) -> list[Problem]:
     """Strongly connected components (iterative Tarjan) of the graph without wait and delay nodes."""
-    pausing = {node.id for node in journey.nodes if node.type in ("wait", "delay")}
+    pausing = {node.id for node in journey.nodes if node.kind.pauses}
     successors = {
         node.id: [edge.target for edge in journey.outgoing(node.id) if edge.target not in pausing]
         for node in journey.nodes
@@ -246,7 +127,7 @@ def _spinning_loops(journey: Definition) -> list[Problem]:
                 if len(component) > 1 or node_id in successors[node_id]:
                     names = sorted(component, key=order.__getitem__)
                     warnings.append(
-                        _warning(
+                        warning(
                             f"nodes {', '.join(names)} form a loop with no wait or delay: a contact would go round "
                             "it without pause",
                             names[0],
@@ -261,12 +142,10 @@ def _spinning_loops(journey: Definition) -> list[Problem]:
 
 def _unknown_placeholders(journey: Definition, sample_fields: Iterable[str]) -> list[Problem]:
     known = {str(name).casefold() for name in sample_fields} | set(ALWAYS_KNOWN)
+    if journey.document.get("triggers"):
+        known.add("trigger")
     for node in journey.nodes:
-        if node.type == "set":
-            known |= {name.casefold() for name in node.data["vars"]}
-        save_as = node.data.get("save_as") if node.type == "api" else None
-        if save_as:
-            known |= {save_as.casefold(), f"{save_as}_status".casefold()}
+        known |= {name.casefold() for name in node.kind.stored_variables(node.data)}
     warnings = []
     for node in journey.nodes:
         for field_name, text in node.kind.templates(node.data):
@@ -276,7 +155,7 @@ def _unknown_placeholders(journey: Definition, sample_fields: Iterable[str]) -> 
                 if placeholder.default is None and placeholder.path.split(".")[0].strip().casefold() not in known
             )
             warnings += [
-                _warning(
+                warning(
                     f"node {node.id!r}: <<{path}>> in {field_name} is filled by no known variable "
                     "and has no default, so it renders empty",
                     node.id,
@@ -287,7 +166,7 @@ def _unknown_placeholders(journey: Definition, sample_fields: Iterable[str]) -> 
     for edge in journey.edges:
         if edge.when == "var" and edge.condition.var.split(".")[0].strip().casefold() not in known:
             warnings.append(
-                _warning(
+                warning(
                     f"edge #{edge.index} ({edge.source} -> {edge.target}) tests "
                     f"{edge.condition.var!r}, which no known variable fills",
                     edge.source,
@@ -298,7 +177,7 @@ def _unknown_placeholders(journey: Definition, sample_fields: Iterable[str]) -> 
     where = journey.audience.settings["where"]
     if where is not None and where.var.split(".")[0].strip().casefold() not in known:
         warnings.append(
-            _warning(
+            warning(
                 f"node {journey.audience.id!r}: where tests {where.var!r}, which no known variable fills",
                 journey.audience.id,
                 field="where",

@@ -3,7 +3,9 @@
 A placeholder is `<<` + text without `<` or `>` + `>>`, split at the first `|`
 into a *path* and an optional *default*; both are stripped of surrounding
 spaces, so `<< name | friend >>` reads the path `name` with default `friend`.
-`<<>>` (empty path) is not a placeholder. Everything else, including a lone
+`<<>>` (empty path) is not a placeholder. `{{name}}`, the predecessor's
+spelling, is read exactly like `<<name>>` (`spellings` says which a text uses;
+nothing is rewritten, so export keeps what the author wrote). Everything else, including a lone
 `<<` or `>>`, is left exactly as written by `render`; `template_problems` is what
 refuses such text at validation.
 
@@ -36,7 +38,19 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-PLACEHOLDER_RE = re.compile(r"<<([^<>]*)>>")
+PLACEHOLDER_RE = re.compile(r"<<([^<>]*)>>|\{\{([^{}]*)\}\}")
+ANGLE, BRACES = "<<name>>", "{{name}}"
+
+
+def _inner(match: re.Match) -> str:
+    """The text between the delimiters, whichever spelling matched."""
+    return match.group(1) if match.group(1) is not None else match.group(2)
+
+
+def spellings(text: str) -> tuple[str, ...]:
+    """Which placeholder spellings `text` uses (`ANGLE`, `BRACES`), in that order."""
+    found = {ANGLE if match.group(1) is not None else BRACES for match in PLACEHOLDER_RE.finditer(text)}
+    return tuple(spelling for spelling in (ANGLE, BRACES) if spelling in found)
 
 
 class Placeholder(NamedTuple):
@@ -76,7 +90,7 @@ def placeholders(text: str) -> list[Placeholder]:
     """All placeholders of `text`, in order, repeats included."""
     found = []
     for match in PLACEHOLDER_RE.finditer(text):
-        placeholder = _split(match.group(1))
+        placeholder = _split(_inner(match))
         if placeholder is not None:
             found.append(placeholder)
     return found
@@ -148,12 +162,12 @@ def to_text(value: Any) -> str:
 
 def render(text: str, variables: Mapping) -> Rendered:
     """Replace every placeholder of `text` with its value from `variables`."""
-    if "<<" not in text:
+    if "<<" not in text and "{{" not in text:
         return Rendered(text, ())
     missing: dict[str, None] = {}
 
     def replace(match: re.Match) -> str:
-        placeholder = _split(match.group(1))
+        placeholder = _split(_inner(match))
         if placeholder is None:
             return match.group(0)
         value = lookup(variables, placeholder.path)
@@ -171,7 +185,7 @@ def template_problems(text: str) -> list[str]:
     """What is wrong with a template, in plain words; empty when it is fine."""
     problems = []
     for match in PLACEHOLDER_RE.finditer(text):
-        placeholder = _split(match.group(1))
+        placeholder = _split(_inner(match))
         if placeholder is None:
             problems.append(f"empty placeholder {match.group(0)!r}")
         elif any(not segment.strip() for segment in placeholder.path.split(".")):

@@ -30,3 +30,18 @@ class JourneyInvalid(ValueError):
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         super().__init__("; ".join(problem.message for problem in self.problems) or "invalid journey")
+
+
+def warning(message: str, node_id: str | None = None, edge_index: int | None = None, field: str | None = None):
+    """A lint `Problem`."""
+    return Problem("warning", message, node_id, edge_index, field)
+
+
+def never_taken(edge, reason: str) -> Problem:
+    """The lint warning for an edge no contact can ever follow."""
+    return warning(
+        f"edge #{edge.index} ({edge.source} -> {edge.target}) can never be taken: {reason}",
+        edge.source,
+        edge.index,
+        "when",
+    )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 ACTIVE_STATES = ("active", "sending", "waiting", "delayed")
 FINAL_STATES = ("completed", "failed", "filtered", "stopped", "opted_out")
 STATES = ACTIVE_STATES + FINAL_STATES
+TIMER_STATES = ("waiting", "delayed")  # a wake time is set: the contact moves on when it comes
+WORKING_STATES = ("active", "sending")  # the shell is acting for the contact (a call, a send) right now
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import engine
+from app.engine.problems import Problem
+from app.engine.triggers import keywords_by_channel
 from app.extensions import db
 from app.models import FINISHED_RUN_STATUSES, Journey, JourneyVersion, Run, User, utcnow
 
@@ -41,6 +43,10 @@ class InvalidJourney(ValueError):
             f"the journey has {count} problem{'s' if count != 1 else ''}: "
             + "; ".join(describe_problem(problem) for problem in self.problems)
         )
+
+
+class TriggerConflict(InvalidJourney):
+    """A trigger keyword another published journey already listens to on the same channel."""
 
 
 class StaleDraft(Exception):
@@ -162,6 +168,9 @@ def publish(journey: Journey, note: str = "", user: User | None = None) -> Journ
     Refuses a draft with errors (`InvalidJourney`).
     """
     definition = _definition_of(_checked(journey.draft))
+    conflicts = trigger_conflicts(journey.id, definition)
+    if conflicts:
+        raise TriggerConflict(conflicts)
     latest = latest_version(journey)
     if latest is not None and latest.definition == definition:
         return latest
@@ -183,6 +192,34 @@ def publish(journey: Journey, note: str = "", user: User | None = None) -> Journ
             return latest
         raise
     return version
+
+
+def trigger_conflicts(journey_id: int, definition: dict) -> list:
+    """Problems for each keyword of `definition` that another journey's listening run already answers."""
+    mine = keywords_by_channel(definition)
+    if not mine:
+        return []
+    rows = db.session.execute(
+        select(Journey.id, Journey.name, JourneyVersion.definition)
+        .join(Run, Run.journey_id == Journey.id)
+        .join(JourneyVersion, JourneyVersion.id == Run.version_id)
+        .where(Run.status == "listening", Journey.id != journey_id)
+    ).all()
+    problems = []
+    for other_id, other_name, other_definition in rows:
+        theirs = keywords_by_channel(other_definition)
+        for channel, keywords in mine.items():
+            problems += [
+                Problem(
+                    "error",
+                    f"trigger keyword {keyword!r} on {channel} is already used by the published journey "
+                    f"{other_name!r} (#{other_id}); pick another keyword or stop that journey's triggers",
+                    field="triggers",
+                )
+                for keyword in keywords
+                if keyword in theirs.get(channel, ())
+            ]
+    return problems
 
 
 def version_for_run(journey: Journey, user: User | None = None) -> JourneyVersion:

@@ -7,13 +7,14 @@ from app.models.vocabulary import utcnow
 
 
 class Run(db.Model):
-    """One start of a published journey version for an audience."""
+    """One start of a published journey version for an audience, or the standing run its keyword triggers fill."""
 
     id = db.Column(db.Integer, primary_key=True)
     journey_id = db.Column(db.Integer, db.ForeignKey("journey.id", ondelete="CASCADE"), nullable=False)
     version_id = db.Column(db.Integer, db.ForeignKey("journey_version.id", ondelete="CASCADE"), nullable=False)
     audience_id = db.Column(db.Integer, db.ForeignKey("audience.id", ondelete="SET NULL"))
     status = db.Column(db.String(16), nullable=False, default="active")
+    kind = db.Column(db.String(16), nullable=False, default="audience", server_default="audience")
     total = db.Column(db.Integer, nullable=False, default=0)
     dry_run = db.Column(db.Boolean, nullable=False, default=False)
     created_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
@@ -22,6 +23,9 @@ class Run(db.Model):
     journey = db.relationship("Journey")
     version = db.relationship("JourneyVersion")
     audience = db.relationship("Audience")
+
+    # Every inbound message that reaches no waiting contact looks up the `listening` runs.
+    __table_args__ = (Index("ix_run_status", "status"),)
 
 
 class Participation(db.Model):

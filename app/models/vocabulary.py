@@ -5,12 +5,15 @@ Contact states come from the engine (`app.engine.state`), which decides them.
 
 from datetime import UTC, datetime
 
-from app.engine.state import ACTIVE_STATES, FINAL_STATES, STATES
+from app.engine.state import ACTIVE_STATES, FINAL_STATES, STATES, TIMER_STATES, WORKING_STATES
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "STATES"]
+__all__ = ["ACTIVE_STATES", "FINAL_STATES", "STATES", "TIMER_STATES", "WORKING_STATES"]
 
-# Run statuses: `preparing` -> `active` -> `completed` or `stopped`.
-LIVE_RUN_STATUSES = ("preparing", "active")
+# Run statuses: `preparing` -> `active` -> `completed` or `stopped`; a journey's keyword triggers
+# collect contacts into its one standing `listening` run (stopping it turns the triggers off).
+LIVE_RUN_STATUSES = ("preparing", "active", "listening")
+# How a run got its contacts: an audience (or inline list) at its start, or keyword triggers over time.
+RUN_KINDS = ("audience", "trigger")
 # A run in any other status may still send messages: its journey and audience must stay.
 FINISHED_RUN_STATUSES = ("completed", "stopped", "failed")
 RUN_STATUSES = LIVE_RUN_STATUSES + FINISHED_RUN_STATUSES
@@ -19,6 +22,11 @@ RUN_STATUSES = LIVE_RUN_STATUSES + FINISHED_RUN_STATUSES
 # Message statuses. Not yet accepted by the provider:
 UNSENT = ("queued", "sending")
 MESSAGE_STATUSES = ("queued", "sending", "sent", "delivered", "read", "undelivered", "failed", "canceled")
+# Count buckets, cumulative (a status only moves forward): reached the phone, never will.
+DELIVERED_STATUSES = ("delivered", "read")
+FAILED_STATUSES = ("failed", "undelivered")
+# A message in one of these is over without being delivered: the contact moves on as for a failure.
+NOT_DELIVERED_STATUSES = (*FAILED_STATUSES, "canceled")
 
 
 # Our own statuses and Twilio's, in the order a message moves through them; it never moves back.
@@ -37,6 +45,11 @@ CALLBACK_STATUSES = {
     "undelivered": "undelivered",
     "failed": "failed",
 }
+
+
+def iso_z(moment: datetime | None) -> str | None:
+    """A stored time as every JSON answer writes it: ISO 8601, UTC, with `Z` (None stays None)."""
+    return moment.isoformat() + "Z" if moment is not None else None
 
 
 def utcnow() -> datetime:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import select
 
+from app.engine.nodes import NODE_TYPES
 from app.extensions import db
 from app.models import Contact, Participation, Run, Step
 
@@ -41,14 +42,13 @@ def safe_cell(value) -> str:
 
 
 def variable_names(definition: dict) -> list[str]:
-    """The variables a journey can store, in a stable order: `set` names, `save_as` results and statuses,
-    then `reply` and `payload`."""
+    """The variables a journey can store, in a stable order: what each node type stores (`set` names,
+    `save_as` results and statuses), then `reply` and `payload`."""
     names = []
     for node in definition.get("nodes", []):
-        if node.get("type") == "set" and isinstance(node.get("vars"), dict):
-            names += list(node["vars"])
-        if node.get("type") == "api" and node.get("save_as"):
-            names += [node["save_as"], f"{node['save_as']}_status"]
+        node_type = NODE_TYPES.get(node.get("type"))
+        if node_type is not None:
+            names += node_type.stored_variables(node)
     names += ["reply", "payload"]
     return list(dict.fromkeys(names))
 

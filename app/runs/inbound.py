@@ -28,7 +28,7 @@ from app.models import (
     step_table,
     utcnow,
 )
-from app.runs import lifecycle
+from app.runs import lifecycle, listening
 from app.runs.runner import _step, journey_for_version
 
 # Whole-message keywords (case, spaces and punctuation ignored), as Twilio's own opt-out handling,
@@ -139,7 +139,8 @@ def handle_inbound(inbound_id: int) -> str | None:
 
     Outcomes: `matched` (an edge was taken, `fallback` included), `unmatched`
     (still waiting: nothing matched and the wait has no fallback), `not_waiting`,
-    `unknown_contact`. Among several waiting participations, the one of the
+    `unknown_contact`, `triggered` (no contact was waiting and the text started a journey by keyword,
+    `app.runs.listening`). Among several waiting participations, the one of the
     most recently started run whose channel is the message's wins. The reply
     is kept on the inbound row either way, and on the step history of the
     participation it reached.
@@ -170,6 +171,10 @@ def handle_inbound(inbound_id: int) -> str | None:
                 moved = any(entry.get("kind") == "edge" for entry in results[candidate].trail)
                 outcome, participation_id = ("matched" if moved else "unmatched"), candidate
                 break
+    if outcome in ("not_waiting", "unknown_contact"):
+        started, contact_id = listening.start_from_inbound(inbound, contact_id)
+        if started is not None:
+            outcome, participation_id = "triggered", started
     if outcome == "not_waiting" and participation_id is not None:
         _record_unrouted_reply(participation_id, inbound)
     db.session.execute(

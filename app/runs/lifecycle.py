@@ -10,6 +10,7 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.models import (
     ACTIVE_STATES,
+    LIVE_RUN_STATUSES,
     Audience,
     AudienceContact,
     Contact,
@@ -21,6 +22,7 @@ from app.models import (
     step_table,
     utcnow,
 )
+from app.runs import listening
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease, _run_status, complete_runs
 from app.sending import log
 
@@ -40,6 +42,7 @@ def start_run(journey: Journey, audience_id: int | None = None, contacts: list[d
     if (audience_id is None) == (contacts is None):
         raise ValueError("give either audience_id or contacts")
     version = journeys.version_for_run(journey, user=user)
+    listening.sync(journey, version, arm=False, user=user, dry_run=bool(current_app.config.get("DRY_RUN")))
     contact_ids = None
     if audience_id is not None:
         if db.session.get(Audience, audience_id) is None:
@@ -137,7 +140,7 @@ def stop_run(run: Run) -> int:
     _cancel_queued(participation_table.c.run_id == run.id)
     db.session.execute(
         update(Run)
-        .where(Run.id == run.id, Run.status.in_(("preparing", "active")))
+        .where(Run.id == run.id, Run.status.in_(LIVE_RUN_STATUSES))
         .values(status="stopped", finished_at=utcnow())
     )
     db.session.commit()

@@ -48,6 +48,7 @@ from sqlalchemy import bindparam, select, update
 from app import engine
 from app.engine import effects, events
 from app.extensions import db
+from app.journeys.versions import journey_for_version
 from app.models import (
     ACTIVE_STATES,
     Contact,
@@ -393,27 +394,6 @@ def message_key(participation_id: int, state: engine.ContactState) -> str:
 
 
 # -- helpers -------------------------------------------------------------------------
-
-_parsed_versions: dict[tuple, engine.Definition] = {}
-
-
-def journey_for_version(version_id: int, created_at: datetime | None = None) -> engine.Definition:
-    """The parsed journey of a version, cached in-process (versions never change).
-
-    `created_at` is part of the key so a reused id (a test database emptied
-    and refilled) never returns another version's journey.
-    """
-    if created_at is None:
-        created_at = db.session.scalar(select(JourneyVersion.created_at).where(JourneyVersion.id == version_id))
-    key = (version_id, created_at)
-    journey = _parsed_versions.get(key)
-    if journey is None:
-        definition = db.session.scalar(select(JourneyVersion.definition).where(JourneyVersion.id == version_id))
-        journey = engine.parse(definition)
-        if len(_parsed_versions) > 256:
-            _parsed_versions.clear()
-        _parsed_versions[key] = journey
-    return journey
 
 
 def _enqueue_api_calls(participation_ids: list[int]) -> None:

@@ -24,6 +24,7 @@ from redis import Redis
 
 from app import engine
 from app.engine import effects, events
+from app.engine.triggers import keywords_by_channel, matching_keyword
 from app.runs.http_calls import ApiCall, perform_calls
 
 TTL_SECONDS = 2 * 3600
@@ -61,19 +62,57 @@ class Simulation:
         return json.dumps(self.__dict__, ensure_ascii=False)
 
 
+class NotATrigger(ValueError):
+    """The text given to start a simulation matches none of the journey's trigger keywords."""
+
+
 def start(
-    redis: Redis, journey_id: int, doc: dict, fields: dict, *, real_api: bool, allow_private: bool = False
+    redis: Redis,
+    journey_id: int,
+    doc: dict,
+    fields: dict,
+    *,
+    real_api: bool,
+    allow_private: bool = False,
+    trigger_text: str | None = None,
 ) -> Simulation:
-    """A new simulation of `doc` for a contact with `fields`, already stepped from the audience node."""
+    """A new simulation of `doc` for a contact with `fields`, already stepped from the audience node.
+
+    With `trigger_text` the contact starts the way a keyword trigger starts it: the text must match
+    a trigger keyword (`NotATrigger` says which keywords would), and it is the variable `trigger`.
+    """
+    variables, opening = {}, []
+    if trigger_text is not None:
+        keyword = _trigger_keyword(doc, trigger_text)
+        variables = {"trigger": trigger_text}
+        opening = [
+            {"who": "contact", "text": trigger_text, "payload": None},
+            {"who": "system", "text": f"Started by the keyword trigger {keyword!r}."},
+        ]
     simulation = Simulation(
         token=secrets.token_urlsafe(16),
         journey_id=journey_id,
         real_api=real_api,
-        state=engine.ContactState(fields=dict(fields)).to_json(),
+        state=engine.ContactState(fields=dict(fields), variables=variables).to_json(),
+        chat=opening,
     )
     _advance(simulation, engine.parse(doc), events.Start(), allow_private)
     save(redis, simulation)
     return simulation
+
+
+def _trigger_keyword(doc: dict, text: str) -> str:
+    keywords = keywords_by_channel(doc)
+    for channel_keywords in keywords.values():
+        keyword = matching_keyword(text, channel_keywords)
+        if keyword is not None:
+            return keyword
+    listed = "; ".join(f"{', '.join(words)} ({channel})" for channel, words in keywords.items())
+    raise NotATrigger(
+        f"{text!r} starts no conversation: this journey's triggers are {listed}"
+        if listed
+        else "this journey has no keyword triggers: add them in the journey settings"
+    )
 
 
 def load(redis: Redis, token: str, journey_id: int) -> Simulation:

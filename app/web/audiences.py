@@ -13,6 +13,7 @@ from app.contacts import audiences
 from app.contacts.csv_import import rejected_rows_csv
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Run
+from app.web import htmx
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
 
@@ -40,12 +41,12 @@ def new():
 def show(audience_id: int):
     audience = db.get_or_404(Audience, audience_id)
     context = {"audience": audience, "contacts": _contacts_page(audience), "columns": _extra_columns(audience)}
-    if request.headers.get("HX-Target") == "contacts":
-        return render_template("audiences/_partials/contacts.html", **context)
-    runs = db.session.scalars(
+    context["runs"] = db.session.scalars(
         db.select(Run).where(Run.audience_id == audience.id).order_by(Run.id.desc()).limit(RUNS_SHOWN)
     ).all()
-    return render_template("audiences/show.html", runs=runs, **context)
+    return htmx.page_or_fragment(
+        "audiences/show.html", "audiences/_partials/contacts.html", target="contacts", **context
+    )
 
 
 @bp.post("/<int:audience_id>/upload")

@@ -15,7 +15,8 @@ from app.campaigns.service import CampaignError
 from app.extensions import db
 from app.models import Message
 from app.sending.channels import CHANNELS
-from app.web.outbox import STATUSES, log_page, wants_log_fragment
+from app.web import htmx
+from app.web.message_log import STATUSES, log_page, wants_log_fragment
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -27,7 +28,7 @@ REJECTED_SHOWN = 100
 def too_large(_error):
     """A clear page for an upload over MAX_CONTENT_LENGTH (htmx: the column field says it instead)."""
     limit = f"{current_app.config['MAX_CONTENT_LENGTH'] / (1024 * 1024):g} MB"
-    if request.headers.get("HX-Request"):
+    if htmx.wants_fragment():
         return render_template(
             "campaigns/_partials/phone_column.html",
             columns=[],
@@ -147,7 +148,7 @@ def rerender(campaign_id: int):
     """htmx: the preview fragment for the template being typed (the rows come from the draft)."""
     campaign = _campaign_or_404(campaign_id)
     if campaign.status != "draft":
-        return Response(status=204, headers={"HX-Redirect": url_for("campaigns.detail", campaign_id=campaign.id)})
+        return htmx.redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     channel = request.form.get("channel") if request.form.get("channel") in CHANNELS else campaign.channel
     recipients = service.draft_recipients(campaign)
     return render_template(
@@ -211,7 +212,7 @@ def progress(campaign_id: int):
         counts=counts,
         finished=service.is_finished(campaign, counts),
     )
-    return html, 200, {"HX-Trigger": "campaign-progress"}
+    return htmx.trigger(html, "campaign-progress")
 
 
 @bp.get("/<int:campaign_id>/rejected.csv")

@@ -6,8 +6,8 @@ from sqlalchemy import select
 from app.campaigns import service as campaigns
 from app.extensions import db
 from app.models import LIVE_RUN_STATUSES, Run
+from app.runs.read_models.positions import live_run_states
 from app.web.queue_health import queue_health
-from app.web.runs import progress_of
 
 bp = Blueprint("home", __name__)
 
@@ -24,7 +24,7 @@ def index():
     return render_template(
         "home.html",
         active_runs=active_runs,
-        progress=progress_of(active_runs),
+        progress=live_run_states(active_runs),
         campaigns=recent,
         campaign_counts=campaigns.counts_of(recent),
         health=queue_health(),

@@ -1,45 +1,17 @@
 """The outbox: every outbound message (campaigns and journeys), newest first.
 
-In dry-run mode this is where "sent" messages are read. The message-log
-query and its fragment are shared with the campaign detail page.
+In dry-run mode this is where "sent" messages are read. The message log
+(`app.web.message_log`) is shared with the campaign detail page.
 """
 
-import re
-from dataclasses import dataclass
-
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template
 
 from app.extensions import db
 from app.models import Message, Participation, Run
 from app.sending.channels import CHANNELS, explain_error
+from app.web.message_log import STATUSES, log_page, wants_log_fragment
 
 bp = Blueprint("outbox", __name__, url_prefix="/outbox")
-
-PAGE_SIZE = 50
-STATUSES = ("queued", "sending", "sent", "delivered", "read", "failed", "undelivered", "canceled")
-LOG_TARGET = "message-log"  # the id of the fragment's root: an htmx request aiming at it gets the fragment only
-
-
-@dataclass
-class LogPage:
-    """One page of the message log; `newer`/`older` are the id cursors of the neighbour pages (or None)."""
-
-    messages: list[Message]
-    filters: dict
-    newer: int | None
-    older: int | None
-    endpoint: str
-    endpoint_args: dict
-    cursor: dict
-    searchable: bool
-
-    def url(self, **cursor) -> str:
-        """This log with its filters, at `cursor` (before=id / after=id; none = the newest page)."""
-        filters = {key: value for key, value in self.filters.items() if value}
-        return url_for(self.endpoint, **self.endpoint_args, **filters, **cursor)
-
-    def current_url(self) -> str:
-        return self.url(**self.cursor)
 
 
 @bp.app_template_global()
@@ -74,62 +46,6 @@ def runs_of_messages(messages: list[Message]) -> dict[int, Run]:
         db.select(Participation.id, Run).join(Run, Run.id == Participation.run_id).where(Participation.id.in_(ids))
     )
     return {row[0]: row[1] for row in rows}
-
-
-def _cursor(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdecimal() else None
-
-
-def log_page(endpoint: str, endpoint_args: dict, *conditions, searchable: bool = True) -> LogPage:
-    """The page of messages matching `conditions` and the request's filters (status, channel, q, before/after).
-
-    Keyset pagination on the id: new messages arriving while sending never shift the pages.
-    """
-    filters = {
-        "status": request.args.get("status", "") if request.args.get("status") in STATUSES else "",
-        "channel": request.args.get("channel", "") if searchable and request.args.get("channel") in CHANNELS else "",
-        "q": request.args.get("q", "").strip() if searchable else "",
-        "run": request.args.get("run", "") if searchable and request.args.get("run", "").isdecimal() else "",
-    }
-    query = db.select(Message).where(*conditions)
-    if filters["status"]:
-        query = query.where(Message.status == filters["status"])
-    if filters["channel"]:
-        query = query.where(Message.channel == filters["channel"])
-    if filters["run"]:
-        in_run = db.select(Participation.id).where(Participation.run_id == int(filters["run"]))
-        query = query.where(Message.participation_id.in_(in_run))
-    digits = re.sub(r"\D", "", filters["q"])
-    if filters["q"]:
-        query = query.where(Message.to_phone.contains(digits or filters["q"], autoescape=True))
-    before, after = _cursor("before"), _cursor("after")
-    if after is not None:
-        rows = db.session.scalars(query.where(Message.id > after).order_by(Message.id).limit(PAGE_SIZE + 1)).all()
-        more_newer = len(rows) > PAGE_SIZE
-        messages = list(reversed(rows[:PAGE_SIZE]))
-        return LogPage(
-            messages,
-            filters,
-            messages[0].id if more_newer else None,
-            messages[-1].id if messages else None,
-            endpoint,
-            endpoint_args,
-            {"after": after},
-            searchable,
-        )
-    if before is not None:
-        query = query.where(Message.id < before)
-    rows = db.session.scalars(query.order_by(Message.id.desc()).limit(PAGE_SIZE + 1)).all()
-    messages = rows[:PAGE_SIZE]
-    newer = messages[0].id if before is not None and messages else None
-    older = messages[-1].id if len(rows) > PAGE_SIZE else None
-    cursor = {"before": before} if before is not None else {}
-    return LogPage(messages, filters, newer, older, endpoint, endpoint_args, cursor, searchable)
-
-
-def wants_log_fragment() -> bool:
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == LOG_TARGET
 
 
 @bp.get("/")

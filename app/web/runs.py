@@ -3,7 +3,7 @@
 The run page is one page plus fragments it includes (`templates/runs/_partials/`): the live block
 (polled every second while the run is active: counts, diagram with per-node and per-edge numbers,
 messages, failures, overdue contacts, unmatched replies), the contacts table (filters and keyset
-pagination) and a contact's timeline. Numbers come from `run_stats.live_stats`, which reads grouped
+pagination) and a contact's timeline. Numbers come from `app.runs.read_models.live`, which reads grouped
 counts and a per-run tally, never the participations themselves, so an open page costs little.
 """
 
@@ -22,21 +22,25 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.journeys import store as journeys
 from app.journeys.diagram import render_svg
-from app.models import ACTIVE_STATES, FINAL_STATES, LIVE_RUN_STATUSES, Audience, Participation, Run, User, utcnow
-from app.runs import inbound, lifecycle, runner
-from app.runs import stats as run_stats
+from app.journeys.versions import journey_for_version
+from app.models import LIVE_RUN_STATUSES, STATES, Audience, Participation, Run, User, utcnow
+from app.runs import inbound, lifecycle
 from app.runs.export import export_csv
+from app.runs.read_models import contacts as run_contacts
+from app.runs.read_models import live as run_live
+from app.runs.read_models.positions import live_run_states, state_counts
+from app.runs.read_models.tally import NO_CODE
 from app.sending.channels import explain_error
+from app.web import htmx
 
 bp = Blueprint("runs", __name__, url_prefix="/runs")
 
 RUNS_PER_PAGE = 25
-STATES = ACTIVE_STATES + FINAL_STATES
 
 
 @bp.get("/")
@@ -46,22 +50,7 @@ def index():
         select(Run).order_by(Run.id.desc()).offset((page - 1) * RUNS_PER_PAGE).limit(RUNS_PER_PAGE + 1)
     ).all()
     has_next, runs = len(runs) > RUNS_PER_PAGE, runs[:RUNS_PER_PAGE]
-    return render_template("runs/index.html", runs=runs, progress=progress_of(runs), page=page, has_next=has_next)
-
-
-def progress_of(runs: list[Run]) -> dict[int, dict]:
-    """Contacts per state for the runs still moving (finished runs show their status instead)."""
-    live = [run.id for run in runs if run.status in LIVE_RUN_STATUSES]
-    counts = {run_id: dict.fromkeys(STATES, 0) for run_id in live}
-    if live:
-        rows = db.session.execute(
-            select(Participation.run_id, Participation.state, func.count())
-            .where(Participation.run_id.in_(live))
-            .group_by(Participation.run_id, Participation.state)
-        )
-        for run_id, state, number in rows:
-            counts[run_id][state] = number
-    return counts
+    return render_template("runs/index.html", runs=runs, progress=live_run_states(runs), page=page, has_next=has_next)
 
 
 # -- starting a run ------------------------------------------------------------------
@@ -173,7 +162,7 @@ def live(run_id: int):
 
 def _live_context(run: Run) -> dict:
     now = utcnow()
-    stats = run_stats.live_stats(run, now)
+    stats = run_live.live_stats(run, now)
     definition = run.version.definition
     diagram = render_svg(
         definition,
@@ -187,20 +176,16 @@ def _live_context(run: Run) -> dict:
         "diagram": diagram,
         "now": now,
         "live": run.status in LIVE_RUN_STATUSES,
-        "errors": [
-            (code, number, explain_error(None if code == run_stats.NO_CODE else code)) for code, number in stats.errors
-        ],
-        "failure_reasons": run_stats.remembered(
-            run, "failure-reasons", stats.states["failed"], lambda: run_stats.failure_reasons(run.id)
+        "errors": [(code, number, explain_error(None if code == NO_CODE else code)) for code, number in stats.errors],
+        "failure_reasons": run_live.remembered(
+            run, "failure-reasons", stats.states["failed"], lambda: run_live.failure_reasons(run.id)
         ),
-        "unmatched": run_stats.remembered(
-            run, "unmatched", stats.unmatched, lambda: run_stats.unmatched_replies(run.id)
-        ),
+        "unmatched": run_live.remembered(run, "unmatched", stats.unmatched, lambda: run_live.unmatched_replies(run.id)),
         "elapsed": ((run.finished_at or now) - run.created_at).total_seconds(),
     }
 
 
-def _signature(run: Run, stats: run_stats.LiveStats) -> str:
+def _signature(run: Run, stats: run_live.LiveStats) -> str:
     """A short fingerprint of where the contacts are: it changes whenever the contacts table would."""
     parts = [run.status, *map(str, stats.states.values())]
     parts += [
@@ -214,7 +199,7 @@ def contacts(run_id: int):
     """htmx: the contacts table with its filters and page; a plain request opens the run page on it."""
     run = _run_or_404(run_id)
     filters = _filters()
-    if not request.headers.get("HX-Request"):
+    if not htmx.wants_fragment():
         return redirect(url_for(".show", run_id=run.id, **filters.as_args(), **_cursor()) + "#contacts")
     template = "contacts_results" if request.args.get("part") == "results" else "contacts"
     return render_template(
@@ -228,8 +213,10 @@ def contacts(run_id: int):
     )
 
 
-def _contacts_page(run: Run, filters: run_stats.ContactFilter, total: int | None = None) -> run_stats.ContactsPage:
-    return run_stats.contacts_table(
+def _contacts_page(
+    run: Run, filters: run_contacts.ContactFilter, total: int | None = None
+) -> run_contacts.ContactsPage:
+    return run_contacts.contacts_table(
         run,
         filters,
         after=request.args.get("after", type=int),
@@ -238,10 +225,10 @@ def _contacts_page(run: Run, filters: run_stats.ContactFilter, total: int | None
     )
 
 
-def _filters() -> run_stats.ContactFilter:
+def _filters() -> run_contacts.ContactFilter:
     args = request.args
     state = args.get("state") or None
-    return run_stats.ContactFilter(
+    return run_contacts.ContactFilter(
         state=state if state in STATES else None,
         node=args.get("node") or None,
         search=(args.get("q") or "").strip()[:100] or None,
@@ -251,7 +238,7 @@ def _filters() -> run_stats.ContactFilter:
 
 
 def _node_ids(run: Run) -> list[str]:
-    return [node.id for node in runner.journey_for_version(run.version_id).nodes]
+    return [node.id for node in journey_for_version(run.version_id).nodes]
 
 
 def _participation_or_404(run: Run, participation_id: int) -> Participation:
@@ -266,8 +253,8 @@ def _timeline_context(run: Run, participation: Participation, **extra) -> dict:
         "run": run,
         "participation": participation,
         "now": utcnow(),
-        "entries": run_stats.contact_timeline(participation),
-        "limit": run_stats.TIMELINE_LIMIT,
+        "entries": run_contacts.contact_timeline(participation),
+        "limit": run_contacts.TIMELINE_LIMIT,
         "entered_by": inbound.operator_replies(participation.id),
         "reply_choices": inbound.reply_choices(participation),
         **extra,
@@ -279,9 +266,7 @@ def timeline(run_id: int, participation_id: int):
     """A contact's timeline: a panel of the run page (htmx) or a page of its own."""
     run = _run_or_404(run_id)
     context = _timeline_context(run, _participation_or_404(run, participation_id))
-    if request.headers.get("HX-Request"):
-        return render_template("runs/_partials/timeline.html", **context)
-    return render_template("runs/contact.html", **context)
+    return htmx.page_or_fragment("runs/contact.html", "runs/_partials/timeline.html", **context)
 
 
 @bp.app_template_global()
@@ -308,7 +293,7 @@ def reply_as_contact(run_id: int, participation_id: int):
         row = inbound.reply_as_contact(participation, text, payload, current_user.id)
         db.session.refresh(participation)
         notice = ("success" if row.outcome == "matched" else "info", _reply_outcome(row.outcome, text, participation))
-    if not request.headers.get("HX-Request"):
+    if not htmx.wants_fragment():
         flash(notice[1], notice[0])
         target = form.get("next", "")
         if not (target.startswith("/") and not target.startswith("//")):
@@ -338,7 +323,7 @@ def stop(run_id: int):
         flash(f"This run is already {run.status}.", "info")
         return redirect(url_for(".show", run_id=run.id))
     if request.method == "GET":
-        return render_template("runs/stop.html", run=run, states=run_stats.state_counts(run.id))
+        return render_template("runs/stop.html", run=run, states=state_counts(run.id))
     stopped = lifecycle.stop_run(run)
     flash(f"Run stopped: {stopped:,} contacts were stopped; their queued messages will not be sent.", "success")
     return redirect(url_for(".show", run_id=run.id))

@@ -1,14 +1,14 @@
 """inbound_message.entered_by_id: replies an operator typed on a contact's behalf
 
 Revision ID: ux
-Revises: 0001
+Revises: trig
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "ux"
-down_revision = "0001"
+down_revision = "trig"
 branch_labels = None
 depends_on = None
 

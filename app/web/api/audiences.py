@@ -7,6 +7,7 @@ from flask import abort, jsonify, request
 from app.contacts import audiences
 from app.extensions import db
 from app.models import Audience
+from app.models.vocabulary import iso_z
 from app.web.api import bp
 
 
@@ -53,5 +54,5 @@ def _summary(audience: Audience) -> dict:
         "contacts": audience.total,
         "columns": audience.columns,
         "rejected": [{"line": row["line"], "reason": row["reason"]} for row in audience.rejected or []],
-        "created_at": audience.created_at.isoformat(),
+        "created_at": iso_z(audience.created_at),
     }

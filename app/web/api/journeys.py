@@ -4,9 +4,11 @@
 overwritten (409). Journey runs (`/api/journeys/<id>/runs`) live in `runs.py`.
 """
 
-from flask import abort, g, jsonify, request
+from flask import abort, current_app, g, jsonify, request
 
 from app.journeys import store as journeys
+from app.models.vocabulary import iso_z
+from app.runs import listening
 from app.web.api import bp
 
 
@@ -48,9 +50,21 @@ def publish_journey(journey_id: int):
     note = body.get("note", "") if isinstance(body, dict) else ""
     try:
         version = journeys.publish(journey, note=str(note), user=g.api_user)
+    except journeys.TriggerConflict as error:
+        return jsonify(
+            error="a trigger keyword is already in use", problems=[journeys.problem_json(p) for p in error.problems]
+        ), 409
     except journeys.InvalidJourney as error:
         return _invalid(error)
-    return jsonify(id=journey.id, version=version.number, version_id=version.id)
+    listening_run = listening.sync(
+        journey, version, arm=True, user=g.api_user, dry_run=bool(current_app.config.get("DRY_RUN"))
+    )
+    return jsonify(
+        id=journey.id,
+        version=version.number,
+        version_id=version.id,
+        listening_run_id=listening_run.id if listening_run is not None else None,
+    )
 
 
 @bp.delete("/journeys/<int:journey_id>")
@@ -98,5 +112,5 @@ def _summary(journey) -> dict:
         "status": status.status,
         "version": status.version,
         "revision": journey.draft_revision,
-        "updated_at": journey.updated_at.isoformat(),
+        "updated_at": iso_z(journey.updated_at),
     }

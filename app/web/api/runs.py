@@ -1,4 +1,4 @@
-"""JSON API: journey runs (start, statistics, contacts, stop), through `app.runs.runner` and `app.runs.stats`.
+"""JSON API: journey runs (start, list, statistics, contacts, stop), through `app.runs.runner` and `app.runs.read_models.summary`.
 
 `GET /api/runs/<id>/contacts` is paginated: `?page=1&per_page=100` by
 default, `per_page` at most 1000; the answer carries `page`, `per_page`,
@@ -6,12 +6,14 @@ default, `per_page` at most 1000; the answer carries `page`, `per_page`,
 """
 
 from flask import abort, g, jsonify, request
+from sqlalchemy import select
 
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Run
+from app.models.vocabulary import iso_z
 from app.runs import lifecycle
-from app.runs import stats as run_stats
+from app.runs.read_models import summary as run_answers
 from app.web.api import bp
 
 
@@ -42,20 +44,40 @@ def start_run(journey_id: int):
         abort(404, str(error))
     except ValueError as error:
         abort(400, f"contacts: {error}")
-    return jsonify(run_id=run.id), 202
+    return jsonify(run_id=run.id, status=run.status), 202
+
+
+@bp.get("/journeys/<int:journey_id>/runs")
+def journey_runs(journey_id: int):
+    """The journey's runs, newest first: `kind` is `audience` or `trigger` (its standing listening run)."""
+    if journeys.get(journey_id) is None:
+        abort(404, f"no journey {journey_id}")
+    runs = db.session.scalars(select(Run).where(Run.journey_id == journey_id).order_by(Run.id.desc())).all()
+    return jsonify(
+        runs=[
+            {
+                "id": run.id,
+                "status": run.status,
+                "kind": run.kind,
+                "total": run.total,
+                "created_at": iso_z(run.created_at),
+            }
+            for run in runs
+        ]
+    )
 
 
 @bp.get("/runs/<int:run_id>")
 def run_summary(run_id: int):
-    return jsonify(run_stats.run_summary(_run(run_id)))
+    return jsonify(run_answers.run_summary(_run(run_id)))
 
 
 @bp.get("/runs/<int:run_id>/contacts")
 def run_contacts(run_id: int):
     run = _run(run_id)
     page = _positive_int("page", 1)
-    per_page = _positive_int("per_page", run_stats.DEFAULT_PER_PAGE)
-    return jsonify(run_stats.contacts_page(run, page, per_page))
+    per_page = _positive_int("per_page", run_answers.DEFAULT_PER_PAGE)
+    return jsonify(run_answers.contacts_page(run, page, per_page))
 
 
 @bp.post("/runs/<int:run_id>/stop")

@@ -19,6 +19,8 @@ BLUEPRINTS = (
     "audiences",
     "journeys",
     "runs",
+    "contacts",
+    "inbox",
     "webhooks",
     "api",
 )

@@ -22,6 +22,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 # CsvImportError is re-exported: callers catch audiences.CsvImportError.
 from app.contacts.csv_import import CsvImportError, RejectedRow, import_contacts_csv, normalise_phone  # noqa: F401
+from app.contacts.search import fold
+from app.contacts.suppression import any_suppressed, suppressed
 from app.extensions import db
 from app.models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Run, contact_table, utcnow
 
@@ -156,7 +158,7 @@ def _merge_existing(chunk: dict[str, dict]) -> dict[str, int]:
         merged = _merged(fields or {}, chunk[phone])
         new_name = _name(chunk[phone]) or name
         if merged != fields or new_name != name:
-            changes.append({"id": contact_id, "name": new_name, "fields": merged})
+            changes.append({"id": contact_id, "name": new_name, "search_name": fold(new_name), "fields": merged})
     if changes:
         _update_contacts(changes)
     return ids
@@ -181,41 +183,48 @@ def _existing_contacts(phones: list[str]):
 
 
 def _insert_contacts(new: dict[str, dict]) -> None:
+    """Insert new contacts; a number erased before comes back opted out (`app.contacts.suppression`)."""
     now = utcnow()
-    if _on_postgresql():
-        rows = [{"phone": phone, "name": _name(fields), "fields": fields} for phone, fields in new.items()]
-        db.session.execute(
-            text(
-                "INSERT INTO contact (phone, name, fields, opted_out, created_at, updated_at)"
-                " SELECT phone, name, fields, false, :now, :now"
-                " FROM json_to_recordset(CAST(:rows AS json)) AS new_contact(phone text, name text, fields json)"
-                " ON CONFLICT (phone) DO NOTHING"
-            ),
-            {"now": now, "rows": json.dumps(rows)},
-        )
-        return
+    blocked = suppressed(new) if any_suppressed() else set()
     rows = [
         {
             "phone": phone,
             "name": _name(fields),
+            "search_name": fold(_name(fields)),
             "fields": fields,
-            "opted_out": False,
-            "created_at": now,
-            "updated_at": now,
+            "opted_out": phone in blocked,
+            "opted_out_at": now if phone in blocked else None,
+            "opted_out_via": "suppressed" if phone in blocked else None,
         }
         for phone, fields in new.items()
     ]
+    if _on_postgresql():
+        db.session.execute(
+            text(
+                "INSERT INTO contact (phone, name, search_name, fields, opted_out, opted_out_at, opted_out_via,"
+                " created_at, updated_at)"
+                " SELECT phone, name, search_name, fields, opted_out, opted_out_at, opted_out_via, :now, :now"
+                " FROM json_to_recordset(CAST(:rows AS json)) AS new_contact(phone text, name text,"
+                " search_name text, fields json, opted_out boolean, opted_out_at timestamp, opted_out_via text)"
+                " ON CONFLICT (phone) DO NOTHING"
+            ),
+            {"now": now, "rows": json.dumps(rows, default=str)},
+        )
+        return
+    for row in rows:
+        row.update(created_at=now, updated_at=now)
     db.session.execute(sqlite_insert(contact_table).on_conflict_do_nothing(), rows)
 
 
 def _update_contacts(changes: list[dict]) -> None:
-    """`changes`: {"id", "name", "fields"} of each contact to update."""
+    """`changes`: {"id", "name", "search_name", "fields"} of each contact to update."""
     now = utcnow()
     if _on_postgresql():
         db.session.execute(
             text(
-                "UPDATE contact SET name = changed.name, fields = changed.fields, updated_at = :now"
-                " FROM json_to_recordset(CAST(:rows AS json)) AS changed(id integer, name text, fields json)"
+                "UPDATE contact SET name = changed.name, search_name = changed.search_name,"
+                " fields = changed.fields, updated_at = :now FROM json_to_recordset(CAST(:rows AS json))"
+                " AS changed(id integer, name text, search_name text, fields json)"
                 " WHERE contact.id = changed.id"
             ),
             {"now": now, "rows": json.dumps(changes)},
@@ -224,11 +233,24 @@ def _update_contacts(changes: list[dict]) -> None:
     statement = (
         update(contact_table)
         .where(contact_table.c.id == bindparam("changed_id"))
-        .values(name=bindparam("changed_name"), fields=bindparam("changed_fields"), updated_at=now)
+        .values(
+            name=bindparam("changed_name"),
+            search_name=bindparam("changed_search_name"),
+            fields=bindparam("changed_fields"),
+            updated_at=now,
+        )
     )
     db.session.connection().execute(
         statement,
-        [{"changed_id": row["id"], "changed_name": row["name"], "changed_fields": row["fields"]} for row in changes],
+        [
+            {
+                "changed_id": row["id"],
+                "changed_name": row["name"],
+                "changed_search_name": row["search_name"],
+                "changed_fields": row["fields"],
+            }
+            for row in changes
+        ],
     )
 
 

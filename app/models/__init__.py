@@ -6,7 +6,7 @@ schema changes only through Flask-Migrate migrations under `migrations/`.
 
 from app.models.accounts import ApiToken, User
 from app.models.campaigns import Campaign
-from app.models.contacts import Audience, AudienceContact, Contact
+from app.models.contacts import Audience, AudienceContact, Contact, SuppressedPhone
 from app.models.journeys import Journey, JourneyVersion
 from app.models.messages import InboundMessage, Message, MessageEvent
 from app.models.runs import Participation, Run, Step
@@ -56,6 +56,7 @@ __all__ = [
     "Participation",
     "Run",
     "Step",
+    "SuppressedPhone",
     "User",
     "utcnow",
 ]

@@ -36,6 +36,8 @@ class Message(db.Model):
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
+        # A contact's timeline reads its messages by number, across runs and campaigns.
+        Index("ix_message_to_phone", "to_phone", "id"),
     )
 
 
@@ -68,4 +70,8 @@ class InboundMessage(db.Model):
     # Set when an operator typed the reply on the contact's behalf (reply as a contact), else Twilio sent it.
     entered_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
 
-    __table_args__ = (Index("ix_inbound_from_phone", "from_phone"),)
+    __table_args__ = (
+        Index("ix_inbound_from_phone", "from_phone"),
+        # The inbox lists a chosen outcome newest first.
+        Index("ix_inbound_outcome_id", "outcome", "id"),
+    )

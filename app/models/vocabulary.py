@@ -47,6 +47,18 @@ CALLBACK_STATUSES = {
 }
 
 
+# Inbound message outcomes: `received` until it is handled (a reply routed, a keyword applied), then one of the rest.
+RECEIVED = "received"
+MATCHED = "matched"  # a waiting participation took an edge (its fallback included)
+UNMATCHED = "unmatched"  # a waiting participation got it but nothing matched: still waiting
+NOT_WAITING = "not_waiting"  # a known contact with no participation waiting for a reply
+UNKNOWN_CONTACT = "unknown_contact"
+TRIGGERED = "triggered"  # it started a triggered journey run
+OPTED_OUT = "opted_out"  # STOP and the like
+OPTED_IN = "opted_in"  # START / UNSTOP
+INBOUND_OUTCOMES = (MATCHED, UNMATCHED, NOT_WAITING, UNKNOWN_CONTACT, TRIGGERED, OPTED_OUT, OPTED_IN)
+
+
 def iso_z(moment: datetime | None) -> str | None:
     """A stored time as every JSON answer writes it: ISO 8601, UTC, with `Z` (None stays None)."""
     return moment.isoformat() + "Z" if moment is not None else None
@@ -55,3 +67,7 @@ def iso_z(moment: datetime | None) -> str | None:
 def utcnow() -> datetime:
     """Naive UTC now, the one time format stored in the database."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+# How a contact came to be opted out (`Contact.opted_out_via`).
+OPT_OUT_SOURCES = ("reply", "operator", "api", "carrier", "suppressed", "erased")

@@ -176,7 +176,10 @@ def _cancel_queued(*participation_criteria) -> None:
         log.cancel_messages(m.id.in_(queued[start : start + PREPARE_CHUNK]), commit=False)
 
 
-def opt_out_contact(contact_id: int | None) -> int:
+OPTED_OUT_BY_REPLY = "the contact opted out (replied STOP)"
+
+
+def opt_out_contact(contact_id: int | None, reason: str = OPTED_OUT_BY_REPLY) -> int:
     """End every non-final participation of this contact as `opted_out` and cancel their queued messages."""
     if contact_id is None:
         return 0
@@ -199,7 +202,7 @@ def opt_out_contact(contact_id: int | None) -> int:
                     "kind": "finish",
                     "node_id": node_id,
                     "at": now,
-                    "detail": {"status": "opted_out", "reason": "the contact opted out (replied STOP)"},
+                    "detail": {"status": "opted_out", "reason": reason},
                 }
                 for pid, run_id, node_id in ended
             ],

@@ -48,6 +48,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
+from app.contacts import suppression
 from app.contacts.optout import _set_opted_out
 from app.extensions import db
 from app.models import campaign_table, contact_table, message_table, utcnow
@@ -134,7 +135,8 @@ def deliver(message_ids: Iterable[int]) -> list[Outcome]:
     db.session.commit()
 
     outcomes = [
-        Outcome(row.id, row.participation_id, ok=False, final=True, error_message=OPTED_OUT_REASON) for row in opted_out
+        Outcome(row.id, row.participation_id, ok=False, final=True, error_message=row.error_message)
+        for row in opted_out
     ]
     if claimed:
         settings = SenderSettings.from_config(config)
@@ -153,8 +155,10 @@ def deliver(message_ids: Iterable[int]) -> list[Outcome]:
 
 
 def _fail_opted_out(ids: list[int], now):
+    """Fail (never send) the queued messages to opted-out contacts and to suppressed (erased) numbers."""
     opted_out_phones = select(contact_table.c.phone).where(contact_table.c.opted_out.is_(True))
-    return db.session.execute(
+    suppressed = _fail_suppressed(ids, now)
+    opted_out = db.session.execute(
         update(message_table)
         .where(
             message_table.c.id.in_(ids),
@@ -162,7 +166,33 @@ def _fail_opted_out(ids: list[int], now):
             message_table.c.to_phone.in_(opted_out_phones),
         )
         .values(status="failed", error_code=None, error_message=OPTED_OUT_REASON, updated_at=now)
-        .returning(message_table.c.id, message_table.c.participation_id, message_table.c.campaign_id)
+        .returning(*_FAILED_COLUMNS)
+    ).all()
+    return suppressed + opted_out
+
+
+_FAILED_COLUMNS = (
+    message_table.c.id,
+    message_table.c.participation_id,
+    message_table.c.campaign_id,
+    message_table.c.error_message,
+)
+
+
+def _fail_suppressed(ids: list[int], now) -> list:
+    """Numbers kept only as a hash (`app.contacts.suppression`) are matched in Python: hash the batch's phones."""
+    if not suppression.any_suppressed():
+        return []
+    m = message_table.c
+    phones = db.session.scalars(select(m.to_phone).where(m.id.in_(ids), m.status == "queued").distinct()).all()
+    blocked = suppression.suppressed(phones)
+    if not blocked:
+        return []
+    return db.session.execute(
+        update(message_table)
+        .where(m.id.in_(ids), m.status == "queued", m.to_phone.in_(blocked))
+        .values(status="failed", error_code=None, error_message=suppression.SUPPRESSED_REASON, updated_at=now)
+        .returning(*_FAILED_COLUMNS)
     ).all()
 
 

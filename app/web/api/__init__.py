@@ -31,4 +31,4 @@ def _json_error(error: HTTPException):
     return jsonify(error=error.description), error.code
 
 
-from app.web.api import audiences, campaigns, journeys, runs  # noqa: E402,F401  (routes register on bp)
+from app.web.api import audiences, campaigns, contacts, inbound, journeys, runs  # noqa: E402,F401  (routes register on bp)

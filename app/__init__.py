@@ -3,8 +3,7 @@
 from importlib import import_module
 from pathlib import Path
 
-from flask import Flask, redirect, request, url_for
-from flask_login import current_user
+from flask import Flask
 
 from app.config import PROJECT_ROOT, load_settings
 from app.extensions import csrf, db, login_manager, migrate
@@ -21,11 +20,11 @@ BLUEPRINTS = (
     "runs",
     "contacts",
     "inbox",
+    "senders",
     "webhooks",
     "api",
+    "users",
 )
-# Endpoints reachable without a login session (the API and webhooks check their own credentials).
-PUBLIC_BLUEPRINTS = {"auth", "webhooks", "api"}
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -40,6 +39,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(load_settings(Path(app.instance_path)))
     app.config.update(overrides or {})
 
+    from app.logging_setup import configure_logging
+    from app.web import security
+
+    configure_logging(app)
+    security.init_app(app)  # login, roles, tokens and /rq for every route (before CSRF); security headers
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
@@ -57,7 +61,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.exempt(import_module("app.web.webhooks").bp)
     csrf.exempt(import_module("app.web.api").bp)
     _mount_rq_dashboard(app)
-    app.before_request(_require_login)
 
     from app import cli
     from app.web import errors, jinja
@@ -66,17 +69,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     jinja.register(app)
     errors.register(app)
     return app
-
-
-def _require_login():
-    """Every page needs a login session, rq-dashboard included."""
-    if request.endpoint in (None, "static") or request.blueprint in PUBLIC_BLUEPRINTS:
-        return None
-    if not current_user.is_authenticated:
-        if request.headers.get("HX-Request"):
-            return "", 401, {"HX-Redirect": url_for("auth.login")}
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-    return None
 
 
 def _mount_rq_dashboard(app: Flask) -> None:

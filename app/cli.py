@@ -12,10 +12,23 @@ from flask.cli import AppGroup, with_appcontext
 from app.contacts import audiences
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import ApiToken, Audience, Journey, User
+from app.models import (
+    ROLES,
+    AccountRefused,
+    ApiToken,
+    Audience,
+    Journey,
+    User,
+    check_keeps_an_admin,
+    check_new_account,
+    first_user_role,
+    utcnow,
+)
+from app.runs import prune as run_prune
 
 users = AppGroup("users", help="Manage operator accounts.")
 journeys_group = AppGroup("journeys", help="Import and export journey/v1 files.")
+runs_group = AppGroup("runs", help="Look after journey runs.")
 
 DEMO_JOURNEY = Path(__file__).with_name("demo_journey.json")
 DEMO_ADMIN = "admin@example.com"
@@ -30,34 +43,73 @@ DEMO_AUDIENCE_CSV = (
 @users.command("create")
 @click.argument("email")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
-def create_user(email: str, password: str) -> None:
-    """Make a user (or reset the password of an existing one)."""
-    email = email.strip().lower()
-    if "@" not in email:
-        raise click.BadParameter("must be an email address", param_hint="EMAIL")
-    if len(password) < 8:
-        raise click.BadParameter("must be at least 8 characters", param_hint="--password")
-    user = db.session.scalar(db.select(User).filter_by(email=email))
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default=None,
+    help="admin, editor or viewer (default: admin for the first user, else editor; unchanged for an existing user)",
+)
+def create_user(email: str, password: str, role: str | None) -> None:
+    """Make a user (or reset the password, and set the role, of an existing one)."""
+    user = db.session.scalar(db.select(User).filter_by(email=email.strip().lower()))
     created = user is None
+    try:
+        role = role or (first_user_role() if created else user.role)
+        email = check_new_account(email, password, role)
+        if not created:
+            check_keeps_an_admin(user, new_role=role)
+    except AccountRefused as error:
+        raise click.ClickException(str(error)) from None
     if created:
         user = User(email=email)
         db.session.add(user)
+    user.role = role
     user.set_password(password)
     db.session.commit()
-    click.echo(f"{'Created' if created else 'Updated password of'} user {email}")
+    click.echo(f"{'Created' if created else 'Updated password of'} user {email} ({role})")
+
+
+def _user_named(email: str) -> User:
+    user = db.session.scalar(db.select(User).filter_by(email=email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user {email!r}; create it with `flask --app wsgi users create`")
+    return user
 
 
 @users.command("token")
 @click.argument("email")
-def create_token(email: str) -> None:
-    """Print a new API token for that user (shown once, stored hashed)."""
-    user = db.session.scalar(db.select(User).filter_by(email=email.strip().lower()))
-    if user is None:
-        raise click.ClickException(f"no user {email!r}; create it with `flask --app wsgi users create`")
-    row, token = ApiToken.issue(user)
+@click.option("--expires-in", "expires_in", type=click.FloatRange(min=0, min_open=True), help="days until it expires")
+def create_token(email: str, expires_in: float | None) -> None:
+    """Print a new API token for that user (shown once, stored hashed); it acts with the user's role."""
+    row, token = ApiToken.issue(_user_named(email), expires_in_days=expires_in)
     db.session.add(row)
     db.session.commit()
     click.echo(token)
+
+
+@users.command("tokens")
+@click.argument("email")
+def list_tokens(email: str) -> None:
+    """List that user's API tokens: id, status, created, last used, expires."""
+    user = _user_named(email)
+    rows = db.session.scalars(db.select(ApiToken).filter_by(user_id=user.id).order_by(ApiToken.id)).all()
+    click.echo("id\tstatus\tcreated\tlast_used\texpires")
+    for row in rows:
+        times = (row.created_at, row.last_used_at, row.expires_at)
+        click.echo("\t".join([str(row.id), row.status, *(f"{t:%Y-%m-%d %H:%M}Z" if t else "-" for t in times)]))
+
+
+@users.command("revoke")
+@click.argument("token_id", type=int)
+def revoke_token(token_id: int) -> None:
+    """Revoke API token TOKEN_ID (see `users tokens EMAIL`): it stops working at once."""
+    row = db.session.get(ApiToken, token_id)
+    if row is None:
+        raise click.ClickException(f"no API token {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        db.session.commit()
+    click.echo(f"Revoked token {token_id} of {row.user.email}")
 
 
 @journeys_group.command("import")
@@ -101,6 +153,32 @@ def list_journeys() -> None:
         click.echo(f"{journey.id}\t{status.status}\t{version}\t{journey.name}")
 
 
+@runs_group.command("prune")
+@click.option(
+    "--finished-before",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    help="Prune runs that finished before this date (UTC), e.g. 2026-06-30.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list the runs that would be pruned.")
+def prune_runs(finished_before, dry_run: bool) -> None:
+    """Archive finished runs' results to CSV files, then delete their steps and message texts."""
+    run_ids = run_prune.runs_finished_before(finished_before)
+    if not run_ids:
+        click.echo(f"No finished run left to prune before {finished_before:%Y-%m-%d %H:%M:%S}.")
+        return
+    if dry_run:
+        click.echo(f"Would prune {len(run_ids)} run(s): {', '.join(map(str, run_ids))}")
+        return
+    for run_id in run_ids:
+        pruned = run_prune.prune_run(run_id)
+        click.echo(
+            f"run {run_id}: archived to {pruned.archive}; {pruned.steps_deleted:,} steps deleted, "
+            f"{pruned.bodies_cleared:,} message texts cleared"
+        )
+    click.echo(f"Pruned {len(run_ids)} run(s) into {run_prune.archive_dir()}.")
+
+
 @click.command("demo")
 @with_appcontext
 def demo() -> None:
@@ -126,7 +204,7 @@ def demo() -> None:
 
 def _create_demo_admin() -> None:
     password = secrets.token_urlsafe(12)
-    user = User(email=DEMO_ADMIN)
+    user = User(email=DEMO_ADMIN, role="admin")
     user.set_password(password)
     db.session.add(user)
     db.session.commit()
@@ -146,4 +224,5 @@ def _create_demo_admin() -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(journeys_group)
+    app.cli.add_command(runs_group)
     app.cli.add_command(demo)

@@ -7,6 +7,7 @@ returns, for the worker). Nothing is read at import time.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -32,6 +33,21 @@ def _secret_key(instance_path: Path) -> str:
     return key
 
 
+def _ports(value: str | None) -> frozenset | None:
+    """`80,443,8443` -> those ports; `*` -> any port (an empty set); unset -> None (the default rule)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip() in {"*", "any"}:
+        return frozenset()
+    return frozenset(int(port) for port in value.split(",") if port.strip())
+
+
+def _proxy_hops(value: str | None) -> int:
+    """TRUST_PROXY: a number of proxies in front, or a flag (`1`/`true` = one)."""
+    value = (value or "").strip()
+    return int(value) if value.isdigit() else int(_flag(value, default=False))
+
+
 def load_settings(instance_path: Path, environ=None) -> dict:
     """Build the Flask config dict from the environment (and `.env`)."""
     if environ is None:
@@ -55,6 +71,12 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "PUBLIC_BASE_URL": (env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
         "DRY_RUN": _flag(env("DRY_RUN"), default=not has_credentials),
         "MESSAGE_RATE_LIMIT": float(env("MESSAGE_RATE_LIMIT") or 50),
+        # Per sender address (app.sending.senders_pool): a default rate and `ADDRESS=RATE` overrides.
+        "SENDER_RATE_LIMIT": float(env("SENDER_RATE_LIMIT") or 0),
+        "SENDER_RATE_LIMITS": env("SENDER_RATE_LIMITS") or "",
+        # Seconds per Twilio API call; and the circuit breaker's probe backoff during an outage (app.sending.breaker).
+        "TWILIO_TIMEOUT": float(env("TWILIO_TIMEOUT") or 15),
+        "TWILIO_PROBE_BACKOFF": env("TWILIO_PROBE_BACKOFF") or "",
         "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
         "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
         "MAX_CONTENT_LENGTH": int(env("MAX_UPLOAD_MB") or 20) * 1024 * 1024,
@@ -63,9 +85,29 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "RETRY_BACKOFF": [float(s) for s in (env("RETRY_BACKOFF") or "2,4,8").split(",")],
         # Journey runs (app.runs.runner): how long a job may hold a contact before the sweeper redoes its work.
         "RUNNER_LEASE_SECONDS": float(env("RUNNER_LEASE_SECONDS") or 60),
+        # Messages one contact may be sent in one run; the step that would send one more fails it (0 = no cap).
+        # Where `runs prune` archives a finished run's results (CSV) before deleting its history.
+        "RUN_ARCHIVE_DIR": env("RUN_ARCHIVE_DIR") or str(instance_path / "archive"),
+        "MAX_MESSAGES_PER_CONTACT": int(env("MAX_MESSAGES_PER_CONTACT") or 50),
         # After how long a message left `sending` (its job died) is checked with Twilio and, if Twilio does not
         # know it, sent again; unset: the send job timeout + 60 s (messaging.stale_after).
         "MESSAGE_STALE_SECONDS": float(env("MESSAGE_STALE_SECONDS") or 0) or None,
         "WTF_CSRF_TIME_LIMIT": None,
+        # api nodes: ports 80 and 443 unless listed here (`*` for any; any port by default with ALLOW_PRIVATE).
+        "API_NODE_ALLOWED_PORTS": _ports(env("API_NODE_ALLOWED_PORTS")),
+        # Behind a reverse proxy: trust its X-Forwarded-For/-Proto/-Host/-Port (that many proxies deep).
+        "TRUST_PROXY": _proxy_hops(env("TRUST_PROXY")),
+        "LOG_FORMAT": (env("LOG_FORMAT") or "text").strip().lower(),
+        "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").strip().upper(),
+        "CSV_MAX_COLUMNS": int(env("CSV_MAX_COLUMNS") or 200),
+        # Wrong passwords allowed per account and per client address (limits' notation).
+        "LOGIN_LIMIT_PER_ACCOUNT": env("LOGIN_LIMIT_PER_ACCOUNT") or "10/5 minutes",
+        "LOGIN_LIMIT_PER_ADDRESS": env("LOGIN_LIMIT_PER_ADDRESS") or "30/5 minutes",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_DURATION": timedelta(days=min(int(env("REMEMBER_DAYS") or 30), 30)),
+        "PERMANENT_SESSION_LIFETIME": timedelta(days=30),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

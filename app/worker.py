@@ -1,10 +1,13 @@
-"""Worker entry point (`python -m app.worker`): RQ workers for `flows` and `messages`.
+"""Worker entry point (`python -m app.worker`): RQ workers for `messages_conversational`, `flows`, `messages`.
 
 Starts N SimpleWorker processes (no fork per job: jobs reuse the app, its
-database pool and Twilio connections), each with RQ's scheduler enabled so
-retries and `enqueue_in` fire, and with a sweeper thread for journey runs'
-durable timers and crash recovery (`sweeper.sweep`). The app is built here,
-never at import.
+database pool and Twilio connections) that take the conversational queue
+first, plus `--conversation-processes` (default 1) that only take
+conversations and journey steps, so a reply is never stuck behind the bulk
+jobs of a big campaign. Each has RQ's scheduler enabled so retries and
+`enqueue_in` fire, a heartbeat (`app.sending.liveness`: its claims are taken
+over soon after it dies) and a sweeper thread for durable timers and crash
+recovery (`sweeper.sweep`). The app is built here, never at import.
 """
 
 import argparse
@@ -19,15 +22,15 @@ import threading
 from rq import SimpleWorker
 
 from app import create_app
-from app.queues import QUEUE_NAMES, get_queue, get_redis
+from app.queues import CONVERSATION_QUEUE_NAMES, QUEUE_NAMES, get_queue, get_redis
 from app.runs import sweeper
-from app.sending import messaging
+from app.sending import liveness, messaging
 
 SWEEP_INTERVAL = 0.5
 PR_SET_PDEATHSIG = 1
 
 
-def run_worker(burst: bool = False, check_settings: bool = True) -> None:
+def run_worker(burst: bool = False, check_settings: bool = True, queue_names=QUEUE_NAMES) -> None:
     """Run one worker in this process until stopped (or the queues are empty, with burst).
 
     `check_settings` logs what is wrong with the sending settings (one process of several does it).
@@ -44,7 +47,8 @@ def run_worker(burst: bool = False, check_settings: bool = True) -> None:
     sweeper.start()
     try:
         with app.app_context():
-            queues = [get_queue(name) for name in QUEUE_NAMES]
+            _beat(app)
+            queues = [get_queue(name) for name in queue_names]
             worker = SimpleWorker(queues, connection=get_redis())
             worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
     finally:
@@ -89,6 +93,7 @@ def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) 
     """
     pause = interval
     while not stop.wait(pause):
+        _beat(app)
         try:
             with app.app_context():
                 sweeper.sweep()
@@ -98,17 +103,37 @@ def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) 
             app.logger.exception("runner sweep failed; trying again in %s s", pause)
 
 
+def _beat(app) -> None:
+    """This process's heartbeat; a failure (database down) is logged, and the next sweep tries again."""
+    try:
+        with app.app_context():
+            liveness.beat()
+    except Exception:
+        app.logger.warning("worker heartbeat could not be written", exc_info=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--processes", type=int, default=int(os.environ.get("WORKER_PROCESSES", 2)))
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument(
+        "--conversation-processes",
+        type=int,
+        default=int(os.environ.get("WORKER_CONVERSATION_PROCESSES", 1)),
+        help="extra processes taking only journey messages, replies and journey steps (never bulk campaigns)",
+    )
     args = parser.parse_args()
-    if args.processes <= 1:
+    if args.processes <= 1 and args.conversation_processes <= 0:
         run_worker(args.burst)
         return
     children = [
         multiprocessing.Process(target=run_worker, args=(args.burst, n == 0), name=f"worker-{n}")
         for n in range(args.processes)
+    ] + [
+        multiprocessing.Process(
+            target=run_worker, args=(args.burst, False, CONVERSATION_QUEUE_NAMES), name=f"conversation-worker-{n}"
+        )
+        for n in range(args.conversation_processes)
     ]
     for child in children:
         child.start()

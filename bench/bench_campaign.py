@@ -9,10 +9,14 @@ predecessor's design: one message per job, ten threads each taking one job
 at a time and making one blocking call with the synchronous twilio client,
 one commit per message.
 
-    .venv/bin/python -m bench.bench_campaign [--rows 10000] [--postgres] [--skip-baseline]
+    .venv/bin/python -m bench.bench_campaign [--rows 10000] [--postgres] [--skip-baseline] [--no-callbacks]
 
-Uses Redis DB 1 (flushed per scenario) and, with --postgres, the database
-jd_bench_d1 (dropped and created again).
+The fake Twilio posts status callbacks (sent, then delivered) to the app
+served by gunicorn (`bench.web_server`), as Twilio does, unless
+`--no-callbacks`; each run then reports when the last message was accepted
+and when the last status was recorded. Uses Redis `BENCH_REDIS_URL` (else
+`TEST_REDIS_URL`, else DB 1; flushed per scenario) and, with --postgres, the
+database jd_bench_d1 (dropped and created again).
 """
 
 import argparse
@@ -23,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,8 +36,10 @@ from redis import Redis
 from rq import Queue, Worker
 from sqlalchemy import create_engine, func, insert, select, text
 
+from bench.web_server import load_line, web_process
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/1"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/1"
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 POSTGRES_BENCH_DB = "jd_bench_d1"
 BASELINE_QUEUE = "bench-baseline"
@@ -68,6 +74,8 @@ def fresh_postgres() -> str:
 
 class BenchApp:
     """The real app against the bench database, with an API token; the fake Twilio runs in a thread here."""
+
+    public_url = "http://bench.local"
 
     def __init__(self, database_url: str, fake):
         from app import create_app
@@ -104,7 +112,7 @@ class BenchApp:
             "DATABASE_URL": self.database_url,
             "REDIS_URL": REDIS_URL,
             "SECRET_KEY": "bench",
-            "PUBLIC_BASE_URL": "http://bench.local",
+            "PUBLIC_BASE_URL": self.public_url,
             **{name: str(value) for name, value in settings.items()},
         }
 
@@ -129,10 +137,26 @@ class BenchApp:
                 time.sleep(0.05)
 
     def sent_count(self, campaign_id: int) -> int:
-        from app.campaigns import counts
+        from app.campaigns.counts import campaign_counts
 
         with self.app.app_context():
-            return counts.campaign_counts(campaign_id)["sent"]
+            return campaign_counts(campaign_id)["sent"]
+
+    def wait_statuses(self, campaign_id: int, count: int, timeout: float = 120) -> float:
+        """Wait until every message of the campaign is recorded delivered; returns `time.monotonic()` then."""
+        from app.campaigns.counts import campaign_counts
+
+        deadline = time.monotonic() + timeout
+        with self.app.app_context():
+            while campaign_counts(campaign_id)["delivered"] < count:
+                self.db.session.rollback()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"statuses of campaign {campaign_id} not all recorded in {timeout} s: "
+                        f"{campaign_counts(campaign_id)}; callbacks {self.fake.callback_stats()}"
+                    )
+                time.sleep(0.05)
+        return time.monotonic()
 
 
 @contextmanager
@@ -191,14 +215,18 @@ def run_pipeline(bench: BenchApp, count: int, latency: float, rate_limit: float,
         bench.fake.set_latency(latency)
 
         with no_garbage_collection():
-            started = time.perf_counter()
+            started, started_clock = time.perf_counter(), time.monotonic()
             campaign_id = bench.send_campaign(rows(count))
             api_seconds = time.perf_counter() - started
             bench.wait_completed(campaign_id)
             seconds = time.perf_counter() - started
+            statuses_at = bench.wait_statuses(campaign_id, count) if bench.fake.callbacks else None
     calls = bench.fake.calls
     sending = calls[-1].at - calls[0].at if len(calls) > 1 else 0.0
     return {
+        "accepted_seconds": calls[-1].at - started_clock,
+        "status_seconds": statuses_at - started_clock if statuses_at else None,
+        "callbacks": bench.fake.callback_stats() if bench.fake.callbacks else None,
         "sent": bench.sent_count(campaign_id),
         "calls": len(calls),
         "seconds": seconds,
@@ -343,6 +371,14 @@ def report(database: str, scenario: str, figures: dict) -> None:
     )
     if "api_seconds" in figures:
         line += f"  (API call {figures['api_seconds'] * 1000:.0f} ms)"
+    if "accepted_seconds" in figures:
+        line += f"  last accepted {figures['accepted_seconds']:.2f} s"
+        if figures["status_seconds"] is not None:
+            callbacks = figures["callbacks"]
+            line += (
+                f", last status recorded {figures['status_seconds']:.2f} s "
+                f"(callbacks {callbacks['answered']}/{callbacks['posted']} answered)"
+            )
     if figures.get("limit"):
         line += (
             f"  sending {figures['send_rate']:.1f} msg/s = {figures['send_rate'] / figures['limit']:.1%}"
@@ -354,21 +390,28 @@ def report(database: str, scenario: str, figures: dict) -> None:
 def bench_database(name: str, database_url: str, args) -> None:
     from tests.fake_twilio import FakeTwilio
 
-    with FakeTwilio() as fake:
+    with FakeTwilio(callbacks=not args.no_callbacks) as fake:
         bench = BenchApp(database_url, fake)
-        for latency in args.latencies:
-            figures = run_pipeline(bench, args.rows, latency, 0)
-            report(name, f"pipeline, {latency * 1000:.0f} ms, no limit", figures)
-            if not args.skip_baseline:
-                count = args.baseline_rows if latency == 0 else args.baseline_rows // 4
-                baseline = run_baseline(bench, count, latency)
-                report(name, f"baseline, {latency * 1000:.0f} ms, no limit", baseline)
-                print(f"{'':<10} {'':<34} ratio {figures['rate'] / baseline['rate']:.1f}x", flush=True)
-        for limit in args.limits:
-            count = int(limit * args.limited_seconds)
-            figures = run_pipeline(bench, count, args.limited_latency, limit)
-            figures["limit"] = limit
-            report(name, f"pipeline, {args.limited_latency * 1000:.0f} ms, limit {limit:g}/s", figures)
+        with ExitStack() as stack:
+            if fake.callbacks:
+                bench.public_url = stack.enter_context(web_process(bench.worker_env(MESSAGE_RATE_LIMIT=0)))
+            run_scenarios(name, bench, args)
+
+
+def run_scenarios(name: str, bench: BenchApp, args) -> None:
+    for latency in args.latencies:
+        figures = run_pipeline(bench, args.rows, latency, 0)
+        report(name, f"pipeline, {latency * 1000:.0f} ms, no limit", figures)
+        if not args.skip_baseline:
+            count = args.baseline_rows if latency == 0 else args.baseline_rows // 4
+            baseline = run_baseline(bench, count, latency)
+            report(name, f"baseline, {latency * 1000:.0f} ms, no limit", baseline)
+            print(f"{'':<10} {'':<34} ratio {figures['rate'] / baseline['rate']:.1f}x", flush=True)
+    for limit in args.limits:
+        count = int(limit * args.limited_seconds)
+        figures = run_pipeline(bench, count, args.limited_latency, limit)
+        figures["limit"] = limit
+        report(name, f"pipeline, {args.limited_latency * 1000:.0f} ms, limit {limit:g}/s", figures)
 
 
 def main() -> None:
@@ -380,6 +423,7 @@ def main() -> None:
     parser.add_argument("--limited-latency", type=float, default=0.3)
     parser.add_argument("--baseline-rows", type=int, default=2_000, help="at 0 ms; a quarter of it at 300 ms")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--no-callbacks", action="store_true", help="the fake Twilio posts no status callbacks")
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL (database jd_bench_d1)")
     parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=10, help=argparse.SUPPRESS)
@@ -389,7 +433,7 @@ def main() -> None:
         return
     print(
         f"2 worker processes; SEND_BATCH_SIZE/SEND_CONCURRENCY from the environment or their defaults; "
-        f"{os.cpu_count()} CPUs",
+        f"status callbacks {'off' if args.no_callbacks else 'on'}; {load_line()}",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as directory:

@@ -27,11 +27,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def fake_twilio_process(latency: float):
-    """Run `python -m tests.fake_twilio` on a free port; yield its base URL."""
+def fake_twilio_process(latency: float, callbacks: bool = False):
+    """Run `python -m tests.fake_twilio` on a free port (posting status callbacks if asked); yield its base URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_twilio", "--port", str(port), "--latency", str(latency)],
+        [sys.executable, "-m", "tests.fake_twilio", "--port", str(port), "--latency", str(latency)]
+        + ([] if callbacks else ["--no-callbacks"]),
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
     )

@@ -30,3 +30,12 @@
   document.addEventListener("htmx:load", function () { markScrollable(document); });
   window.addEventListener("resize", function () { markScrollable(document); });
 })();
+
+// Pollers marked `data-poll-visible` skip their request while the tab is hidden. Done here, not with an
+// hx-trigger filter: filters are evaluated JavaScript, which the CSP (and htmx's allowEval: false) refuse.
+document.addEventListener("htmx:beforeRequest", function (event) {
+  const source = event.detail && event.detail.elt;
+  if (document.visibilityState !== "visible" && source && source.hasAttribute("data-poll-visible")) {
+    event.preventDefault();
+  }
+});

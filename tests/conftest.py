@@ -67,6 +67,7 @@ class TestClient(FlaskClient):
     def open(self, *args, **kwargs):
         if has_app_context():
             g.pop("_login_user", None)
+            g.pop("csrf_token", None)
         return super().open(*args, **kwargs)
 
 
@@ -127,7 +128,7 @@ def app(base_app, fake_twilio_server):
 
 @pytest.fixture
 def user(app):
-    account = User(email=USER_EMAIL)
+    account = User(email=USER_EMAIL, role="admin")
     account.set_password(USER_PASSWORD)
     db.session.add(account)
     db.session.commit()

@@ -16,6 +16,12 @@ in conftest); for benchmarks run it on its own:
     python -m tests.fake_twilio --port 8765 --latency 0.3
 
 `GET /_fake/stats` then reports counts and `POST /_fake/reset` clears them.
+
+Like Twilio, it posts status callbacks (`sent`, then `delivered`), signed, to a
+message's `StatusCallback` URL (`--no-callbacks` / `callbacks=False` turns them
+off); `callback_stats()` says how many were posted and answered. Fault modes:
+`answer_late` (accept, then answer after the client gave up), `set_outage`
+(answer every request with a 5xx) and `refuse_connections` (stop listening).
 """
 
 import argparse
@@ -118,7 +124,24 @@ class FakeTwilio:
     `max_in_flight` is the most requests it was answering at once since the last reset.
     """
 
-    def __init__(self, account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, host="127.0.0.1", port=0, latency=0.0):
+    def __init__(
+        self,
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        host="127.0.0.1",
+        port=0,
+        latency=0.0,
+        callbacks=True,
+        callback_delay=0.05,
+    ):
+        self.callbacks = callbacks
+        self.callback_delay = callback_delay
+        self._callback_counts = {"posted": 0, "answered": 0, "refused": 0, "errors": 0}
+        self._last_callback_at = 0.0
+        self._late_answers: list[float] = []
+        self._outage: _Failure | None = None
+        self._site: web.TCPSite | None = None
+        self._client = None
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.host = host
@@ -175,10 +198,13 @@ class FakeTwilio:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=2048, reuse_address=True)
         await site.start()
+        self._site = site
         self.port = self._runner.addresses[0][1]
 
     async def _shut_down(self):
         """Stop serving, then cancel requests still sleeping out their latency."""
+        if self._client is not None:
+            await self._client.close()
         await self._runner.cleanup()
         others = asyncio.all_tasks() - {asyncio.current_task()}
         for task in others:
@@ -265,9 +291,50 @@ class FakeTwilio:
             call = next(call for call in self._calls if call.sid == sid)
             call.status, call.error_code = status, error_code
 
+    def answer_late(self, n: int = 1, delay: float = 2.0) -> None:
+        """Accept the next `n` messages at once but answer only after `delay` s (past the client's timeout)."""
+        with self._lock:
+            self._late_answers.extend([delay] * n)
+
+    def set_outage(self, status: int | None = 503, code: int = 20500) -> None:
+        """Answer every create and list request with this 5xx until called with None (Twilio down)."""
+        with self._lock:
+            self._outage = None if status is None else _Failure(status, code, "Service Unavailable")
+
+    def refuse_connections(self) -> None:
+        """Stop listening (new connections are refused) until `accept_connections()`."""
+        self._on_loop(self._stop_listening())
+
+    def accept_connections(self) -> None:
+        self._on_loop(self._listen_again())
+
+    def _on_loop(self, coroutine) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _stop_listening(self):
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        for connection in list(self._runner.server.connections if self._runner.server else []):
+            connection.force_close()
+
+    async def _listen_again(self):
+        if self._site is None:
+            self._site = web.TCPSite(self._runner, self.host, self.port, backlog=2048, reuse_address=True)
+            await self._site.start()
+
+    def callback_stats(self) -> dict:
+        """Status callbacks posted and answered (2xx) since the last reset, and when the last one was answered."""
+        with self._lock:
+            return {**self._callback_counts, "last_answered_at": self._last_callback_at}
+
     def reset(self) -> None:
         """Forget calls, attempts, scripted failures, and set the latency back to 0."""
         with self._lock:
+            self._late_answers.clear()
+            self._outage = None
+            self._callback_counts = dict.fromkeys(self._callback_counts, 0)
+            self._last_callback_at = 0.0
             self._calls.clear()
             self._attempts.clear()
             self._fail_next.clear()
@@ -281,13 +348,14 @@ class FakeTwilio:
 
     def max_in_any_window(self, seconds: float = 1.0) -> int:
         """The most accepted calls that arrived within any sliding window of `seconds`."""
-        times = sorted(call.at for call in self.calls)
-        best = start = 0
-        for end, at in enumerate(times):
-            while start < end and at - times[start] >= seconds:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return _busiest(sorted(call.at for call in self.calls), seconds)
+
+    def max_per_sender(self, seconds: float = 1.0) -> dict[str, int]:
+        """`max_in_any_window` per `From` address."""
+        by_sender: dict[str, list[float]] = {}
+        for call in self.calls:
+            by_sender.setdefault(call.fields.get("From") or "", []).append(call.at)
+        return {sender: _busiest(sorted(times), seconds) for sender, times in by_sender.items()}
 
     def wait_for_calls(self, count: int, timeout: float = 5.0) -> list[Call]:
         """Poll until at least `count` messages were accepted (or `timeout` passes); return them."""
@@ -306,13 +374,44 @@ class FakeTwilio:
             self._attempts.append(
                 Attempt(arrived, fields, failure.http_status if failure else 201, failure.code if failure else None)
             )
+            late = self._late_answers.pop(0) if failure is None and self._late_answers else 0.0
             if failure is None:
                 call = Call(arrived, "SM" + uuid.uuid4().hex, fields)
                 self._calls.append(call)
         await self._answer_after_latency()
         if failure:
             return _error_response(failure)
+        if self.callbacks and fields.get("StatusCallback"):
+            asyncio.get_running_loop().create_task(self._post_callbacks(call))
+        if late:
+            await asyncio.sleep(late)
         return web.json_response(self._message_resource(call.sid, fields, call.created), status=201)
+
+    async def _post_callbacks(self, call: Call) -> None:
+        """Post `sent`, then `delivered`, signed, to the message's StatusCallback URL, as Twilio does."""
+        from aiohttp import ClientSession, ClientTimeout, TCPConnector
+
+        if self._client is None:
+            self._client = ClientSession(connector=TCPConnector(limit=64), timeout=ClientTimeout(total=30))
+        url = call.fields["StatusCallback"]
+        for status in ("sent", "delivered"):
+            await asyncio.sleep(self.callback_delay)
+            params = status_callback_params(
+                call.sid, status, to=call.fields.get("To"), from_=call.fields.get("From"), account_sid=self.account_sid
+            )
+            headers = {"X-Twilio-Signature": sign(url, params, self.auth_token)}
+            with self._lock:
+                self._callback_counts["posted"] += 1
+            try:
+                async with self._client.post(url, data=params, headers=headers) as answer:
+                    await answer.read()
+                    outcome = "answered" if answer.status < 300 else "refused"
+            except Exception:
+                outcome = "errors"
+            with self._lock:
+                self._callback_counts[outcome] += 1
+                if outcome == "answered":
+                    self._last_callback_at = time.monotonic()
 
     async def _list_messages(self, request: web.Request) -> web.Response:
         """Twilio's Messages list: accepted messages matching the filters, newest first, one page of them."""
@@ -321,7 +420,9 @@ class FakeTwilio:
         with self._lock:
             self._list_requests.append(dict(query))
             failure = None if authorised else _Failure(401, 20003, DEFAULT_ERROR_MESSAGES[20003])
-            if authorised and self._fail_next_list:
+            if authorised and self._outage is not None:
+                failure = self._outage
+            elif authorised and self._fail_next_list:
                 failure = self._fail_next_list.pop(0)
         await self._answer_after_latency()
         if failure:
@@ -384,6 +485,8 @@ class FakeTwilio:
         if not self._authorised(request):
             return _Failure(401, 20003, DEFAULT_ERROR_MESSAGES[20003])
         with self._lock:
+            if self._outage is not None:
+                return self._outage
             if self._fail_next:
                 return self._fail_next.pop(0)
             scripted = self._fail_for.get(_without_channel(fields.get("To") or ""))
@@ -434,13 +537,33 @@ class FakeTwilio:
     async def _stats(self, request: web.Request) -> web.Response:
         with self._lock:
             calls, attempts = len(self._calls), len(self._attempts)
-        return web.json_response({"calls": calls, "attempts": attempts, "max_per_second": self.max_in_any_window(1.0)})
+            last_call = self._calls[-1].at if self._calls else 0.0
+        return web.json_response(
+            {
+                "calls": calls,
+                "attempts": attempts,
+                "max_per_second": self.max_in_any_window(1.0),
+                "last_call_at": last_call,
+                "callbacks": self.callback_stats(),
+                "per_sender_max_per_second": self.max_per_sender(1.0),
+            }
+        )
 
     async def _reset(self, request: web.Request) -> web.Response:
         latency = self.latency
         self.reset()
         self.latency = latency
         return web.json_response({"reset": True})
+
+
+def _busiest(times: list[float], seconds: float) -> int:
+    """The most of these (sorted) moments within any sliding window of `seconds`."""
+    best = start = 0
+    for end, at in enumerate(times):
+        while start < end and at - times[start] >= seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def _date_filter(value: str) -> date | datetime:
@@ -512,8 +635,8 @@ def status_callback_params(
 
 @pytest.fixture(scope="session")
 def fake_twilio_server():
-    """One fake Twilio for the whole test session (not reset: see `fake_twilio`)."""
-    with FakeTwilio() as server:
+    """One fake Twilio for the whole test session (not reset: see `fake_twilio`); tests turn callbacks on."""
+    with FakeTwilio(callbacks=False) as server:
         yield server
 
 
@@ -523,6 +646,9 @@ def fake_twilio(fake_twilio_server):
     fake_twilio_server.reset()
     yield fake_twilio_server
     fake_twilio_server.reset()
+    fake_twilio_server.callbacks = False
+    if fake_twilio_server._site is None:
+        fake_twilio_server.accept_connections()
 
 
 # -- standalone --------------------------------------------------------------
@@ -535,11 +661,14 @@ def main(argv=None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--account-sid", default=ACCOUNT_SID)
     parser.add_argument("--auth-token", default=AUTH_TOKEN)
+    parser.add_argument("--no-callbacks", action="store_true", help="do not post status callbacks")
     args = parser.parse_args(argv)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    with FakeTwilio(args.account_sid, args.auth_token, args.host, args.port, args.latency) as fake:
+    with FakeTwilio(
+        args.account_sid, args.auth_token, args.host, args.port, args.latency, callbacks=not args.no_callbacks
+    ) as fake:
         for name, value in fake.env().items():
             print(f"{name}={value}", flush=True)
         print(f"fake Twilio listening on {fake.base_url} (latency {args.latency:g} s)", flush=True)

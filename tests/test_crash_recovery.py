@@ -37,17 +37,10 @@ BODIES = ("first <<name>>", "second <<name>>", "third <<name>>")
 class Workers:
     """`python -m app.worker` subprocesses pointed at the test's database, Redis DB and fake Twilio."""
 
-    def __init__(self, app, fake_twilio, log_dir: Path):
-        self.env = worker_env(
-            app,
-            fake_twilio,
-            TWILIO_AUTH_TOKEN=TEST_AUTH_TOKEN,
-            MESSAGE_RATE_LIMIT=0,
-            RETRY_BACKOFF="0.05,0.1,0.2",
-            SEND_BATCH_SIZE=50,
-            RUNNER_LEASE_SECONDS=2,
-            MESSAGE_STALE_SECONDS=2,
-        )
+    def __init__(self, app, fake_twilio, log_dir: Path, defaults: bool = False):
+        # MESSAGE_STALE_SECONDS stays at its default (660 s): claims of dead workers are found by heartbeat.
+        quick = {} if defaults else {"RETRY_BACKOFF": "0.05,0.1,0.2", "SEND_BATCH_SIZE": 50, "RUNNER_LEASE_SECONDS": 2}
+        self.env = worker_env(app, fake_twilio, TWILIO_AUTH_TOKEN=TEST_AUTH_TOKEN, MESSAGE_RATE_LIMIT=0, **quick)
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen] = []
 
@@ -56,7 +49,7 @@ class Workers:
             log = open(self.log_dir / f"worker-{len(self.processes)}.log", "w")
             self.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "app.worker", "--processes", "1"],
+                    [sys.executable, "-m", "app.worker", "--processes", "1", "--conversation-processes", "0"],
                     cwd=PROJECT_ROOT,
                     env=self.env,
                     stdout=log,
@@ -108,9 +101,13 @@ def _wait_for(condition, timeout: float, what: str):
 
 
 def _busy_sender_pid() -> int | None:
-    """The pid of a worker process that is running a `send_batch` job right now."""
-    registry = StartedJobRegistry(queue=get_queue("messages"))
-    busy = {job_id.split(":")[0] for job_id in registry.get_job_ids()}
+    """The pid of a worker process that is running a job that sends right now (a `send_batch`, or a runner
+    job sending the messages its steps created)."""
+    busy = {
+        job_id.split(":")[0]
+        for name in ("messages", "messages_conversational", "flows")
+        for job_id in StartedJobRegistry(queue=get_queue(name)).get_job_ids()
+    }
     for worker in Worker.all(connection=get_redis()):
         if worker.get_current_job_id() in busy and worker.pid:
             return worker.pid
@@ -223,3 +220,42 @@ def test_all_workers_killed_and_redis_flushed(app, api, fake_twilio, workers, ca
         fake_twilio,
         capsys,
     )
+
+
+def _still_sending(ids: set[int]) -> int:
+    db.session.expire_all()
+    count = db.session.scalar(select(func.count()).where(Message.id.in_(ids), Message.status == "sending"))
+    db.session.commit()
+    return count
+
+
+@pytest.mark.slow
+def test_all_workers_killed_with_default_settings(app, api, fake_twilio, tmp_path, capsys):
+    """Default lease and stale settings: mid-send contacts move on within 90 s of the workers being back."""
+    group = Workers(app, fake_twilio, tmp_path, defaults=True)
+    try:
+        group.start(2)
+        run_id, numbers = _start_run(api, fake_twilio)
+        _wait_for(lambda: len(fake_twilio.calls) >= CONTACTS and _claimed_now(), 60, "a worker mid-send")
+        group.kill_all()
+        claimed = _claimed_now()
+        accepted = {(call.to, call.body) for call in fake_twilio.calls}
+        group.start(2)
+        back = time.monotonic()
+        _wait_for(lambda: not _still_sending(claimed), 90, "the claimed messages to be resolved")
+        resolved_after = time.monotonic() - back
+        _wait_for(lambda: _run_completed(run_id), 120, "the run to complete")
+        completed_after = time.monotonic() - back
+        duplicates = _check_every_message_once_in_order(run_id, fake_twilio, numbers)
+        _report(
+            f"all workers killed, default settings: claimed messages resolved {resolved_after:.1f} s and the run "
+            f"completed {completed_after:.1f} s after the restart",
+            claimed,
+            _accepted_unrecorded(claimed, accepted),
+            duplicates,
+            fake_twilio,
+            capsys,
+        )
+        assert resolved_after < 90
+    finally:
+        group.stop()

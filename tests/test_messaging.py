@@ -14,7 +14,7 @@ from app.contacts import optout
 from app.extensions import db
 from app.models import Campaign, Contact, Journey, JourneyVersion, Message, MessageEvent, Participation, Run, utcnow
 from app.queues import get_queue, get_redis
-from app.sending import callbacks, log, messaging, recovery
+from app.sending import breaker, callbacks, log, messaging, recovery
 from tests.conftest import drain
 
 
@@ -38,7 +38,7 @@ def phones(count: int, start: int = 0) -> list[str]:
 
 def send(ids) -> None:
     """Enqueue and run every job, including retries scheduled with `enqueue_in`, until none is left."""
-    messaging.enqueue_messages(ids)
+    messaging.enqueue_messages(ids, bulk=True)
     run_until_settled()
 
 
@@ -50,7 +50,7 @@ def run_until_settled(timeout: float = 15.0) -> None:
     scheduler.prepare_registries([queue.name])
     deadline = time.monotonic() + timeout
     while True:
-        drain(["messages"])
+        drain()
         if registry.count == 0 and queue.count == 0:
             return
         assert time.monotonic() < deadline, "scheduled retries never ran"
@@ -78,8 +78,8 @@ def test_sends_and_logs_every_message(app, fake_twilio):
         "canceled": 0,
     }
 
-    assert messaging.enqueue_messages(ids) == 1
-    drain(["messages"])
+    assert messaging.enqueue_messages(ids, bulk=True) == 1
+    drain()
 
     calls = {call.to: call for call in fake_twilio.calls}
     assert sorted(calls) == phones(3)
@@ -128,9 +128,9 @@ def test_enqueues_batches_in_one_go(app, fake_twilio):
     app.config["SEND_BATCH_SIZE"] = 3
     _, ids = make_campaign(phones(7))
 
-    assert messaging.enqueue_messages(ids) == 3
+    assert messaging.enqueue_messages(ids, bulk=True) == 3
     assert get_queue("messages").count == 3
-    drain(["messages"])
+    drain()
     assert len(fake_twilio.calls) == 7
 
 
@@ -157,10 +157,10 @@ def test_transient_errors_are_retried_until_accepted(app, fake_twilio):
 def test_retry_waits_for_the_backoff(app, fake_twilio):
     app.config["RETRY_BACKOFF"] = [30, 60, 120]
     _, [message_id] = make_campaign(phones(1))
-    fake_twilio.fail_next(1, status=503, code=20500)
+    fake_twilio.fail_next(1, status=429, code=20429)
 
-    messaging.enqueue_messages([message_id])
-    drain(["messages"])
+    messaging.enqueue_messages([message_id], bulk=True)
+    drain()
 
     row = message(message_id)
     assert (row.status, row.attempts) == ("queued", 1)
@@ -169,30 +169,36 @@ def test_retry_waits_for_the_backoff(app, fake_twilio):
     assert ScheduledJobRegistry(queue=get_queue("messages")).count == 1
 
 
-def test_server_error_then_success(app, fake_twilio):
+def test_server_error_pauses_then_the_probe_sends(app, fake_twilio):
+    # A 5xx is an outage, not this message's fault: the breaker opens, no attempt is counted, the probe sends it.
+    app.config["TWILIO_PROBE_BACKOFF"] = "0.1"
     _, [message_id] = make_campaign(phones(1))
     fake_twilio.fail_next(1, status=500, code=20500)
 
     send([message_id])
 
     assert len(fake_twilio.attempts) == 2
-    assert (message(message_id).status, message(message_id).attempts) == ("sent", 2)
+    assert (message(message_id).status, message(message_id).attempts) == ("sent", 1)
+    assert breaker.state() is None
 
 
 def test_network_error_then_success(app, fake_twilio):
+    app.config["TWILIO_PROBE_BACKOFF"] = "0.1"
     _, [message_id] = make_campaign(phones(1))
     working_url = app.config["TWILIO_API_BASE_URL"]
     app.config["TWILIO_API_BASE_URL"] = "http://127.0.0.1:9"  # discard port: connection refused
 
-    messaging.enqueue_messages([message_id])
-    drain(["messages"])
+    messaging.enqueue_messages([message_id], bulk=True)
+    drain()
     row = message(message_id)
-    assert (row.status, row.attempts) == ("queued", 1)
+    assert (row.status, row.attempts) == ("queued", 0)  # Twilio unreachable: paused, no attempt counted
     assert "Could not connect to Twilio" in row.error_message
+    assert breaker.state() is not None
 
     app.config["TWILIO_API_BASE_URL"] = working_url
     run_until_settled()
-    assert (message(message_id).status, message(message_id).attempts) == ("sent", 2)
+    assert (message(message_id).status, message(message_id).attempts) == ("sent", 1)
+    assert breaker.state() is None
     assert len(fake_twilio.calls) == 1
 
 
@@ -274,10 +280,10 @@ def test_opt_out_keeps_one_contact_per_phone(app):
 def test_redelivered_job_sends_once(app, fake_twilio):
     _, ids = make_campaign(phones(5))
 
-    messaging.enqueue_messages(ids)
-    messaging.enqueue_messages(ids)
+    messaging.enqueue_messages(ids, bulk=True)
+    messaging.enqueue_messages(ids, bulk=True)
     assert get_queue("messages").count == 2
-    drain(["messages"])
+    drain()
 
     assert sorted(call.to for call in fake_twilio.calls) == phones(5)
     assert all(message(message_id).attempts == 1 for message_id in ids)
@@ -300,10 +306,10 @@ def test_dry_run_sends_nothing_and_logs_sent(app, fake_twilio):
 
 def test_canceled_campaign_is_not_sent(app, fake_twilio):
     campaign_id, ids = make_campaign(phones(3))
-    messaging.enqueue_messages(ids)
+    messaging.enqueue_messages(ids, bulk=True)
 
     assert log.cancel_campaign(campaign_id) == 3
-    drain(["messages"])
+    drain()
 
     assert fake_twilio.attempts == []
     assert {message(message_id).status for message_id in ids} == {"canceled"}
@@ -322,7 +328,7 @@ def test_stopped_participation_is_not_sent(app, fake_twilio):
     ids = [row.id for row in messages]
 
     assert log.cancel_for_participations(participation_ids[:1]) == 1
-    messaging.enqueue_messages(ids)
+    messaging.enqueue_messages(ids, bulk=True)
     outcomes = drain_outcomes(ids)
 
     assert [call.to for call in fake_twilio.calls] == phones(1, start=1)
@@ -384,7 +390,7 @@ def test_crashed_job_is_recovered_by_the_sweep(app, fake_twilio):
     db.session.commit()
 
     assert recovery.requeue_stale() == recovery.StaleRecovery(requeued=1)  # Twilio never had it
-    drain(["messages"])
+    drain()
 
     assert [call.to for call in fake_twilio.calls] == phones(1)
     assert (message(ids[0]).status, message(ids[0]).attempts) == ("sent", 2)
@@ -400,7 +406,7 @@ def test_lost_retry_is_recovered_by_the_sweep(app, fake_twilio):
 
     assert recovery.requeue_stale().requeued == 1
     assert recovery.requeue_stale().requeued == 0  # stamped: the next sweep leaves it to the job just enqueued
-    drain(["messages"])
+    drain()
     assert message(message_id).status == "sent"
 
 

@@ -4,6 +4,7 @@ import gc
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Message
 from app.queues import get_queue, get_redis
-from app.sending import log, messaging
+from app.sending import log, messaging, senders_pool
 from app.sending.limiter import window_for
 from tests.conftest import worker_env
 from tests.test_messaging import make_campaign, phones
@@ -38,7 +39,7 @@ def worker_processes(app, fake_twilio, tmp_path, count: int, **settings):
     log = tmp_path / "workers.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.worker", "--processes", str(count)],
+            [sys.executable, "-m", "app.worker", "--processes", str(count), "--conversation-processes", "0"],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=output,
@@ -86,17 +87,17 @@ def wait_until_sent(ids, timeout: float = 30.0) -> None:
 
 def test_limit_holds_across_two_worker_processes(app, fake_twilio, tmp_path):
     app.config.update(MESSAGE_RATE_LIMIT=10, SEND_BATCH_SIZE=5)
-    _, warm_up_ids = make_campaign(phones(4, start=100))
-    _, ids = make_campaign(phones(35))
-
     with worker_processes(app, fake_twilio, tmp_path, 2, MESSAGE_RATE_LIMIT=10):
         # Long-running workers are warm: their first calls (new connections, first code paths) are done.
-        assert messaging.enqueue_messages(warm_up_ids) == 1
+        _, warm_up_ids = make_campaign(phones(4, start=100))
+        assert messaging.enqueue_messages(warm_up_ids, bulk=True) == 1
         wait_until_sent(warm_up_ids)
         time.sleep(1.1)  # let the warm-up leave the window
         fake_twilio.reset()
+        # Created now, not before the workers started: recovery would send queued messages no job names.
+        _, ids = make_campaign(phones(35))
         with no_garbage_collection():
-            assert messaging.enqueue_messages(ids) == 7
+            assert messaging.enqueue_messages(ids, bulk=True) == 7
             fake_twilio.wait_for_calls(35, timeout=30)
         wait_until_sent(ids)
 
@@ -107,3 +108,44 @@ def test_limit_holds_across_two_worker_processes(app, fake_twilio, tmp_path):
     finished = FinishedJobRegistry(queue=get_queue("messages"))
     jobs = Job.fetch_many(finished.get_job_ids(), connection=get_redis())
     assert len({job.worker_name for job in jobs}) == 2  # both processes sent, sharing one limit
+
+
+POOL = ("+15005550001", "+15005550003", "+15005550004")
+
+
+def test_sender_limits_hold_together_with_the_global_one(app, fake_twilio, tmp_path, capsys):
+    settings = {
+        "MESSAGE_RATE_LIMIT": 10,
+        "SENDER_RATE_LIMIT": 4,
+        "SENDER_RATE_LIMITS": f"{POOL[2]}=3",
+        "TWILIO_FROM": ",".join(POOL),
+    }
+    app.config.update(**settings, SEND_BATCH_SIZE=10)
+    with worker_processes(app, fake_twilio, tmp_path, 2, **settings):
+        _, warm_up_ids = make_campaign(phones(2, start=100))
+        messaging.enqueue_messages(warm_up_ids, bulk=True)
+        wait_until_sent(warm_up_ids)
+        time.sleep(1.1)
+        fake_twilio.reset()
+        _, ids = make_campaign(phones(45))
+        with no_garbage_collection():
+            messaging.enqueue_messages(ids, bulk=True)
+            fake_twilio.wait_for_calls(45, timeout=30)
+        wait_until_sent(ids)
+
+    calls = fake_twilio.calls
+    assert sorted(call.to for call in calls) == phones(45)
+    assert all(call.fields["From"] == senders_pool.sender_for(call.to, "sms", app.config) for call in calls)
+    rows = db.session.execute(select(Message.to_phone, Message.from_address).where(Message.id.in_(ids))).all()
+    assert all(row.from_address == senders_pool.sender_for(row.to_phone, "sms", app.config) for row in rows)
+    busiest = fake_twilio.max_per_sender(1.0)
+    limits = {address: senders_pool.rate_for(address, app.config) for address in POOL}
+    assert all(busiest[address] <= limits[address] for address in busiest)
+    assert fake_twilio.max_in_any_window(1.0) <= 10
+    with capsys.disabled():
+        spread = Counter(call.fields["From"] for call in calls)
+        print(
+            f"\n[sender pool] per-sender busiest 1 s window {busiest} (limits {limits}); messages {dict(spread)}; "
+            f"all senders busiest {fake_twilio.max_in_any_window(1.0)} (limit 10); "
+            f"{len(calls)} in {calls[-1].at - calls[0].at:.2f} s"
+        )

@@ -26,7 +26,7 @@ from app.worker import warn_about_settings
 from tests.conftest import drain
 from tests.fake_twilio import SMS_FROM, WHATSAPP_FROM
 from tests.test_messaging import events_of, make_campaign, message, phones
-from tests.test_runs_helpers import create_journey, linear_journey, participations, settle, start
+from tests.test_runs_helpers import create_journey, linear_journey, participations, sends_through_jobs, settle, start
 from tests.test_runs_helpers import phones as valid_phones
 
 STALE = timedelta(milliseconds=500)  # claims are made a second old: stale at once, well inside CLOCK_SKEW
@@ -61,7 +61,7 @@ def test_an_accepted_message_is_recorded_and_not_sent_again(app, fake_twilio):
     sids = die_while_sending(ids, accepted=ids[:2])
 
     result = recovery.requeue_stale(STALE)
-    drain(["messages"])
+    drain()
 
     assert result.requeued == 1 and result.unresolved == 0
     assert {outcome.message_id for outcome in result.accepted} == set(ids[:2])
@@ -82,7 +82,7 @@ def test_a_message_twilio_never_got_is_sent_once(app, fake_twilio):
 
     assert recovery.requeue_stale(STALE) == recovery.StaleRecovery(requeued=2)
     assert recovery.requeue_stale(STALE) == recovery.StaleRecovery()  # queued now: not stuck any more
-    drain(["messages"])
+    drain()
 
     assert sorted(call.to for call in fake_twilio.calls) == phones(2)
     assert {(message(i).status, message(i).attempts) for i in ids} == {("sent", 2)}
@@ -99,13 +99,13 @@ def test_nothing_is_resent_while_twilio_cannot_be_asked(app, fake_twilio, outage
         app.config["TWILIO_API_BASE_URL"] = "http://127.0.0.1:9"  # discard port: connection refused
 
     assert recovery.requeue_stale(STALE) == recovery.StaleRecovery(unresolved=2)
-    drain(["messages"])
+    drain()
     assert len(fake_twilio.calls) == 1
     assert {message(i).status for i in ids} == {"sending"}
 
     app.config["TWILIO_API_BASE_URL"] = working_url  # Twilio answers again: the next sweep settles both
     result = recovery.requeue_stale(STALE)
-    drain(["messages"])
+    drain()
     assert (result.requeued, len(result.accepted)) == (1, 1)
     assert message(ids[0]).sid == sids[ids[0]]
     assert sorted(call.to for call in fake_twilio.calls) == phones(2)
@@ -120,7 +120,7 @@ def test_whatsapp_and_messaging_service_messages_are_found(app, fake_twilio):
     sids = die_while_sending(stuck, accepted=[whatsapp[0], *sms, *template])
 
     result = recovery.requeue_stale(STALE)
-    drain(["messages"])
+    drain()
 
     assert result.requeued == 1
     assert {message(i).sid for i in [whatsapp[0], *sms, *template]} == set(sids.values())
@@ -136,11 +136,11 @@ def test_a_sid_already_recorded_is_not_taken_for_another_message(app, fake_twili
     # The same text to the same number twice: the first went out normally, the second's job died before Twilio.
     _, [first, second] = make_campaign([phones(1)[0]] * 2, body="Same text")
     messaging.enqueue_messages([first])
-    drain(["messages"])
+    drain()
     die_while_sending([second], accepted=[])
 
     assert recovery.requeue_stale(STALE).requeued == 1
-    drain(["messages"])
+    drain()
 
     assert len(fake_twilio.calls) == 2
     assert message(second).sid == fake_twilio.calls[1].sid != message(first).sid
@@ -151,7 +151,7 @@ def test_two_stuck_copies_get_one_twilio_message_each(app, fake_twilio):
     sids = die_while_sending(ids, accepted=ids[:2])
 
     result = recovery.requeue_stale(STALE)
-    drain(["messages"])
+    drain()
 
     assert (len(result.accepted), result.requeued) == (2, 1)
     assert {message(i).sid for i in ids[:2]} == set(sids.values())
@@ -177,19 +177,20 @@ def test_dry_run_finds_nothing_so_stuck_rows_are_sent_dry(app, fake_twilio):
     db.session.commit()
 
     assert recovery.requeue_stale().requeued == 2
-    drain(["messages"])
+    drain()
 
     assert fake_twilio.attempts == [] and fake_twilio.list_requests == []
     assert {(message(i).status, message(i).dry_run) for i in ids} == {("sent", True)}
 
 
-def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio):
+def test_the_journey_contact_moves_on_exactly_once(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     app.config["MESSAGE_STALE_SECONDS"] = STALE.total_seconds()  # what the sweeper uses
     journey = create_journey(linear_journey("first <<name>>", "second <<name>>"))
     numbers = valid_phones(2)
     run_id = start(api, journey.id, [{"phone": phone, "name": f"c{n}"} for n, phone in enumerate(numbers)])
     drain(["flows"])  # both contacts are `sending` their first message
-    get_queue("messages").empty()  # its send job died with the worker
+    get_queue("messages_conversational").empty()  # its send job died with the worker
     first_messages = list(db.session.scalars(select(Message.id).order_by(Message.id)))
     die_while_sending(first_messages, accepted=first_messages[:1])
 

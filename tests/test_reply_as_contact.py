@@ -4,15 +4,16 @@ signed webhook (stored inbound row with a synthetic sid, marked as typed by that
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.cli import DEMO_JOURNEY
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import InboundMessage, Participation, User
 from app.runs import lifecycle
-from tests.conftest import USER_EMAIL, drain
+from tests.conftest import USER_EMAIL, csrf_token_of, drain
 from tests.test_run_pages import make_audience
+from tests.test_security_roles import logged_in, make_user
 
 
 @pytest.fixture
@@ -94,14 +95,60 @@ def test_an_empty_reply_is_refused_and_nothing_is_stored(client, waiting):
     assert db.session.scalar(select(InboundMessage)) is None
 
 
-def test_with_real_twilio_only_admins_may_reply(app, client, waiting):
-    run, (first, _) = waiting
+def as_role(app, role: str):
+    make_user(f"{role}@example.com", role)
+    client = logged_in(app, f"{role}@example.com")
+    client.environ_base["HTTP_X_CSRFTOKEN"] = csrf_token_of(client.get("/").text)
+    return client
+
+
+def test_with_real_twilio_an_admin_may_reply_but_an_editor_may_not(app, client, waiting):
+    run, (first, second) = waiting
     app.config["DRY_RUN"] = False
-    page = client.get(f"/runs/{run.id}/contacts/{first.id}").text
-    assert "only an admin may reply as a contact" in page
-    response = client.post(reply_url(run, first), data={"text": "yes"})
-    assert response.status_code == 403
+    editor = as_role(app, "editor")
+    page = editor.get(f"/runs/{run.id}/contacts/{first.id}").text
+    assert "only an admin may reply as a contact" in page and 'name="quick_text"' not in page
+    assert editor.post(reply_url(run, first), data={"text": "yes"}).status_code == 403
     assert db.session.scalar(select(InboundMessage)) is None
+    page = client.get(f"/runs/{run.id}/contacts/{second.id}").text  # `client` is an admin
+    assert "Admins only" in page and 'name="quick_text" value="yes"' in page
+    response = client.post(reply_url(run, second), data={"quick_text": "yes"}, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "it is now" in response.text
+
+
+def test_in_a_dry_run_an_editor_may_reply_and_a_viewer_never(app, waiting):
+    run, (first, second) = waiting
+    editor = as_role(app, "editor")
+    response = editor.post(reply_url(run, first), data={"quick_text": "yes"}, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "it is now" in response.text
+    viewer = as_role(app, "viewer")
+    page = viewer.get(f"/runs/{run.id}/contacts/{second.id}").text
+    assert 'name="quick_text"' not in page and "Send as the contact" not in page
+    assert viewer.post(reply_url(run, second), data={"text": "yes"}).status_code == 403
+    db.session.expire_all()
+    assert db.session.get(Participation, second.id).state == "waiting"
+    assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 1
+
+
+def test_the_inbox_offers_reply_as_the_contact_for_a_waiting_contact(app, client, waiting):
+    run, (first, second) = waiting
+    client.post(reply_url(run, first), data={"text": "maybe"}, headers={"HX-Request": "true"})  # fallback: waits again
+    drain()
+    page = client.get("/inbox/").text
+    inbound_id = db.session.scalar(select(InboundMessage.id))
+    assert f'id="inbox-reply-as-{inbound_id}"' in page
+    assert f'action="/runs/{run.id}/contacts/{first.id}/reply"' in page and 'name="quick_text" value="yes"' in page
+    assert (
+        'hx-post="/runs/' not in page.split(f'id="inbox-reply-as-{inbound_id}"')[1]
+    )  # a plain post: back to the inbox
+    response = client.post(reply_url(run, first), data={"quick_text": "yes", "next": "/inbox/"})
+    assert response.status_code == 302 and response.headers["Location"] == "/inbox/"
+    drain()
+    db.session.expire_all()
+    assert db.session.get(Participation, first.id).state == "completed"
+    page = client.get("/inbox/").text
+    assert "inbox-reply-as-" not in page  # nobody on the page waits any more
+    assert "Replied “yes” as the contact" in page
 
 
 def test_a_participation_of_another_run_is_404(client, waiting):

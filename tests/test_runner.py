@@ -1,6 +1,7 @@
 """Exactness of the runner under failure: lost and repeated jobs, duplicated outcomes, two sweepers,
 two replies at once, a flushed Redis. Real Redis and RQ, the fake Twilio, both databases."""
 
+import json
 import threading
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ from tests.test_runs_helpers import (
     participations,
     phones,
     run_row,
+    sends_through_jobs,
     settle,
     start,
     sweep_at,
@@ -87,22 +89,37 @@ def test_repeated_jobs_and_outcomes_never_send_twice(app, api, fake_twilio):
     run_id = start(
         api, create_journey(linear_journey("one", "two", "three")).id, [{"phone": phone} for phone in numbers]
     )
-    drain(["flows"])
+    drain(["flows"])  # the first-step jobs send every message of the journey themselves (inline)
+    assert get_queue("messages").count == 0
     ids = _ids(run_id)
     assert advancing.advance(ids) == 0  # a re-delivered first step: nothing to do
-    first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
-    get_queue("messages").empty()
-    outcomes = messaging.deliver(first)
-    assert advancing.on_message_outcomes(outcomes) == 10
-    assert advancing.on_message_outcomes(outcomes) == 0  # the same outcomes again
+    first = list(db.session.scalars(select(Message.id).where(Message.node_id == "m1").order_by(Message.id)))
+    assert messaging.deliver(first) == []  # a replayed send job: nothing left to send
+    participation_of = dict(db.session.execute(select(Message.id, Message.participation_id)).all())
+    replayed = [
+        messaging.Outcome(message_id, participation_of[message_id], ok=True, final=True) for message_id in first
+    ]
+    assert advancing.on_message_outcomes(replayed) == 0  # the same outcomes again, long after
     settle()
-    assert advancing.on_message_outcomes(outcomes) == 0  # and once more, long after
     for phone in numbers:
         assert bodies_to(fake_twilio, phone) == ["one", "two", "three"]
     assert db.session.scalar(select(func.count()).select_from(Message)) == 30
+    assert run_row(run_id).status == "completed"
 
 
-def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
+def test_messages_go_to_send_jobs_when_the_inline_budget_is_spent(app, api, fake_twilio, monkeypatch):
+    monkeypatch.setattr(advancing, "INLINE_SEND_SECONDS", 0)
+    numbers = phones(6)
+    run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone} for phone in numbers])
+    drain(["flows"])
+    assert fake_twilio.calls == [] and get_queue("messages").count == 1
+    settle()
+    assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
+    assert run_row(run_id).status == "completed"
+
+
+def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in phones(8)])
     sweeper.sweep()
     drain(["flows"])  # prepare_run also enqueued the first steps: lose them
@@ -110,7 +127,7 @@ def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
     db.session.execute(update(Participation).values(node_id=None, engine_state={}, state="active"))
     db.session.execute(Message.__table__.delete())
     db.session.commit()
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     sweep_at(LEASE - 5)
     assert fake_twilio.calls == []
     sweep_at(LEASE + 1)
@@ -118,12 +135,13 @@ def test_lost_first_steps_are_redone_by_the_sweeper(app, api, fake_twilio):
     assert run_row(run_id).status == "completed"
 
 
-def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
+def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     numbers = phones(6)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()  # the send jobs are gone
+    get_queue("messages_conversational").empty()  # the send jobs are gone
     settle()
     assert fake_twilio.calls == []
     sweep_at(LEASE + 1)
@@ -132,12 +150,13 @@ def test_queued_message_whose_job_was_lost_is_sent_once(app, api, fake_twilio):
     assert run_row(run_id).status == "completed"
 
 
-def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio):
+def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     numbers = phones(6)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     messaging.deliver(list(db.session.scalars(select(Message.id))))  # sent, but the runner never heard
     assert {p.state for p in participations(run_id).values()} == {"sending"}
     sweep_at(LEASE + 1)
@@ -145,13 +164,14 @@ def test_accepted_message_whose_outcome_was_lost_moves_on(app, api, fake_twilio)
     assert run_row(run_id).status == "completed"
 
 
-def test_message_left_sending_by_a_dead_job_is_sent_again(app, api, fake_twilio):
+def test_message_left_sending_by_a_dead_job_is_sent_again(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     app.config["MESSAGE_STALE_SECONDS"] = 30
     phone = phones(1)[0]
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone}])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     # A worker claimed the message and died before Twilio answered.
     db.session.execute(update(Message).values(status="sending", attempts=1, updated_at=utcnow() - timedelta(minutes=1)))
     db.session.commit()
@@ -272,7 +292,7 @@ def test_replayed_step_reuses_its_message_and_its_outcome(app, api, fake_twilio)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": p} for p in numbers])
     sweeper.sweep()
     drain(["flows"])
-    get_queue("messages").empty()
+    get_queue("messages_conversational").empty()
     first = list(db.session.scalars(select(Message.id).order_by(Message.id)))
     messaging.deliver(first[:2])  # two were accepted by Twilio, the third is still queued
     # As if the participations' first step had never been stored (a crash before its commit).
@@ -283,3 +303,61 @@ def test_replayed_step_reuses_its_message_and_its_outcome(app, api, fake_twilio)
     assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
     assert db.session.scalar(select(func.count()).select_from(Message)) == 6
     assert run_row(run_id).status == "completed"
+
+
+def _ping_loop(duration: int = 1) -> dict:
+    """start -> ping -> pause (delay) -> ping …: a loop that passes validation and sends each time round."""
+    return {
+        "format": "journey/v1",
+        "name": "Ping loop",
+        "nodes": [
+            {"id": "start", "type": "audience"},
+            {"id": "ping", "type": "message", "body": "ping"},
+            {"id": "pause", "type": "delay", "duration": duration},
+        ],
+        "edges": [{"from": "start", "to": "ping"}, {"from": "ping", "to": "pause"}, {"from": "pause", "to": "ping"}],
+    }
+
+
+def test_a_contact_that_reaches_max_messages_ends_failed_with_that_reason(app, api, fake_twilio):
+    app.config["MAX_MESSAGES_PER_CONTACT"] = 3
+    [phone] = phones(1)
+    run_id = start(api, create_journey(_ping_loop()).id, [{"phone": phone}])
+    settle()
+    sweeper.sweep()
+    for _ in range(5):
+        sweep_at(2)  # each sweep fires the due delay: one more message, until the cap
+    row = participations(run_id)[phone]
+    print(f"sent {len(bodies_to(fake_twilio, phone))} messages; state {row.state}: {row.error}")
+    assert bodies_to(fake_twilio, phone) == ["ping"] * 3
+    assert row.state == "failed" and "MAX_MESSAGES_PER_CONTACT (3" in row.error
+    assert run_row(run_id).status == "completed"
+
+
+def test_a_loop_without_a_pause_is_refused_naming_its_nodes(app, api):
+    doc = linear_journey("one", "two")
+    doc["edges"][-1] = {"from": "m2", "to": "m1"}
+    response = api.post("/api/journeys", json=doc)
+    assert response.status_code == 422
+    assert any("nodes m1, m2 form a loop" in problem["message"] for problem in response.json["problems"]), response.json
+
+
+def test_set_with_contact_scope_saves_the_contact_fields_for_later_runs(app, api, fake_twilio):
+    doc = linear_journey("Tier <<tier>>")
+    doc["nodes"].insert(1, {"id": "tag", "type": "set", "scope": "contact", "vars": {"tier": "gold", "NAME": "Ana B"}})
+    doc["edges"] = [{"from": "start", "to": "tag"}, {"from": "tag", "to": "m1"}, {"from": "m1", "to": "done"}]
+    [phone] = phones(1)
+    start(api, create_journey(doc).id, [{"phone": phone, "name": "Ana", "city": "Lisbon"}])
+    settle()
+    contact = db.session.scalar(select(Contact).where(Contact.phone == phone))
+    db.session.refresh(contact)
+    assert contact.fields == {"phone": phone, "city": "Lisbon", "tier": "gold", "NAME": "Ana B"}
+    later = start(api, create_journey(linear_journey("<<name>> is <<tier>> in <<city>>")).id, [{"phone": phone}])
+    settle()
+    assert bodies_to(fake_twilio, phone) == ["Tier gold", "Ana B is gold in Lisbon"]
+    assert run_row(later).status == "completed"
+    run_scoped = linear_journey("x")
+    run_scoped["nodes"].insert(1, {"id": "tag", "type": "set", "scope": "everyone", "vars": {"a": "1"}})
+    run_scoped["edges"] = [{"from": "start", "to": "tag"}, {"from": "tag", "to": "m1"}, {"from": "m1", "to": "done"}]
+    refused = api.post("/api/journeys", json=run_scoped)
+    assert refused.status_code == 422 and "scope 'everyone'" in json.dumps(refused.json)

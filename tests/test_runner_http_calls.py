@@ -62,7 +62,7 @@ def test_redirect_within_the_same_host_is_followed(fake_api):
     "url",
     [
         "http://127.0.0.1:1/x",
-        "http://localhost:1/x",
+        "http://localhost/x",
         "http://10.1.2.3/x",
         "http://192.168.0.1/",
         "http://169.254.169.254/latest/meta-data",

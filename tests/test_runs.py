@@ -24,6 +24,7 @@ from tests.test_runs_helpers import (
     phones,
     reply,
     run_row,
+    sends_through_jobs,
     settle,
     start,
     steps_of,
@@ -281,7 +282,8 @@ def test_stop_run_stops_everyone_and_sends_nothing_more(app, api, fake_twilio):
     assert api.get(f"/api/runs/{run_id}").json["states"]["stopped"] == 6
 
 
-def test_stop_cancels_messages_still_queued(app, api, fake_twilio):
+def test_stop_cancels_messages_still_queued(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     journey = create_journey(linear_journey("one", "two"))
     run_id = start(api, journey.id, [{"phone": phone} for phone in phones(5)])
     drain(["flows"])  # first messages created and queued, not sent yet
@@ -298,7 +300,8 @@ def test_stop_cancels_messages_still_queued(app, api, fake_twilio):
     }
 
 
-def test_opt_out_ends_the_contacts_participations(app, api, fake_twilio):
+def test_opt_out_ends_the_contacts_participations(app, api, fake_twilio, monkeypatch):
+    sends_through_jobs(monkeypatch)
     journey = create_journey(example("welcome"))
     quitter, stayer = phones(2)
     run_id = start(api, journey.id, [{"phone": quitter}, {"phone": stayer}])

@@ -116,3 +116,11 @@ def run_row(run_id: int) -> Run:
 
 def steps_of(participation_id: int) -> list[Step]:
     return list(db.session.scalars(select(Step).where(Step.participation_id == participation_id).order_by(Step.id)))
+
+
+def sends_through_jobs(monkeypatch) -> None:
+    """Make the runner's jobs enqueue the messages their steps create instead of sending them themselves
+    (`advancing.send_inline`), so a test can lose, hold or replay the send jobs."""
+    from app.runs import advancing
+
+    monkeypatch.setattr(advancing, "INLINE_SEND_SECONDS", 0)

@@ -101,3 +101,39 @@ def test_api_call_typed_or_real(app, fake_api):
     simulator.fire_timer(real, doc)
     assert real.finished and real.path[-2:] == ["tag", "done"]
     assert fake_api.requests[0].path == "/orders/7"
+
+
+def test_a_stored_loop_without_pause_still_answers(app, monkeypatch):
+    doc = {
+        "format": "journey/v1",
+        "name": "spin",
+        "nodes": [
+            {"id": "start", "type": "audience"},
+            {"id": "m1", "type": "message", "body": "1"},
+            {"id": "m2", "type": "message", "body": "2"},
+        ],
+        "edges": [{"from": "start", "to": "m1"}, {"from": "m1", "to": "m2"}, {"from": "m2", "to": "m1"}],
+    }
+    monkeypatch.setattr("app.engine.definitions.validate", lambda doc: [])  # stored before loops were refused
+    simulation = run(doc)
+    assert simulation.contact.status == "failed"
+    assert len(said(simulation)) == simulator.MAX_MESSAGES
+    assert "MAX_MESSAGES_PER_CONTACT" in simulation.chat[-1]["text"]
+
+
+def test_a_loop_through_a_delay_stops_at_the_simulator_cap(app):
+    doc = {
+        "format": "journey/v1",
+        "name": "ping",
+        "nodes": [
+            {"id": "start", "type": "audience"},
+            {"id": "ping", "type": "message", "body": "ping"},
+            {"id": "pause", "type": "delay", "duration": "1h"},
+        ],
+        "edges": [{"from": "start", "to": "ping"}, {"from": "ping", "to": "pause"}, {"from": "pause", "to": "ping"}],
+    }
+    simulation = run(doc)
+    for _ in range(simulator.MAX_MESSAGES + 5):
+        simulator.fire_timer(simulation, doc)
+    assert said(simulation) == ["ping"] * simulator.MAX_MESSAGES
+    assert simulation.contact.status == "failed" and simulation.timer is None

@@ -10,10 +10,13 @@ so the preview and the send never trust data sent back by the browser.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.campaigns.counts import campaigns_counts
 from app.contacts.csv_import import (
@@ -37,6 +40,8 @@ from app.extensions import db
 from app.models import Campaign, Message, utcnow
 from app.sending import log, messaging
 from app.sending.channels import CHANNELS
+
+logger = logging.getLogger("app.sending.campaigns")
 
 NAME_MAX = 200
 PREVIEW_ROWS = 5
@@ -142,7 +147,9 @@ def read_csv(data: bytes, phone_column: str | None = None) -> ImportResult:
     if not data:
         raise CampaignError("file", "the file is empty: choose a CSV file with a header line and contacts")
     try:
-        result = import_contacts_csv(data, current_app.config["DEFAULT_REGION"], phone_column or None)
+        result = import_contacts_csv(
+            data, current_app.config["DEFAULT_REGION"], phone_column or None, current_app.config["CSV_MAX_COLUMNS"]
+        )
     except CsvImportError as error:
         field_name = "phone_column" if error.columns else "file"
         raise CampaignError(field_name, str(error), columns=error.columns) from None
@@ -329,9 +336,19 @@ def create_and_send(
     columns: list[str],
     user_id: int | None,
     key_name: str = "index",
+    idempotency_key: str | None = None,
 ) -> Campaign:
-    """Store a campaign and queue its messages at once (the JSON API); `key_name` is line (CSV) or index."""
+    """Store a campaign and queue its messages at once (the JSON API); `key_name` is line (CSV) or index.
+
+    With an `idempotency_key` (already scoped to its user), a second call with the same key returns the
+    campaign the first one stored instead of making another.
+    """
+    if idempotency_key:
+        existing = campaign_for_key(idempotency_key)
+        if existing is not None:
+            return existing
     campaign = Campaign(
+        idempotency_key=idempotency_key,
         name=name,
         body=body,
         channel=channel,
@@ -342,9 +359,21 @@ def create_and_send(
         dry_run=current_app.config["DRY_RUN"],
     )
     db.session.add(campaign)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same key at the same moment: the other request stored it
+        db.session.rollback()
+        existing = campaign_for_key(idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
     _queue(campaign, recipients, key_name)
     return campaign
+
+
+def campaign_for_key(idempotency_key: str) -> Campaign | None:
+    """The campaign a client's earlier request with this `Idempotency-Key` stored, if any."""
+    return db.session.scalar(select(Campaign).where(Campaign.idempotency_key == idempotency_key))
 
 
 def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> int:
@@ -386,7 +415,17 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
     campaign.total, campaign.rejected, campaign.draft = len(rows), rejected, None
     db.session.commit()
     ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id).order_by(Message.id)).all()
-    messaging.enqueue_messages(ids)
+    db.session.commit()
+    try:
+        messaging.enqueue_messages(ids, bulk=True)
+    except RedisError as error:
+        # Stored is what counts: recovery enqueues queued messages that have no job once Redis is back.
+        logger.warning(
+            "campaign=%d stored with %d messages but Redis is unavailable (%s): they go out once it is back",
+            campaign.id,
+            len(ids),
+            error,
+        )
     return len(rows)
 
 

@@ -49,7 +49,9 @@ def import_audience(
     Raises CsvImportError (nothing written) when the file cannot be used at all.
     """
     region = default_region or current_app.config["DEFAULT_REGION"]
-    result = import_contacts_csv(data, region, phone_column=phone_column)
+    result = import_contacts_csv(
+        data, region, phone_column=phone_column, max_columns=current_app.config["CSV_MAX_COLUMNS"]
+    )
     if audience is None:
         audience = Audience(name=(name or "").strip()[:NAME_MAX] or f"Audience {utcnow():%Y-%m-%d %H:%M}")
         db.session.add(audience)

@@ -76,6 +76,8 @@ _SAMPLE_CHARS = 64 * 1024
 _SNIFF_ROWS = 50
 _END_SENTINEL = "\x00"  # appended as a last line: the input never holds NUL, and an unclosed quote swallows it
 _SHOWN_TEXT_MAX = 40
+_LISTED_COLUMNS_MAX = 30
+MAX_COLUMNS = 200  # the default cap on columns (CSV_MAX_COLUMNS): each becomes a field stored on every contact
 _BINARY_MESSAGE = "this is a binary file, not CSV text: export the contacts as CSV and upload that"
 
 _URI_PREFIX = re.compile(r"^(?:whatsapp|tel|sms):", re.IGNORECASE)
@@ -134,13 +136,13 @@ class ImportResult:
 
 
 def import_contacts_csv(
-    data: bytes, default_region: str | None = "US", phone_column: str | None = None
+    data: bytes, default_region: str | None = "US", phone_column: str | None = None, max_columns: int = MAX_COLUMNS
 ) -> ImportResult:
     """Read contacts from CSV bytes: valid rows become contacts, bad rows are rejected with line and reason.
 
     Numbers without a +country code are read as numbers of `default_region`. `phone_column` names the
     column to use; without it the column is found by its name. Raises CsvImportError when the file is
-    unusable (empty, binary, no header or no phone column).
+    unusable (empty, binary, no header, more than `max_columns` columns or no phone column).
     """
     region = _check_region(default_region)
     encoding = _detect_encoding(data)
@@ -156,6 +158,11 @@ def import_contacts_csv(
     header_line, header = next(records, (0, None))
     if header is None:
         raise CsvImportError("the file is empty: it has no header line and no contacts")
+    if max_columns and len(header) > max_columns:
+        raise CsvImportError(
+            f"the header (line {header_line}) has {len(header)} columns, more than the {max_columns} allowed "
+            "(CSV_MAX_COLUMNS): keep only the columns the messages need and upload again"
+        )
     columns = _column_names(header)
     phone_index = _phone_column_index(columns, phone_column, region)
     name_index = _name_column_index(columns, phone_index)
@@ -367,21 +374,29 @@ def _records(reader):
 
 
 def _column_names(header: list[str]) -> list[str]:
-    """Header names as written; an empty name becomes column_<n>, a repeated one gets _2, _3..."""
+    """Header names as written; an empty name becomes column_<n>, a repeated one gets _2, _3...
+
+    Linear in the number of columns: each name remembers the next suffix to try, so a header of the same
+    name repeated thousands of times costs no more than thousands of different names.
+    """
     columns: list[str] = []
     taken: set[str] = set()
+    next_suffix: dict[str, int] = {}
     for position, cell in enumerate(header, start=1):
         base = cell.strip("\ufeff \t") or f"column_{position}"
-        name, suffix = base, 2
+        name, suffix = base, next_suffix.get(base, 2)
         while name in taken:
             name, suffix = f"{base}_{suffix}", suffix + 1
+        next_suffix[base] = suffix
         taken.add(name)
         columns.append(name)
     return columns
 
 
 def _phone_column_index(columns: list[str], chosen: str | None, region: str | None) -> int:
-    listed = ", ".join(repr(column) for column in columns)
+    listed = ", ".join(repr(column) for column in columns[:_LISTED_COLUMNS_MAX])
+    if len(columns) > _LISTED_COLUMNS_MAX:
+        listed += f" and {len(columns) - _LISTED_COLUMNS_MAX} more"
     if chosen is not None:
         if chosen.strip() in columns:
             return columns.index(chosen.strip())

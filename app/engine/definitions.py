@@ -319,7 +319,68 @@ def validate(doc: Any) -> list[Problem]:
     types = checker.nodes(nodes)
     outgoing = checker.edges(edges, types)
     checker.edge_counts(types, outgoing)
+    for names in pause_free_loops(types, edges, outgoing):
+        checker.error(
+            f"nodes {', '.join(names)} form a loop with no wait or delay: a contact would go round it "
+            "without pause (and could be sent messages without end); put a wait or a delay in it",
+            node_id=names[0],
+            field="edges",
+        )
     return checker.problems
+
+
+PAUSING_TYPES = ("wait", "delay")
+
+
+def pause_free_loops(types: dict[str, str | None], edges: list, outgoing: dict[str, list[tuple[int, str]]]):
+    """The cycles a contact can go round without passing a `wait` or `delay`: each a list of node ids.
+
+    Strongly connected components (iterative Tarjan) of the graph of usable
+    edges between the other nodes; a component counts when it has two nodes
+    or more, or one node with an edge to itself. Ids in definition order.
+    """
+    keep = [node_id for node_id, node_type in types.items() if node_type not in PAUSING_TYPES]
+    kept = set(keep)
+    successors = {
+        node_id: [edges[index]["to"] for index, _when in outgoing.get(node_id, ()) if edges[index]["to"] in kept]
+        for node_id in keep
+    }
+    order = {node_id: position for position, node_id in enumerate(keep)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    loops = []
+    for root in keep:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node_id, position = work.pop()
+            if position == 0:
+                index[node_id] = low[node_id] = len(index)
+                stack.append(node_id)
+                on_stack.add(node_id)
+            targets = successors[node_id]
+            if position < len(targets):
+                work.append((node_id, position + 1))
+                target = targets[position]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node_id] = min(low[node_id], index[target])
+                continue
+            if low[node_id] == index[node_id]:
+                component = []
+                while not component or component[-1] != node_id:
+                    component.append(stack.pop())
+                    on_stack.discard(component[-1])
+                if len(component) > 1 or node_id in successors[node_id]:
+                    loops.append(sorted(component, key=order.__getitem__))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node_id])
+    return sorted(loops, key=lambda names: order[names[0]])
 
 
 def parse(doc: Any) -> Definition:

@@ -9,8 +9,6 @@
   of the node already matches (a keyword phrase containing an earlier keyword
   counts), a second `fallback` or `timeout`, anything after an edge that
   always holds;
-- loops with no `wait` or `delay` in them (a contact would spin, or be sent
-  messages without pause);
 - placeholders without a default that no known variable fills, when a sample
   of contact fields is given (`reply`, `payload`, `phone`, `name`, `set`
   variables, `save_as` names and `<save_as>_status` are always known;
@@ -37,7 +35,6 @@ def lint(journey: Definition, sample_fields: Iterable[str] | None = None) -> lis
     warnings += _dead_ends(journey)
     for node in journey.nodes:
         warnings += node.kind.lint(journey, node)
-    warnings += _spinning_loops(journey)
     if sample_fields is not None:
         warnings += _unknown_placeholders(journey, sample_fields)
     warnings += _predecessor_spelling(journey)
@@ -81,63 +78,6 @@ def _dead_ends(journey: Definition) -> list[Problem]:
         for node in journey.nodes
         if not node.kind.finishes and not journey.outgoing(node.id)
     ]
-
-
-def _spinning_loops(journey: Definition) -> list[Problem]:
-    """Strongly connected components (iterative Tarjan) of the graph without wait and delay nodes."""
-    pausing = {node.id for node in journey.nodes if node.kind.pauses}
-    successors = {
-        node.id: [edge.target for edge in journey.outgoing(node.id) if edge.target not in pausing]
-        for node in journey.nodes
-        if node.id not in pausing
-    }
-    order = {node_id: position for position, node_id in enumerate(successors)}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    warnings = []
-    for root in successors:
-        if root in index:
-            continue
-        work = [(root, 0)]
-        while work:
-            node_id, position = work.pop()
-            if position == 0:
-                index[node_id] = low[node_id] = len(index)
-                stack.append(node_id)
-                on_stack.add(node_id)
-            targets = successors[node_id]
-            if position < len(targets):
-                work.append((node_id, position + 1))
-                target = targets[position]
-                if target not in index:
-                    work.append((target, 0))
-                elif target in on_stack:
-                    low[node_id] = min(low[node_id], index[target])
-                continue
-            if low[node_id] == index[node_id]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node_id:
-                        break
-                if len(component) > 1 or node_id in successors[node_id]:
-                    names = sorted(component, key=order.__getitem__)
-                    warnings.append(
-                        warning(
-                            f"nodes {', '.join(names)} form a loop with no wait or delay: a contact would go round "
-                            "it without pause",
-                            names[0],
-                            field="edges",
-                        )
-                    )
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node_id])
-    return warnings
 
 
 def _unknown_placeholders(journey: Definition, sample_fields: Iterable[str]) -> list[Problem]:

@@ -37,6 +37,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 PLACEHOLDER_RE = re.compile(r"<<([^<>]*)>>|\{\{([^{}]*)\}\}")
 ANGLE, BRACES = "<<name>>", "{{name}}"
@@ -160,8 +161,11 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-def render(text: str, variables: Mapping) -> Rendered:
-    """Replace every placeholder of `text` with its value from `variables`."""
+def render(text: str, variables: Mapping, quote_from: int | None = None) -> Rendered:
+    """Replace every placeholder of `text` with its value from `variables`.
+
+    Placeholders starting at or after index `quote_from` are percent-encoded (a URL's path and query).
+    """
     if "<<" not in text and "{{" not in text:
         return Rendered(text, ())
     missing: dict[str, None] = {}
@@ -173,12 +177,29 @@ def render(text: str, variables: Mapping) -> Rendered:
         value = lookup(variables, placeholder.path)
         rendered = "" if value is None else to_text(value)
         if rendered == "" and placeholder.default is not None:
-            return placeholder.default
-        if value is None:
+            rendered = placeholder.default
+        elif value is None:
             missing.setdefault(placeholder.path, None)
+        if quote_from is not None and match.start() >= quote_from:
+            return quote(rendered, safe="")
         return rendered
 
     return Rendered(PLACEHOLDER_RE.sub(replace, text), tuple(missing))
+
+
+def render_url(text: str, variables: Mapping) -> Rendered:
+    """Render a URL template: values placed in the path, query or fragment are percent-encoded, so a
+    contact's data cannot add path segments, parameters or another host; a leading placeholder (a base
+    URL held in a variable) is kept as is."""
+    scheme_end = text.find("://")
+    if scheme_end >= 0:
+        start = scheme_end + 3
+        ends = [index for index in (text.find(mark, start) for mark in "/?#") if index >= 0]
+        quote_from = min(ends) if ends else len(text)
+    else:
+        first = PLACEHOLDER_RE.search(text)
+        quote_from = first.end() if first else 0
+    return render(text, variables, quote_from)
 
 
 def template_problems(text: str) -> list[str]:

@@ -27,3 +27,5 @@ class Campaign(db.Model):
     finished_at = db.Column(db.DateTime)
     # Deleting hides a sent campaign but keeps its message log (what was sent to whom stays on record).
     deleted_at = db.Column(db.DateTime)
+    # A client's `Idempotency-Key` (prefixed with its user id): a retried send finds this campaign.
+    idempotency_key = db.Column(db.String(200), unique=True)

@@ -31,11 +31,16 @@ class Message(db.Model):
     sent_at = db.Column(db.DateTime)
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
     next_attempt_at = db.Column(db.DateTime)
+    # The sender address it went (or goes) out from: a contact keeps one sender of a pool per channel.
+    from_address = db.Column(db.String(64))
+    # The worker process holding it `sending` (its heartbeat tells a dead claim from a slow one).
+    claimed_by = db.Column(db.String(64))
 
     __table_args__ = (
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_message_from_sent", "from_address", "sent_at"),
         # A contact's timeline reads its messages by number, across runs and campaigns.
         Index("ix_message_to_phone", "to_phone", "id"),
     )
@@ -75,3 +80,18 @@ class InboundMessage(db.Model):
         # The inbox lists a chosen outcome newest first.
         Index("ix_inbound_outcome_id", "outcome", "id"),
     )
+
+
+class WorkerHeartbeat(db.Model):
+    """A worker process's last sign of life: its claims are only taken over once it stops beating."""
+
+    worker_id = db.Column(db.String(64), primary_key=True)
+    beat_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+
+class SendingState(db.Model):
+    """Small durable facts of the send pipeline (the Twilio circuit breaker), mirrored in Redis."""
+
+    key = db.Column(db.String(64), primary_key=True)
+    value = db.Column(JSON, nullable=False, default=dict)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow)

@@ -69,5 +69,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# Operator roles, least to most powerful: a viewer reads, an editor changes journeys, audiences, runs and
+# campaigns, an admin also manages users, API tokens and the job dashboard (/rq).
+ROLES = ("viewer", "editor", "admin")
 # How a contact came to be opted out (`Contact.opted_out_via`).
 OPT_OUT_SOURCES = ("reply", "operator", "api", "carrier", "suppressed", "erased")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 
 from flask import current_app
@@ -17,16 +18,21 @@ from app.models import (
     utcnow,
 )
 from app.queues import get_redis
-from app.runs import http_calls
+from app.runs import http_calls, runner
 from app.runs.runner import _enqueue, _enqueue_api_calls, _feed_outcomes, _step
 from app.sending import messaging
+
+# How long a job keeps sending the messages its own steps create before it leaves the rest to send jobs:
+# well under the job timeouts, short enough that a worker soon takes other work again.
+INLINE_SEND_SECONDS = 20.0
 
 
 def advance(participation_ids: Iterable[int]) -> int:
     """Start participations that have not started; hand those waiting on an API call to `call_apis`.
 
     The first step of every contact (from `prepare_run`), and the sweeper's
-    redo of an `active` participation whose job was lost.
+    redo of an `active` participation whose job was lost. The messages the
+    first steps create are sent by this job (`send_inline`).
     """
     pending_api = []
 
@@ -39,8 +45,11 @@ def advance(participation_ids: Iterable[int]) -> int:
             pending_api.append(row.id)
         return None
 
-    results = _step(participation_ids, decide)
+    deadline = time.monotonic() + INLINE_SEND_SECONDS
+    with runner.collecting_sends() as sends:
+        results = _step(participation_ids, decide)
     _enqueue_api_calls(pending_api)
+    send_inline(sends, deadline)
     return len(results)
 
 
@@ -56,7 +65,27 @@ def fire_timers(items: Iterable[tuple[int, str, int]]) -> int:
             return None
         return events.TimerFired(node_id, visit), {}
 
-    return len(_step(wanted, decide))
+    deadline = time.monotonic() + INLINE_SEND_SECONDS
+    with runner.collecting_sends() as sends:
+        fired = len(_step(wanted, decide))
+    send_inline(sends, deadline)
+    return fired
+
+
+def send_inline(message_ids: list[int], deadline: float) -> None:
+    """Send, in this job, the messages its steps just created, and move their contacts on, again and again
+    (a journey's next message goes out as soon as the last one is accepted), until `deadline`; what is
+    left then goes to the `messages` queue as usual.
+
+    No round trip through Redis and no other job between a contact's messages: this is what makes a
+    journey send as fast as a campaign. Exactness is the pipeline's: a message is claimed atomically
+    before it is sent, and a job that dies here leaves `sending` contacts the sweeper recovers.
+    """
+    while message_ids and time.monotonic() < deadline:
+        outcomes = messaging.deliver(message_ids)
+        with runner.collecting_sends() as message_ids:
+            feed_message_outcomes(outcomes)
+    messaging.enqueue_messages(message_ids)
 
 
 def call_apis(participation_ids: Iterable[int]) -> int:
@@ -114,11 +143,22 @@ def call_apis(participation_ids: Iterable[int]) -> int:
 
 
 def on_message_outcomes(outcomes: Iterable) -> int:
-    """Move journey contacts past their `message` node once the send has a final outcome.
+    """Move journey contacts past their `message` node once the send has a final outcome, and send the
+    messages that creates in this job (`send_inline`).
 
     Fed by the `messages` queue's `send_batch` with `messaging.Outcome`s;
     campaign messages and outcomes that will be retried are ignored.
     """
+    deadline = time.monotonic() + INLINE_SEND_SECONDS
+    with runner.collecting_sends() as sends:
+        moved = feed_message_outcomes(outcomes)
+    send_inline(sends, deadline)
+    return moved
+
+
+def feed_message_outcomes(outcomes: Iterable) -> int:
+    """`on_message_outcomes` without sending in this thread: the next messages go to send jobs (the sweeper's
+    way, which must stay quick)."""
     final = {o.message_id: o for o in outcomes if o.participation_id is not None and (o.ok or o.final)}
     if not final:
         return 0

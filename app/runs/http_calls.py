@@ -3,10 +3,17 @@
 A journey author chooses the URL, so a call must not become a way into the
 machine or its network, nor hang or flood a worker:
 
-- every address the host name resolves to is checked (and IP literals too);
-  loopback, private, link-local and other non-global addresses are refused
-  unless `allow_private` (`API_NODE_ALLOW_PRIVATE`). The check lives in the
-  resolver aiohttp connects with, so the address checked is the one used;
+- the host is checked as aiohttp itself reads the URL (yarl: `１２７.０.０.１`
+  and `127。0。0。1` are 127.0.0.1), every address the name resolves to is
+  checked, and the address of each socket is checked again just before it
+  connects (aiohttp's `socket_factory`), so IP literals, IDNA tricks and DNS
+  rebinding all meet the same rule: loopback, private, link-local, multicast
+  and reserved addresses are refused unless `allow_private`
+  (`API_NODE_ALLOW_PRIVATE`). aiohttp >= 3.14 also refuses legacy numeric
+  IPv4 forms (`2130706433`, `0177.0.0.1`, `127.1`);
+- only ports 80 and 443 unless `allowed_ports` says otherwise
+  (`API_NODE_ALLOWED_PORTS`; any port when private addresses are allowed and
+  no list is given);
 - redirects are followed only within the same scheme, host and port (at
   most `MAX_REDIRECTS`); a redirect elsewhere is answered as is (a 3xx, so
   the journey takes its `failure` edge) with an error saying why;
@@ -26,17 +33,20 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
+from flask import current_app, has_app_context
+from yarl import URL
 
 MAX_TIMEOUT = 30.0
 MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
 CONCURRENCY = 50
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+DEFAULT_PORTS = frozenset({80, 443})
 
 
 @dataclass(frozen=True)
@@ -66,23 +76,60 @@ class RefusedAddress(OSError):
     """The host resolves to an address `api` nodes may not call."""
 
 
-def perform_calls(calls: list[ApiCall], allow_private: bool = False) -> list[ApiResult]:
-    """Make every call, concurrently; results come back in input order."""
+@dataclass(frozen=True)
+class _Policy:
+    allow_private: bool
+    ports: frozenset | None  # None: any port
+
+
+def perform_calls(
+    calls: list[ApiCall], allow_private: bool = False, allowed_ports: frozenset | None = None
+) -> list[ApiResult]:
+    """Make every call, concurrently; results come back in input order.
+
+    `allowed_ports` defaults to the app's `API_NODE_ALLOWED_PORTS` (80 and 443 unless configured).
+    """
     if not calls:
         return []
-    return asyncio.run(_perform_all(calls, allow_private))
+    if allowed_ports is None and has_app_context():
+        allowed_ports = current_app.config.get("API_NODE_ALLOWED_PORTS")
+    if allowed_ports is None:
+        allowed_ports = None if allow_private else DEFAULT_PORTS
+    return asyncio.run(_perform_all(calls, _Policy(allow_private, allowed_ports or None)))
+
+
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
 
 
 def address_problem(address: str, allow_private: bool) -> str | None:
-    """Why `address` (an IP) may not be called, or None."""
+    """Why `address` (an IP) may not be called, or None. IPv6 forms that carry an IPv4 address
+    (IPv4-mapped, NAT64, 6to4) are judged by that IPv4 address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if allow_private or (ip.is_global and not ip.is_multicast):
+    if allow_private:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_PREFIX:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        else:
+            ip = ip.ipv4_mapped or ip.sixtofour or ip
+    if ip.is_global and not ip.is_multicast:
         return None
     return (
         f"address {address} is loopback, private or reserved; api nodes may call it only with API_NODE_ALLOW_PRIVATE=1"
     )
+
+
+def _guarded_socket(allow_private: bool):
+    """aiohttp's socket factory: the last check of the address a socket is about to connect to."""
+
+    def create(addr_info) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        problem = address_problem(sockaddr[0], allow_private)
+        if problem:
+            raise RefusedAddress(problem)
+        return socket.socket(family, type_, proto)
+
+    return create
 
 
 class _GuardedResolver(AbstractResolver):
@@ -104,13 +151,17 @@ class _GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-async def _perform_all(calls: list[ApiCall], allow_private: bool) -> list[ApiResult]:
-    connector = aiohttp.TCPConnector(resolver=_GuardedResolver(allow_private), limit=CONCURRENCY)
+async def _perform_all(calls: list[ApiCall], policy: _Policy) -> list[ApiResult]:
+    connector = aiohttp.TCPConnector(
+        resolver=_GuardedResolver(policy.allow_private),
+        socket_factory=_guarded_socket(policy.allow_private),
+        limit=CONCURRENCY,
+    )
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-        return list(await asyncio.gather(*(_perform(session, call, allow_private) for call in calls)))
+        return list(await asyncio.gather(*(_perform(session, call, policy) for call in calls)))
 
 
-async def _perform(session: aiohttp.ClientSession, call: ApiCall, allow_private: bool) -> ApiResult:
+async def _perform(session: aiohttp.ClientSession, call: ApiCall, policy: _Policy) -> ApiResult:
     started = time.perf_counter()
 
     def result(status=None, body=None, error=None) -> ApiResult:
@@ -123,7 +174,7 @@ async def _perform(session: aiohttp.ClientSession, call: ApiCall, allow_private:
     timeout = min(float(call.timeout or 10.0), MAX_TIMEOUT)
     try:
         async with asyncio.timeout(timeout):
-            return await _follow(session, call, method, allow_private, result)
+            return await _follow(session, call, method, policy, result)
     except TimeoutError:
         return result(error=f"no answer within {timeout:g} s")
     except RefusedAddress as error:
@@ -135,10 +186,10 @@ async def _perform(session: aiohttp.ClientSession, call: ApiCall, allow_private:
         return result(error=f"{type(error).__name__}: {error}")
 
 
-async def _follow(session, call: ApiCall, method: str, allow_private: bool, result) -> ApiResult:
+async def _follow(session, call: ApiCall, method: str, policy: _Policy, result) -> ApiResult:
     url, body = call.url, call.body
     for _ in range(MAX_REDIRECTS + 1):
-        problem = _url_problem(url, allow_private)
+        problem = _url_problem(url, policy)
         if problem:
             return result(error=problem)
         request = {"headers": {str(k): str(v) for k, v in (call.headers or {}).items()}, "allow_redirects": False}
@@ -183,17 +234,26 @@ def _json_body(response: aiohttp.ClientResponse, raw: bytes) -> Any:
         return None
 
 
-def _url_problem(url: str, allow_private: bool) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+def _url_problem(url: str, policy: _Policy) -> str | None:
+    """Check the URL as aiohttp will read it (yarl normalises Unicode digits, dots and IDNA)."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError) as error:
+        return f"url {url!r} is not a valid URL: {error}"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
         return f"url {url!r} must start with http:// or https:// and name a host"
     try:
-        return address_problem(parts.hostname, allow_private)
+        problem = address_problem(parsed.host, policy.allow_private)
     except ValueError:
-        return None  # a host name, checked by the resolver when connecting
+        problem = None  # a host name: its addresses are checked when resolving and again when connecting
+    if problem is None and policy.ports is not None and parsed.port not in policy.ports:
+        allowed = ", ".join(str(port) for port in sorted(policy.ports))
+        problem = (
+            f"port {parsed.port} of {url!r} is not allowed: api nodes may call ports {allowed} (API_NODE_ALLOWED_PORTS)"
+        )
+    return problem
 
 
 def _origin(url: str) -> tuple:
-    parts = urlsplit(url)
-    default_port = 443 if parts.scheme == "https" else 80
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
+    parsed = URL(url)
+    return parsed.scheme, (parsed.host or "").lower(), parsed.port

@@ -123,6 +123,22 @@ def reply_choices(participation: Participation) -> list[dict]:
     return choices
 
 
+def waiting_for_reply(contact_ids) -> dict[int, Participation]:
+    """Each contact's waiting participation in its most recently started run (what an operator answers for)."""
+    if not contact_ids:
+        return {}
+    rows = db.session.scalars(
+        select(Participation)
+        .join(Run, Run.id == Participation.run_id)
+        .where(Participation.contact_id.in_(set(contact_ids)), Participation.state == "waiting")
+        .order_by(Run.created_at.desc(), Run.id.desc())
+    )
+    found: dict[int, Participation] = {}
+    for participation in rows:
+        found.setdefault(participation.contact_id, participation)
+    return found
+
+
 def _channel_of(participation_id: int, version_id: int) -> str:
     """The channel the participation talks on: its last message's, else the journey's."""
     last_channel = db.session.scalar(

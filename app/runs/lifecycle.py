@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from flask import current_app
 from sqlalchemy import JSON, func, literal, select, update
 
@@ -24,9 +26,10 @@ from app.models import (
 )
 from app.runs import listening
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease, _run_status, complete_runs
-from app.sending import log
+from app.sending import log, messaging
 
 PREPARE_CHUNK = 5000  # participations inserted per transaction when a run starts
+FIRST_CHUNK = 500  # the first chunk is small, so the first contacts start (and are sent to) at once
 
 
 def start_run(journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None) -> Run:
@@ -92,15 +95,15 @@ def prepare_run(run_id: int) -> int:
 def _prepare(run_id: int, contact_ids: list[int]) -> int:
     """Insert participations in chunks (one bulk INSERT and commit each), enqueue their first steps,
     then mark the run `active` with its real total."""
-    inserted = 0
-    for start in range(0, len(contact_ids), PREPARE_CHUNK):
-        ids = _insert_participations(run_id, contact_ids[start : start + PREPARE_CHUNK])
+    inserted, size = 0, step_batch_size()
+    for chunk in _chunks(contact_ids):
+        ids = _insert_participations(run_id, chunk)
         db.session.commit()
         inserted += len(ids)
         if _run_status(run_id) == "stopped":
             _stop_participations(run_id)
             return inserted
-        _enqueue("advance", [(ids[i : i + BATCH_SIZE],) for i in range(0, len(ids), BATCH_SIZE)])
+        _enqueue("advance", [(ids[i : i + size],) for i in range(0, len(ids), size)])
     total = db.session.scalar(select(func.count()).where(participation_table.c.run_id == run_id))
     db.session.execute(
         update(Run).where(Run.id == run_id, Run.status == "preparing").values(status="active", total=total)
@@ -108,6 +111,21 @@ def _prepare(run_id: int, contact_ids: list[int]) -> int:
     db.session.commit()
     complete_runs([run_id])
     return inserted
+
+
+def _chunks(contact_ids: list[int]) -> Iterator[list[int]]:
+    """`FIRST_CHUNK` contacts, then `PREPARE_CHUNK` at a time: each chunk's first steps are enqueued as soon
+    as it is inserted, so the first messages leave while the rest of the audience is still being prepared."""
+    start = 0
+    while start < len(contact_ids):
+        size = FIRST_CHUNK if start == 0 else PREPARE_CHUNK
+        yield contact_ids[start : start + size]
+        start += size
+
+
+def step_batch_size() -> int:
+    """Contacts per first-step job: as many as one send job sends (their messages are sent by that job)."""
+    return max(1, min(BATCH_SIZE, messaging.batch_size(current_app.config)))
 
 
 def _insert_participations(run_id: int, contact_ids: list[int]) -> list[int]:

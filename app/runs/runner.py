@@ -14,7 +14,9 @@ Exactness, the rules every function below keeps:
   step is either wholly stored or not at all.
 - Work is batched (hundreds of contacts per job, bulk inserts, one
   executemany UPDATE) and falls back to one contact at a time only when a
-  compare-and-set fails.
+  compare-and-set fails. A worker job sends the messages its own steps
+  created itself (`collecting_sends`, `advancing.send_inline`), so a
+  journey's messages need no queue round trip each.
 - A message's idempotency key is `participation:node:visit` (unique), and
   the contact moves past a `message` node only on the outcome of *that* key,
   so a replayed job, a duplicated outcome or a late one never sends twice,
@@ -36,7 +38,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,6 +65,7 @@ from app.models import (
     utcnow,
 )
 from app.queues import JOB_DEFAULTS, get_queue, get_redis
+from app.runs import contact_fields, message_cap
 from app.sending import messaging
 
 BATCH_SIZE = 500  # participations per flows job
@@ -156,8 +161,9 @@ def _step(participation_ids: Iterable[int], decide: Callable[[Any, engine.Contac
 def _store_batch(ids: list[int], decide) -> _Batch | None:
     """Step and store in one transaction; None (rolled back) if a compare-and-set failed."""
     rows = _load(ids)
-    batch, updates, steps, sends = _Batch(), [], [], []
+    batch, updates, steps, sends, contact_values = _Batch(), [], [], [], {}
     now, now_epoch, rng = utcnow(), time.time(), random.Random()
+    limit = int(current_app.config.get("MAX_MESSAGES_PER_CONTACT") or 0)
     for row in rows:
         state = _state_of(row)
         decision = decide(row, state)
@@ -165,8 +171,10 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
             continue
         event, extra = decision
         journey = journey_for_version(row.version_id, row.version_created_at)
-        result = _engine_step(journey, state, event, now_epoch, rng, row.id)
+        result = message_cap.capped(journey, state, _engine_step(journey, state, event, now_epoch, rng, row.id), limit)
         batch.results[row.id] = result
+        if values := contact_fields.values_to_save(result.trail):
+            contact_values.setdefault(row.contact_id, {}).update(values)
         steps += _trail_steps(row, state, result, extra, now)
         if result.state == state:
             continue
@@ -210,6 +218,7 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
         if db.session.execute(statement, updates).rowcount != len(updates):
             db.session.rollback()
             return None
+    contact_fields.save(contact_values)
     steps += _insert_messages(sends, batch, now)
     if steps:
         db.session.execute(step_table.insert(), steps)
@@ -378,9 +387,32 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[d
     return steps
 
 
+_collected_sends: ContextVar[list[int] | None] = ContextVar("collected_sends", default=None)
+
+
+@contextmanager
+def collecting_sends() -> Iterator[list[int]]:
+    """Inside this block the messages that steps create are collected into the yielded list, for the
+    caller (a worker job) to send itself, instead of being enqueued as send jobs. If the block fails,
+    what was collected is enqueued after all: stored messages are never left without a job."""
+    collected: list[int] = []
+    token = _collected_sends.set(collected)
+    try:
+        yield collected
+    except BaseException:
+        messaging.enqueue_messages(collected)
+        raise
+    finally:
+        _collected_sends.reset(token)
+
+
 def _carry_out(batch: _Batch) -> None:
-    """After the commit: enqueue messages and API calls, feed known outcomes, complete finished runs."""
-    messaging.enqueue_messages(batch.send)
+    """After the commit: send or collect messages, enqueue API calls, feed known outcomes, complete runs."""
+    collected = _collected_sends.get()
+    if collected is None:
+        messaging.enqueue_messages(batch.send)
+    else:
+        collected.extend(batch.send)
     _enqueue_api_calls(batch.api)
     if batch.resume:
         _feed_outcomes(batch.resume)
@@ -394,6 +426,11 @@ def message_key(participation_id: int, state: engine.ContactState) -> str:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def enqueue_prune(run_id: int) -> None:
+    """Have a worker prune this finished run (`app.runs.prune`): a big run's history takes a while to delete."""
+    _enqueue("prune_run", [(run_id,)], timeout=3600)
 
 
 def _enqueue_api_calls(participation_ids: list[int]) -> None:

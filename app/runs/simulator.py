@@ -25,11 +25,16 @@ from redis import Redis
 from app import engine
 from app.engine import effects, events
 from app.engine.triggers import keywords_by_channel, matching_keyword
+from app.runs import message_cap
 from app.runs.http_calls import ApiCall, perform_calls
 
 TTL_SECONDS = 2 * 3600
 KEY_PREFIX = "simulator:"
 MAX_CHAT = 200
+# Its own caps, so that it always answers: messages to the pretend contact (as MAX_MESSAGES_PER_CONTACT does
+# for a run) and engine steps per action (a journey stored before loops were refused cannot spin it).
+MAX_MESSAGES = 50
+MAX_STEPS_PER_ACTION = 200
 
 
 class SimulationGone(LookupError):
@@ -178,9 +183,16 @@ def _note(simulation: Simulation, text: str) -> None:
 
 def _advance(simulation: Simulation, journey: engine.Definition, event, allow_private: bool) -> None:
     """Step with `event`, then carry out the effects, stepping again on each outcome, until the engine waits."""
-    pending = [event]
+    pending, steps = [event], 0
     while pending:
-        result = engine.step(journey, simulation.contact, pending.pop(0), time.time())
+        steps += 1
+        if steps > MAX_STEPS_PER_ACTION:
+            _stop_runaway(simulation, f"stopped after {MAX_STEPS_PER_ACTION} steps in one go: the journey loops")
+            break
+        before = simulation.contact
+        result = message_cap.capped(
+            journey, before, engine.step(journey, before, pending.pop(0), time.time()), MAX_MESSAGES
+        )
         simulation.state = result.state.to_json()
         _record_trail(simulation, result.trail)
         for effect in result.effects:
@@ -188,6 +200,16 @@ def _advance(simulation: Simulation, journey: engine.Definition, event, allow_pr
             if outcome is not None:
                 pending.append(outcome)
     del simulation.chat[:-MAX_CHAT]
+
+
+def _stop_runaway(simulation: Simulation, reason: str) -> None:
+    """End the pretend contact as `failed`, as a run would, and say why."""
+    state = simulation.contact
+    simulation.state = engine.ContactState(
+        state.node_id, "failed", state.variables, state.visits, state.fields
+    ).to_json()
+    simulation.timer = simulation.pending_api = None
+    _note(simulation, f"Error: {reason}")
 
 
 def _record_trail(simulation: Simulation, trail) -> None:

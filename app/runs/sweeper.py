@@ -20,7 +20,7 @@ from app.models import (
     utcnow,
 )
 from app.queues import get_redis
-from app.runs.advancing import on_message_outcomes
+from app.runs.advancing import feed_message_outcomes
 from app.runs.lifecycle import _lock_in_id_order
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease
 from app.sending import recovery
@@ -61,7 +61,7 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, in
         if redis.set(REQUEUE_STALE_KEY, "1", nx=True, ex=REQUEUE_STALE_EVERY):
             result = recovery.requeue_stale()
             counts["requeued_messages"] = result.requeued
-            counts["reconciled_messages"] = on_message_outcomes(result.accepted)
+            counts["reconciled_messages"] = feed_message_outcomes(result.accepted)
         return counts
     finally:
         with contextlib.suppress(LockError):

@@ -34,6 +34,9 @@ GUARD_SECONDS = 0.03
 # so their calls reach Twilio at nearly the moment they took their place in the window.
 CHUNKS_PER_WINDOW = 50
 KEY = "messages"
+# A waiting priority caller refreshes its flag this often, and the flag lapses this long after its last refresh.
+PRIORITY_POLL = 0.01
+PRIORITY_FLAG_MS = 60
 
 
 def window_for(per_second: float) -> tuple[int, int]:
@@ -49,41 +52,94 @@ def window_for(per_second: float) -> tuple[int, int]:
 class SendRateLimiter:
     """Blocks a sender until the shared window has room for its next chunk of messages.
 
-    One per worker process: besides the shared window it paces its own
-    process at the limit (one chunk every `chunk_size / per_second` seconds),
-    so a batch goes out as a steady stream rather than a burst per second.
+    One per worker process and key (the global limit, or one sender address):
+    besides the shared window it paces its own process at the limit (one chunk
+    every `chunk_size / per_second` seconds), so a batch goes out as a steady
+    stream rather than a burst per second.
+
+    Priority: a `priority` caller that finds no room raises a short-lived flag
+    in Redis while it waits; ordinary callers do not take capacity while the
+    flag is up, so conversational sends get the next free places and bulk
+    sends the rest.
     """
 
     def __init__(self, redis: Redis, per_second: float, key: str = KEY):
         amount, seconds = window_for(per_second)
+        self.per_second_configured = per_second
         self.per_second = amount / seconds
         self.item = RateLimitItemPerSecond(amount, seconds)
         self.key = key
+        self.redis = redis
         self.storage = RedisStorage("redis://", connection_pool=redis.connection_pool, key_prefix="jd-limits")
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.chunk_size = max(1, amount // CHUNKS_PER_WINDOW)
+        self.priority_flag = f"jd-limits:priority-waiting:{key}"
         self._lock = threading.Lock()
         self._next_chunk_at = 0.0
 
     def __repr__(self) -> str:
-        return f"<SendRateLimiter {self.item} chunk={self.chunk_size}>"
+        return f"<SendRateLimiter {self.key} {self.item} chunk={self.chunk_size}>"
 
-    def acquire(self, cost: int) -> None:
+    def acquire(self, cost: int, priority: bool = False) -> None:
         """Wait until `cost` sends fit in the window (and its guard margin), then take them."""
-        if cost > self.item.amount:
-            raise ValueError(f"cannot take {cost} sends at once from a limit of {self.item}")
-        with self._lock:
-            time.sleep(max(self._next_chunk_at - time.monotonic(), 0))
-            self._take(cost)
-            self._next_chunk_at = time.monotonic() + cost / self.per_second
+        acquire_all([self], cost, priority)
 
-    def _take(self, cost: int) -> None:
-        window = self.item.get_expiry()
-        storage_key = self.item.key_for(self.key)
-        while True:
-            oldest, used = self.storage.get_moving_window(storage_key, self.item.amount, window + GUARD_SECONDS)
-            if used + cost <= self.item.amount and self.limiter.hit(self.item, self.key, cost=cost):
+    def used(self) -> int:
+        """Sends taken in the current window (for pages and benchmarks)."""
+        return self.storage.get_moving_window(self.item.key_for(self.key), self.item.amount, self.item.get_expiry())[1]
+
+    def _room_at(self, cost: int) -> float:
+        """When `cost` sends fit in the window plus its guard (now or later, as `time.time()`)."""
+        oldest, used = self.storage.get_moving_window(
+            self.item.key_for(self.key), self.item.amount, self.item.get_expiry() + GUARD_SECONDS
+        )
+        return time.time() if used + cost <= self.item.amount else oldest + self.item.get_expiry() + GUARD_SECONDS
+
+
+def acquire_all(limiters: list[SendRateLimiter], cost: int, priority: bool = False) -> None:
+    """Take `cost` sends from every one of these windows at the same moment (a sender's and the global one).
+
+    Taking them one after the other would let a wait on the second push the
+    calls late, bunched against the first window's next places; so capacity
+    is only taken once all of them have room. A lost race (another process
+    took the room meanwhile) can leave a place taken in an earlier window:
+    that only slows sending a little, it never exceeds a limit.
+    """
+    for limiter in limiters:
+        if cost > limiter.item.amount:
+            raise ValueError(f"cannot take {cost} sends at once from a limit of {limiter.item}")
+    locks = sorted(limiters, key=lambda limiter: limiter.key)
+    for limiter in locks:
+        limiter._lock.acquire()
+    try:
+        if not priority:
+            time.sleep(max(max(limiter._next_chunk_at for limiter in limiters) - time.monotonic(), 0))
+        _take_all(limiters, cost, priority)
+        for limiter in limiters:
+            limiter._next_chunk_at = time.monotonic() + cost / limiter.per_second
+    finally:
+        for limiter in reversed(locks):
+            limiter._lock.release()
+
+
+def _take_all(limiters: list[SendRateLimiter], cost: int, priority: bool) -> None:
+    while True:
+        if not priority and any(limiter.redis.exists(limiter.priority_flag) for limiter in limiters):
+            time.sleep(PRIORITY_POLL + random.uniform(0, 0.002))
+            continue
+        wake_at = max(limiter._room_at(cost) for limiter in limiters)
+        if wake_at <= time.time():
+            taken = 0
+            for limiter in limiters:
+                if not limiter.limiter.hit(limiter.item, limiter.key, cost=cost):
+                    break
+                taken += 1
+            if taken == len(limiters):
                 return
-            wake_at = oldest + window + GUARD_SECONDS if used + cost > self.item.amount else time.time()
-            # A little random spread keeps workers that wake together from all asking at once.
-            time.sleep(max(wake_at - time.time(), 0.001) + random.uniform(0, 0.003))
+        pause = max(wake_at - time.time(), 0.001)
+        if priority:
+            for limiter in limiters:
+                limiter.redis.set(limiter.priority_flag, "1", px=PRIORITY_FLAG_MS)
+            pause = min(pause, PRIORITY_POLL)
+        # A little random spread keeps workers that wake together from all asking at once.
+        time.sleep(pause + random.uniform(0, 0.003))

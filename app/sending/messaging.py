@@ -36,38 +36,38 @@ job's own UPDATE that stores the sid; it is then kept in Redis for an hour and
 applied as soon as the sid is stored.
 """
 
-import os
-import queue
-import threading
+import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import String, and_, bindparam, or_, select, update
 
 from app.contacts import suppression
 from app.contacts.optout import _set_opted_out
 from app.extensions import db
 from app.models import campaign_table, contact_table, message_table, utcnow
-from app.queues import JOB_DEFAULTS, get_queue, get_redis
+from app.queues import BULK_QUEUE, CONVERSATIONAL_QUEUE, JOB_DEFAULTS, get_queue, get_redis
+from app.sending import breaker
 from app.sending.callbacks import _apply_early_statuses
-from app.sending.channels import OutboundMessage, SenderSettings, SendResult, explain_error, get_sender
-from app.sending.limiter import SendRateLimiter
+from app.sending.channels import OutboundMessage, SenderSettings, SendResult, explain_error
+from app.sending.dispatch import send
+from app.sending.liveness import worker_id
 from app.sending.log import _complete_campaigns, _insert_events
+from app.sending.senders_pool import sender_for
+
+logger = logging.getLogger("app.sending.messaging")
 
 SEND_JOB = "app.tasks.messages.send_batch"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 # RQ ends a send job after this long; no job still holds a message claimed longer ago than that.
 SEND_JOB_TIMEOUT = 600
-# Without a rate limit, results are recorded (and committed) every this many answers.
-RECORD_EVERY = 50
 # A rate-limited job should finish well within the job timeout: at most about this much sending per job.
 SECONDS_PER_LIMITED_JOB = 60
-# Rate-limited chunks in flight at once in one worker process (each chunk is one concurrent send_many).
-CHUNK_THREADS = 32
+# Bulk jobs are kept short (about this many seconds at the limit) so a worker soon turns to conversations.
+SECONDS_PER_BULK_JOB = 4
 
 OPTED_OUT_REASON = "Not sent: the contact opted out (replied STOP); nothing is sent to them until they reply START."
 
@@ -87,17 +87,19 @@ class Outcome:
 # -- queueing ------------------------------------------------------------------
 
 
-def enqueue_messages(message_ids: Iterable[int]) -> int:
+def enqueue_messages(message_ids: Iterable[int], bulk: bool = False) -> int:
     """Enqueue send jobs for these `queued` messages, one per batch, in one Redis round trip.
 
+    `bulk` (campaigns) goes to the `messages` queue; the rest (journey
+    messages, replies) to `messages_conversational`, which workers take first.
     Returns the number of jobs. Safe to call twice for the same ids: a message
     is sent once whatever the number of jobs that name it.
     """
     ids = list(message_ids)
     if not ids:
         return 0
-    size = batch_size(current_app.config)
-    queue = get_queue("messages")
+    size = batch_size(current_app.config, bulk)
+    queue = get_queue(BULK_QUEUE if bulk else CONVERSATIONAL_QUEUE)
     jobs = [
         queue.prepare_data(SEND_JOB, args=(ids[start : start + size],), timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
         for start in range(0, len(ids), size)
@@ -108,20 +110,23 @@ def enqueue_messages(message_ids: Iterable[int]) -> int:
     return len(jobs)
 
 
-def batch_size(config) -> int:
+def batch_size(config, bulk: bool = False) -> int:
     """Messages per job: `SEND_BATCH_SIZE`, fewer when a low rate limit would make a job run long."""
     size = int(config.get("SEND_BATCH_SIZE") or 200)
     rate = float(config.get("MESSAGE_RATE_LIMIT") or 0)
     if rate > 0:
-        size = min(size, int(rate * SECONDS_PER_LIMITED_JOB))
+        size = min(size, int(rate * (SECONDS_PER_BULK_JOB if bulk else SECONDS_PER_LIMITED_JOB)))
     return max(1, size)
 
 
 # -- sending -------------------------------------------------------------------
 
 
-def deliver(message_ids: Iterable[int]) -> list[Outcome]:
-    """Send the still-`queued` messages among these ids and record what happened (one job's work)."""
+def deliver(message_ids: Iterable[int], priority: bool | None = None) -> list[Outcome]:
+    """Send the still-`queued` messages among these ids and record what happened (one job's work).
+
+    `priority` (default: no campaign message among them) lets these sends go ahead of bulk ones.
+    """
     ids = sorted(set(message_ids))
     if not ids:
         return []
@@ -138,20 +143,108 @@ def deliver(message_ids: Iterable[int]) -> list[Outcome]:
         Outcome(row.id, row.participation_id, ok=False, final=True, error_message=row.error_message)
         for row in opted_out
     ]
+    for row in opted_out:
+        logger.warning(
+            "not sent (opted out): message=%d campaign=%s participation=%s",
+            row.id,
+            row.campaign_id,
+            row.participation_id,
+        )
+    retry_delays: dict[int, float] = {}
     if claimed:
-        settings = SenderSettings.from_config(config)
-        callback = status_callback_url(config)
-        rows = {str(row.id): row for row in claimed}
-        for results in _send([_outbound(row, callback) for row in claimed], settings, _limiter()):
-            outcomes += _record_results(
-                [rows[result.key] for result in results], results, settings.dry_run, config["RETRY_BACKOFF"]
-            )
+        if priority is None:
+            priority = all(row.campaign_id is None for row in claimed)
+        claimed, probing = _through_breaker(claimed, now)
+        outcomes += _send_and_record(claimed, config, priority, probing, retry_delays)
+    _complete_campaigns(campaign_ids)
+    _schedule_retries(retry_delays)
+    return outcomes
+
+
+def _send_and_record(claimed, config, priority: bool, probing: bool, retry_delays: dict) -> list[Outcome]:
+    """Send the claimed rows, record each group of results as it arrives; feed the circuit breaker."""
+    settings = SenderSettings.from_config(config)
+    callback = status_callback_url(config)
+    senders = {row.id: row.from_address or sender_for(row.to_phone, row.channel, config) for row in claimed}
+    rows = {str(row.id): row for row in claimed}
+    outcomes: list[Outcome] = []
+    accepted_any = False
+    try:
+        for results in send([_outbound(row, callback, senders[row.id]) for row in claimed], settings, priority):
+            accepted_any |= any(result.ok for result in results)
+            hold_until = _breaker_after(results, accepted_any, probing)
+            group = [rows[result.key] for result in results]
+            outcomes += _record_results(group, results, senders, settings.dry_run, config, hold_until, retry_delays)
             db.session.commit()
             if not settings.dry_run:
                 _apply_early_statuses([result.sid for result in results if result.ok and result.sid])
-    _complete_campaigns(campaign_ids)
-    _schedule_retries(claimed, outcomes, config["RETRY_BACKOFF"])
+    finally:
+        if probing:
+            breaker.release_probe()
+    if settings.dry_run:
+        logger.info(
+            "dry run: %d messages recorded as sent without calling Twilio (message ids %d..%d, campaigns %s)",
+            len(claimed),
+            claimed[0].id,
+            claimed[-1].id,
+            sorted({row.campaign_id for row in claimed if row.campaign_id is not None}) or "none",
+        )
     return outcomes
+
+
+def _through_breaker(claimed, now):
+    """The rows to send now and whether this is the probe: all of them while Twilio is up; while the
+    breaker is open, one (the probe) when its time has come, else none. The rest wait, unclaimed."""
+    state = breaker.state()
+    if state is None:
+        return claimed, False
+    if breaker.take_probe(now):
+        _hold(claimed[1:], now + timedelta(seconds=breaker.backoff()[0]), now)
+        return claimed[:1], True
+    _hold(claimed, state["next_probe_at"], now)
+    return [], False
+
+
+def _hold(rows, until, now) -> None:
+    """Put claimed rows back to `queued` until `until` (no attempt counted) and schedule their job."""
+    if not rows:
+        return
+    m = message_table.c
+    ids = [row.id for row in rows]
+    db.session.execute(
+        update(message_table)
+        .where(m.id.in_(ids), m.status == "sending")
+        .values(status="queued", attempts=m.attempts - 1, claimed_by=None, next_attempt_at=until, updated_at=now)
+    )
+    db.session.commit()
+    _schedule_retries({row.id: max((until - now).total_seconds(), 0.5) for row in rows})
+
+
+def _breaker_after(results: list[SendResult], accepted_any: bool, probing: bool):
+    """Open, push back or close the breaker from one group of results; returns until when outage
+    failures wait (None: Twilio is up, they retry as usual)."""
+    outages = [result for result in results if breaker.is_outage(result)]
+    if accepted_any or not outages:
+        if probing and accepted_any:
+            breaker.close()
+            _resume_held()
+        return None
+    return breaker.open_for(outages[0].error_message or "Twilio unreachable")["next_probe_at"]
+
+
+def _resume_held() -> None:
+    """The breaker closed: messages waiting for the next probe are sent now."""
+    now = utcnow()
+    m = message_table.c
+    waiting = db.session.execute(
+        update(message_table)
+        .where(m.status == "queued", m.next_attempt_at > now)
+        .values(next_attempt_at=now, updated_at=now)
+        .returning(m.id, m.campaign_id)
+    ).all()
+    db.session.commit()
+    enqueue_messages([row.id for row in waiting if row.campaign_id is None])
+    enqueue_messages([row.id for row in waiting if row.campaign_id is not None], bulk=True)
 
 
 def _fail_opted_out(ids: list[int], now):
@@ -202,9 +295,11 @@ def _claim(ids: list[int], now):
     return db.session.execute(
         update(message_table)
         .where(m.id.in_(ids), m.status == "queued")
-        .values(status="sending", attempts=m.attempts + 1, updated_at=now)
+        .values(status="sending", attempts=m.attempts + 1, claimed_by=worker_id(), updated_at=now)
         .returning(
             m.id,
+            m.contact_id,
+            m.from_address,
             m.participation_id,
             m.campaign_id,
             m.to_phone,
@@ -235,8 +330,9 @@ def status_callback_url(config) -> str | None:
     return base.rstrip("/") + STATUS_CALLBACK_PATH if base else None
 
 
-def _outbound(row, status_callback: str | None) -> OutboundMessage:
+def _outbound(row, status_callback: str | None, from_address: str | None) -> OutboundMessage:
     return OutboundMessage(
+        from_address=from_address,
         key=str(row.id),
         to=row.to_phone,
         channel=row.channel,
@@ -248,197 +344,89 @@ def _outbound(row, status_callback: str | None) -> OutboundMessage:
     )
 
 
-def _limiter() -> SendRateLimiter | None:
-    """This process's limiter for the configured rate, or None when `MESSAGE_RATE_LIMIT` is 0."""
-    rate = float(current_app.config.get("MESSAGE_RATE_LIMIT") or 0)
-    if rate <= 0:
-        return None
-    cached = current_app.extensions.get("send_limiter")
-    if cached is None or cached[0] != rate:
-        cached = current_app.extensions["send_limiter"] = (rate, SendRateLimiter(get_redis(), rate))
-    return cached[1]
+def _record_results(claimed, results, senders, dry_run, config, hold_until, retry_delays) -> list[Outcome]:
+    """Write every send result with one executemany; return the outcomes (fills `retry_delays`).
 
-
-class _SenderPool:
-    """This process's warm senders and threads, kept from job to job so connections are reused.
-
-    A new sender is warmed up with a message it refuses without calling
-    Twilio: that builds its event loop, connection pool and SDK client before
-    it is used, not inside a timed send (tens of ms on a busy machine: enough
-    to push a rate-limited chunk into the next second at Twilio). A forked
-    worker starts with an empty pool rather than its parent's sockets.
+    An ambiguous failure (the request may have reached Twilio) stays `sending`, released by its
+    worker (`claimed_by` NULL): recovery looks it up at Twilio before anything is resent.
     """
-
-    def __init__(self):
-        self.pid = os.getpid()
-        self.lock = threading.Lock()
-        self.idle: dict[SenderSettings, list] = defaultdict(list)
-        self.threads = ThreadPoolExecutor(CHUNK_THREADS, thread_name_prefix="send-chunk")
-        self.free_threads = threading.BoundedSemaphore(CHUNK_THREADS)
-
-    def take(self, settings: SenderSettings):
-        with self.lock:
-            if self.idle[settings]:
-                return self.idle[settings].pop()
-        sender = get_sender(settings)
-        sender.send_many([OutboundMessage(key="warm-up", to="", channel="sms", body="warm-up")])
-        return sender
-
-    def give_back(self, settings: SenderSettings, sender) -> None:
-        with self.lock:
-            self.idle[settings].append(sender)
-
-
-_sender_pools: list[_SenderPool] = []
-_sender_pools_lock = threading.Lock()
-
-
-def _sender_pool() -> _SenderPool:
-    with _sender_pools_lock:
-        if not _sender_pools or _sender_pools[0].pid != os.getpid():
-            _sender_pools[:] = [_SenderPool()]
-        return _sender_pools[0]
-
-
-def _send(
-    outbound: list[OutboundMessage], settings: SenderSettings, limiter: SendRateLimiter | None
-) -> Iterator[list[SendResult]]:
-    """Send everything; yield the results in groups as they arrive, so they are recorded while others fly."""
-    if limiter is None:
-        return _send_unlimited(outbound, settings)
-    return _send_limited(outbound, settings, limiter)
-
-
-def _send_unlimited(outbound: list[OutboundMessage], settings: SenderSettings) -> Iterator[list[SendResult]]:
-    """One `send_many`, `SEND_CONCURRENCY` calls in flight, in a pool thread; its results are handed out
-    every `RECORD_EVERY` (or fewer at the end) as they arrive."""
-    pool = _sender_pool()
-    arrived: queue.SimpleQueue[SendResult | None] = queue.SimpleQueue()
-    sender = pool.take(settings)
-
-    def send_all():
-        try:
-            return sender.send_many(outbound, on_result=arrived.put)
-        finally:
-            pool.give_back(settings, sender)
-            arrived.put(None)
-
-    sending = pool.threads.submit(send_all)
-    group = []
-    while (result := arrived.get()) is not None:
-        group.append(result)
-        if len(group) >= RECORD_EVERY:
-            yield group
-            group = []
-    if group:
-        yield group
-    sending.result()  # an error that stopped the batch surfaces here
-
-
-def _send_limited(
-    outbound: list[OutboundMessage], settings: SenderSettings, limiter: SendRateLimiter
-) -> Iterator[list[SendResult]]:
-    """Cut the batch into the limiter's chunks; for each, first reserve a free thread and a warm sender,
-    then take its capacity and hand it over at once, so nothing stands between a chunk's place in the
-    window and its calls. Several chunks are in flight together, hiding Twilio's latency, and the rate
-    holds steady. Finished chunks are handed out between submissions.
-    """
-    pool = _sender_pool()
-    _preload_twilio_sdk()
-    chunk_settings = replace(settings, concurrency=limiter.chunk_size)
-
-    def send_chunk(sender, chunk):
-        try:
-            return sender.send_many(chunk)
-        finally:
-            pool.give_back(chunk_settings, sender)
-            pool.free_threads.release()
-
-    running: set[Future] = set()
-    for start in range(0, len(outbound), limiter.chunk_size):
-        yield from _finished(running, block=False)
-        chunk = outbound[start : start + limiter.chunk_size]
-        pool.free_threads.acquire()
-        sender = pool.take(chunk_settings)
-        try:
-            limiter.acquire(len(chunk))
-        except BaseException:  # e.g. the job timed out while waiting: the rest of the batch stays unsent
-            pool.give_back(chunk_settings, sender)
-            pool.free_threads.release()
-            raise
-        running.add(pool.threads.submit(send_chunk, sender, chunk))
-    while running:
-        yield from _finished(running, block=True)
-
-
-def _finished(running: set[Future], block: bool) -> Iterator[list[SendResult]]:
-    """Take the chunks that are done out of `running` (waiting for one first if `block`)."""
-    if not running:
-        return
-    done, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-    for future in done:
-        running.discard(future)
-        yield future.result()
-
-
-def _preload_twilio_sdk() -> None:
-    """Import the SDK's Messages resource now: it loads lazily on first use (50-100 ms), and a first
-    chunk that late would land in the next window at Twilio, not the one it took its place in."""
-    import twilio.rest.api.v2010.account.message  # noqa: F401
-
-
-def _record_results(claimed, results, dry_run: bool, backoff: list[float]) -> list[Outcome]:
-    """Write every send result with one executemany; return the outcomes."""
     now = utcnow()
-    max_attempts = 1 + len(backoff)
     updates, events, outcomes, unsubscribed = [], [], [], []
     for row, result in zip(claimed, results, strict=True):
         update_row = {
             "b_id": row.id,
             "b_status": "sent",
-            "b_sid": None,
-            "b_error_code": result.error_code,
-            "b_error_message": result.error_message,
-            "b_sent_at": None,
+            "b_sid": result.sid if result.ok else None,
+            "b_error_code": None if result.ok else result.error_code,
+            "b_error_message": None,
+            "b_sent_at": now if result.ok else None,
             "b_next_attempt_at": None,
             "b_dry_run": dry_run,
+            "b_attempts": row.attempts,
+            "b_from": senders.get(row.id),
             "b_updated_at": now,
         }
+        updates.append(update_row)
         if result.ok:
-            update_row.update(b_sid=result.sid, b_sent_at=now, b_error_code=None, b_error_message=None)
             events.append({"message_id": row.id, "status": "sent", "error_code": None, "at": now})
             outcomes.append(Outcome(row.id, row.participation_id, ok=True, final=True))
-            updates.append(update_row)
             continue
-        retry = result.transient and row.attempts < max_attempts
-        message = result.error_message or explain_error(result.error_code)
-        if result.transient and not retry:
-            message = f"{message} Gave up after {row.attempts} attempts."
-        if retry:
-            delay = backoff[row.attempts - 1]
-            update_row.update(b_status="queued", b_next_attempt_at=now + timedelta(seconds=delay))
-            message = f"Attempt {row.attempts} failed, trying again in {delay:g} s: {message}"
-        else:
-            update_row["b_status"] = "failed"
+        outcome = _failure(row, result, update_row, config["RETRY_BACKOFF"], hold_until, now)
+        if outcome is None:
+            continue
+        if outcome.final:
             events.append({"message_id": row.id, "status": "failed", "error_code": result.error_code, "at": now})
+        else:
+            retry_delays[row.id] = (update_row["b_next_attempt_at"] - now).total_seconds()
         if result.error_code == 21610:
             unsubscribed.append(row.to_phone)
-        update_row["b_error_message"] = message
-        updates.append(update_row)
-        outcomes.append(
-            Outcome(
-                row.id,
-                row.participation_id,
-                ok=False,
-                final=not retry,
-                error_code=result.error_code,
-                error_message=message,
-            )
-        )
+        outcomes.append(outcome)
+    _write_results(updates)
+    _insert_events(events)
+    if unsubscribed:
+        _set_opted_out(unsubscribed, True)
+    return outcomes
+
+
+def _failure(row, result: SendResult, update_row: dict, backoff, hold_until, now) -> Outcome | None:
+    """Fill `update_row` for a failed send and log it; the outcome, or None when it must be looked up first."""
+    message = result.error_message or explain_error(result.error_code)
+    ids = f"message={row.id} campaign={row.campaign_id} participation={row.participation_id} contact={row.contact_id}"
+    if result.ambiguous:
+        update_row.update(b_status="sending", b_error_message=f"Outcome unknown, to be looked up at Twilio: {message}")
+        logger.warning("send outcome unknown, Twilio will be asked before any resend: %s: %s", ids, message)
+        return None
+    if hold_until is not None and breaker.is_outage(result):
+        update_row.update(b_status="queued", b_next_attempt_at=hold_until, b_attempts=row.attempts - 1)
+        update_row["b_error_message"] = f"Twilio unreachable; waiting for it to come back: {message}"
+        logger.warning("send paused, Twilio unreachable: %s code=%s: %s", ids, result.error_code, message)
+        return Outcome(row.id, row.participation_id, ok=False, final=False, error_message=message)
+    retry = result.transient and row.attempts < 1 + len(backoff)
+    if result.transient and not retry:
+        message = f"{message} Gave up after {row.attempts} attempts."
+    if retry:
+        delay = backoff[row.attempts - 1]
+        update_row.update(b_status="queued", b_next_attempt_at=now + timedelta(seconds=delay))
+        message = f"Attempt {row.attempts} failed, trying again in {delay:g} s: {message}"
+    else:
+        update_row["b_status"] = "failed"
+    update_row["b_error_message"] = message
+    logger.warning(
+        "send failed (%s): %s code=%s: %s", "will retry" if retry else "final", ids, result.error_code, message
+    )
+    return Outcome(
+        row.id, row.participation_id, ok=False, final=not retry, error_code=result.error_code, error_message=message
+    )
+
+
+def _write_results(updates: list[dict]) -> None:
+    """One executemany for the results. An acceptance is also recorded on a row recovery had put back to
+    `queued` meanwhile (its worker looked dead): the send that happened wins, and the row is not sent again."""
     m = message_table.c
+    accepted_late = and_(bindparam("b_status", type_=String) == "sent", m.status == "queued", m.sid.is_(None))
     db.session.execute(
         update(message_table)
-        .where(m.id == bindparam("b_id"), m.status == "sending")
+        .where(m.id == bindparam("b_id"), or_(m.status == "sending", accepted_late))
         .values(
             status=bindparam("b_status"),
             sid=bindparam("b_sid"),
@@ -447,35 +435,26 @@ def _record_results(claimed, results, dry_run: bool, backoff: list[float]) -> li
             sent_at=bindparam("b_sent_at"),
             next_attempt_at=bindparam("b_next_attempt_at"),
             dry_run=bindparam("b_dry_run"),
+            attempts=bindparam("b_attempts"),
+            from_address=bindparam("b_from"),
+            claimed_by=None,
             updated_at=bindparam("b_updated_at"),
         ),
         updates,
     )
-    _insert_events(events)
-    if unsubscribed:
-        _set_opted_out(unsubscribed, True)
-    return outcomes
 
 
-def _schedule_retries(claimed, outcomes: list[Outcome], backoff: list[float]) -> None:
-    """Re-enqueue the transient failures after their backoff, one job per delay."""
-    attempts = {row.id: row.attempts for row in claimed}
+def _schedule_retries(retry_delays: dict[int, float]) -> None:
+    """Re-enqueue messages after their delay, one job per delay; lost jobs are found again by recovery."""
+    if not retry_delays:
+        return
+    m = message_table.c
+    bulk = set(db.session.scalars(select(m.id).where(m.id.in_(list(retry_delays)), m.campaign_id.is_not(None))))
+    db.session.commit()
     by_delay = defaultdict(list)
-    for outcome in outcomes:
-        if not outcome.final:
-            by_delay[backoff[attempts[outcome.message_id] - 1]].append(outcome.message_id)
-    queue = get_queue("messages") if by_delay else None
-    for delay, ids in by_delay.items():
-        queue.enqueue_in(timedelta(seconds=delay), SEND_JOB, ids, job_timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
-
-
-# -- canceling and recovery ----------------------------------------------------
-
-
-# -- status callbacks ----------------------------------------------------------
-
-
-# -- counts --------------------------------------------------------------------
-
-
-# -- opt-out -------------------------------------------------------------------
+    for message_id, delay in retry_delays.items():
+        by_delay[(round(delay, 1), message_id in bulk)].append(message_id)
+    for (delay, is_bulk), ids in by_delay.items():
+        get_queue(BULK_QUEUE if is_bulk else CONVERSATIONAL_QUEUE).enqueue_in(
+            timedelta(seconds=delay), SEND_JOB, ids, job_timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS
+        )

@@ -1,18 +1,37 @@
-"""Messages left `sending` by a dead job: looked up at Twilio before anything is resent."""
+"""Messages left behind: looked up at Twilio before anything is resent, and jobs that went missing.
 
+Three kinds of work can be stranded. A message `sending` without a sid whose
+worker is dead (no heartbeat, `app.sending.liveness`), whose send's outcome
+was unknown (released: `claimed_by` NULL), or claimed longer than
+`stale_after` ago: Twilio is asked first (`_reconcile`). A `queued` message
+whose job is gone (Redis flushed or restarted, a queue emptied in /rq, a lost
+retry) is enqueued again (`app.sending.orphans`): the database is the truth.
+"""
+
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db
 from app.models import message_table, utcnow
 from app.models.vocabulary import CALLBACK_STATUSES, STATUS_RANK
 from app.sending.callbacks import _apply_early_statuses, _apply_status
 from app.sending.channels import SenderSettings, SentLookup, get_sender
+from app.sending.liveness import live_workers
 from app.sending.log import _complete_campaigns, _insert_events
 from app.sending.messaging import SEND_JOB_TIMEOUT, Outcome, enqueue_messages
+from app.sending.orphans import requeue_orphans
+from app.sending.senders_pool import sender_for
+
+logger = logging.getLogger("app.sending.recovery")
+
+# An unknown outcome is looked up this long after the send, so Twilio has surely stored what it accepted.
+LOOKUP_AFTER = timedelta(seconds=2)
+# A dead worker's claim is taken over only when claimed at least this long ago (its claim commit was seen).
+DEAD_CLAIM_MIN_AGE = timedelta(seconds=3)
 
 # Added to it for the default `stale_after`: chunks still in flight when the timeout hits finish within a send
 # timeout (15 s), and worker clocks may differ a little.
@@ -65,6 +84,12 @@ def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
     older_than = older_than or stale_after(current_app.config)
     cutoff = now - older_than
     m = message_table.c
+    live = live_workers(now)
+    stranded = or_(
+        m.updated_at < cutoff,
+        and_(m.claimed_by.is_(None), m.updated_at < now - LOOKUP_AFTER),
+        and_(m.claimed_by.not_in(live) if live else m.claimed_by.is_not(None), m.updated_at < now - DEAD_CLAIM_MIN_AGE),
+    )
     stuck = db.session.execute(
         select(
             m.id,
@@ -77,8 +102,10 @@ def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
             m.attempts,
             m.created_at,
             m.updated_at,
+            m.from_address,
+            m.claimed_by,
         )
-        .where(m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
+        .where(m.status == "sending", m.sid.is_(None), stranded)
         .order_by(m.id)
     ).all()
     db.session.commit()  # no transaction stays open while Twilio is asked
@@ -86,8 +113,8 @@ def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
     requeued = (
         db.session.execute(
             update(message_table)
-            .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), m.updated_at < cutoff)
-            .values(status="queued", next_attempt_at=now, updated_at=now)
+            .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), stranded)
+            .values(status="queued", next_attempt_at=now, claimed_by=None, updated_at=now)
             .returning(m.id)
         )
         .scalars()
@@ -108,18 +135,36 @@ def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
     db.session.commit()
     ids = [*requeued, *overdue]
     if stuck or ids:
-        current_app.logger.warning(
-            "messages left behind by dead jobs: %d stuck sending (%d accepted by Twilio and recorded as sent, "
+        logger.warning(
+            "stranded messages recovered: %d stuck sending (%d accepted by Twilio and recorded as sent, "
             "%d re-enqueued, %d left for the next sweep as Twilio could not be asked); %d overdue retries "
-            "re-enqueued",
+            "re-enqueued; message ids %s",
             len(stuck),
             len(accepted),
             len(requeued),
             len(unresolved),
             len(overdue),
+            _some(ids or [row.id for row in stuck]),
         )
-    enqueue_messages(ids)
-    return StaleRecovery(requeued=len(ids), accepted=tuple(accepted), unresolved=len(unresolved))
+    _enqueue_split(ids)
+    orphans = requeue_orphans(now)
+    return StaleRecovery(requeued=len(ids) + orphans, accepted=tuple(accepted), unresolved=len(unresolved))
+
+
+def _some(ids: list[int], most: int = 20) -> str:
+    shown = ",".join(str(message_id) for message_id in ids[:most])
+    return shown + (f",… ({len(ids)} in all)" if len(ids) > most else "")
+
+
+def _enqueue_split(ids: list[int]) -> None:
+    """Enqueue these messages, campaign ones on the bulk queue, the rest on the conversational one."""
+    if not ids:
+        return
+    m = message_table.c
+    bulk = set(db.session.scalars(select(m.id).where(m.id.in_(ids), m.campaign_id.is_not(None))))
+    db.session.commit()
+    enqueue_messages([message_id for message_id in ids if message_id not in bulk])
+    enqueue_messages([message_id for message_id in ids if message_id in bulk], bulk=True)
 
 
 def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], list[int]]:
@@ -140,6 +185,7 @@ def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], 
             channel=row.channel,
             body=row.body,
             content_sid=row.content_sid,
+            from_address=row.from_address or sender_for(row.to_phone, row.channel),
             since=_aware(row.created_at) - CLOCK_SKEW,
             until=_aware(row.updated_at) + older_than + CLOCK_SKEW,
         )
@@ -155,8 +201,12 @@ def _reconcile(stuck, older_than: timedelta) -> tuple[list[Outcome], list[int], 
         found = next((found for found in answer.found if found.sid not in taken), None)
         if not answer.ok:
             unresolved.append(row.id)
-            current_app.logger.warning(
-                "cannot tell whether Twilio accepted message %d: %s", row.id, answer.error_message
+            logger.warning(
+                "cannot tell whether Twilio accepted message=%d campaign=%s participation=%s: %s",
+                row.id,
+                row.campaign_id,
+                row.participation_id,
+                answer.error_message,
             )
         elif found is None:
             unknown.append(row.id)

@@ -4,7 +4,7 @@ Each job takes participation ids (or small tuples) and is safe to run twice:
 the runner only steps a participation still waiting for that event.
 """
 
-from app.runs import advancing, lifecycle
+from app.runs import advancing, lifecycle, prune
 from app.tasks import job
 
 
@@ -36,3 +36,9 @@ def call_apis(participation_ids: list[int]) -> int:
 def recover_sending(participation_ids: list[int]) -> int:
     """Resume `sending` participations whose message outcome never reached them."""
     return advancing.recover_sending(participation_ids)
+
+
+@job
+def prune_run(run_id: int) -> str:
+    """Archive a finished run's results to CSV and delete its steps and message texts; returns the archive."""
+    return str(prune.prune_run(run_id).archive)

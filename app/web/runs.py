@@ -29,7 +29,8 @@ from app.journeys import store as journeys
 from app.journeys.diagram import render_svg
 from app.journeys.versions import journey_for_version
 from app.models import LIVE_RUN_STATUSES, STATES, Audience, Participation, Run, User, utcnow
-from app.runs import inbound, lifecycle
+from app.runs import inbound, lifecycle, runner
+from app.runs import prune as run_prune
 from app.runs.export import export_csv
 from app.runs.read_models import contacts as run_contacts
 from app.runs.read_models import live as run_live
@@ -271,10 +272,13 @@ def timeline(run_id: int, participation_id: int):
 
 @bp.app_template_global()
 def may_reply_as_contact() -> bool:
-    """Operators reply as a contact in a dry run; with real Twilio only admins may (testing on a colleague's phone)."""
-    if current_app.config.get("DRY_RUN"):
-        return True
-    return getattr(current_user, "role", None) == "admin"
+    """Editors reply as a contact in a dry run; with real Twilio only admins (testing on a colleague's phone).
+
+    Viewers never: a reply moves the contact on.
+    """
+    if not current_user.is_authenticated or not current_user.can("editor"):
+        return False
+    return bool(current_app.config.get("DRY_RUN")) or current_user.can("admin")
 
 
 @bp.post("/<int:run_id>/contacts/<int:participation_id>/reply")
@@ -326,6 +330,20 @@ def stop(run_id: int):
         return render_template("runs/stop.html", run=run, states=state_counts(run.id))
     stopped = lifecycle.stop_run(run)
     flash(f"Run stopped: {stopped:,} contacts were stopped; their queued messages will not be sent.", "success")
+    return redirect(url_for(".show", run_id=run.id))
+
+
+@bp.route("/<int:run_id>/prune", methods=["GET", "POST"])
+def prune(run_id: int):
+    """GET asks for confirmation; POST has a worker archive the finished run's results and delete its history."""
+    run = _run_or_404(run_id)
+    if run.status in LIVE_RUN_STATUSES or run.pruned_at is not None:
+        flash(f"Run {run.id} is {'already pruned' if run.pruned_at else run.status}: nothing to prune.", "info")
+        return redirect(url_for(".show", run_id=run.id))
+    if request.method == "GET":
+        return render_template("runs/prune.html", run=run, archive_dir=run_prune.archive_dir())
+    runner.enqueue_prune(run.id)
+    flash("Pruning started: the results are archived to a CSV file, then the history is deleted.", "success")
     return redirect(url_for(".show", run_id=run.id))
 
 

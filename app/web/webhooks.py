@@ -26,7 +26,13 @@ def _verify_signature():
         return Response("webhook signatures cannot be checked: TWILIO_AUTH_TOKEN is not set", 403)
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not RequestValidator(token).validate(_public_url(), request.form, signature):
-        current_app.logger.warning("refused Twilio webhook %s: bad or missing X-Twilio-Signature", request.path)
+        current_app.logger.warning(
+            "refused Twilio webhook %s from %s: bad or missing X-Twilio-Signature (checked against %s)",
+            request.path,
+            request.remote_addr,
+            _public_url(),
+            extra={"message_sid": request.form.get("MessageSid")},
+        )
         return Response("invalid X-Twilio-Signature", 403)
     return None
 

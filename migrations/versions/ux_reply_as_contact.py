@@ -1,14 +1,14 @@
 """inbound_message.entered_by_id: replies an operator typed on a contact's behalf
 
 Revision ID: ux
-Revises: contacts
+Revises: runs
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "ux"
-down_revision = "contacts"
+down_revision = "runs"
 branch_labels = None
 depends_on = None
 

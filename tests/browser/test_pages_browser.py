@@ -16,7 +16,7 @@ from app.contacts import audiences
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Campaign, Contact, Participation
-from app.runs import lifecycle
+from app.runs import inbound, lifecycle
 from tests.browser.conftest import drain_in_thread, login
 from tests.browser.pages import VIEWPORTS, axe_violations, candidate_urls, clipped, full_pages, sideways_overflow
 
@@ -42,8 +42,8 @@ def demo_run(app, contacts: int = 3) -> dict:
 
 
 @pytest.fixture
-def one_of_each(app, api):
-    """One journey, version, audience, run (contacts waiting), participation, campaign, message."""
+def one_of_each(app, api, user):
+    """One journey, version, audience, run (contacts waiting), participation, campaign, message, inbound reply."""
     ids = demo_run(app)
     answer = api.post(
         "/api/campaign/send", json={"name": "Welcome", "body": "Hi <<name>>!", "rows": [{"phone": "+15005550101"}]}
@@ -51,6 +51,9 @@ def one_of_each(app, api):
     assert answer.status_code == 202, answer.text
     drain_in_thread(app)
     ids["campaign_id"] = db.session.scalar(select(Campaign.id))
+    # A reply nothing matches: the inbox has a row whose contact still waits (it offers "Reply as the contact").
+    inbound.reply_as_contact(db.session.get(Participation, ids["participation_id"]), "maybe", None, user.id)
+    drain_in_thread(app)
     ids["node_id"] = "hello"
     ids["index"] = 0
     return ids

@@ -168,21 +168,24 @@ def test_split_follows_the_weights():
     assert 1_700 < counts["a"] < 2_300 and 5_600 < counts["b"] < 6_400 and 1_700 < counts["c"] < 2_300
 
 
-def test_a_runaway_loop_stops_at_the_cap():
-    journey = parse(
-        {
-            "format": "journey/v1",
-            "name": "spin",
-            "nodes": [{"id": "start", "type": "audience"}, {"id": "r", "type": "branch"}],
-            "edges": [{"from": "start", "to": "r"}, {"from": "r", "to": "r", "when": "fallback"}],
-        }
-    )
+def test_a_loop_without_pause_is_refused_and_the_engine_still_caps_one(monkeypatch):
+    doc = {
+        "format": "journey/v1",
+        "name": "spin",
+        "nodes": [{"id": "start", "type": "audience"}, {"id": "r", "type": "branch"}],
+        "edges": [{"from": "start", "to": "r"}, {"from": "r", "to": "r", "when": "fallback"}],
+    }
+    with pytest.raises(JourneyInvalid) as refused:
+        parse(doc)
+    [problem] = refused.value.problems
+    assert problem.severity == "error" and problem.node_id == "r" and "nodes r form a loop" in problem.message
+    monkeypatch.setattr("app.engine.definitions.validate", lambda doc: [])  # a definition stored before the rule
+    journey = parse(doc)
     result = step(journey, ContactState(), events.Start(), now=NOW)
     entries = [entry for entry in result.trail if entry["kind"] == "enter"]
     assert len(entries) == MAX_NODES_PER_STEP
     assert result.state.status == "failed" and result.trail[-2]["kind"] == "error"
     assert result.effects == (effects.Finish("failed", result.trail[-2]["message"]),)
-    assert any("loop with no wait or delay" in warning.message for warning in lint(journey))
 
 
 def test_hostile_patterns_are_refused_or_bounded():

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from ..conditions import Context
 from ..durations import parse_duration
-from ..placeholders import render
+from ..placeholders import render, render_url
 from ..problems import Problem, never_taken
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
@@ -58,6 +58,13 @@ def first_edge(edges, context: Context, allowed=None, fallback: bool = False):
         elif (allowed is None or edge.when in allowed) and edge.condition.holds(context):
             return edge
     return chosen_fallback
+
+
+def render_url_value(template: str, scope: Mapping, missing: dict) -> str:
+    """Render a URL template, percent-encoding the values placed in its path and query."""
+    rendered = render_url(template, scope)
+    missing.update(dict.fromkeys(rendered.missing))
+    return rendered.text
 
 
 def render_value(value: Any, scope: Mapping, missing: dict) -> Any:

@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from ..placeholders import render
 from .base import NodeType, template_map, variable_name_problem
 
+SCOPES = ("run", "contact")  # `contact`: the values are saved as the contact's fields too
+
 
 class Set(NodeType):
     name = "set"
     title = "set variables"
     order = 80
-    keys = ("vars",)
+    keys = ("vars", "scope")
     defaults = {"vars": {}}
     conditions = frozenset({"always"})
     one_unconditional_edge = True
@@ -28,6 +30,8 @@ class Set(NodeType):
                 problems.append(("vars", problem))
             if not isinstance(template, str):
                 problems.append((f"vars.{name}", f"the value of {name!r} must be a text template"))
+        if data.get("scope", "run") not in SCOPES:
+            problems.append(("scope", f"scope {data.get('scope')!r} must be one of {', '.join(SCOPES)}"))
         return problems
 
     def templates(self, data):
@@ -41,7 +45,10 @@ class Set(NodeType):
         for name, template in node.data["vars"].items():
             stored[name] = render(template, walk.scope()).text
             walk.set_variable(name, stored[name])
-        walk.log({"kind": "set", "node": node.id, "vars": stored})
+        entry = {"kind": "set", "node": node.id, "vars": stored}
+        if node.data.get("scope") == "contact":
+            entry["scope"] = "contact"  # the shell saves these as the contact's fields too
+        walk.log(entry)
         return self.only_edge(walk, node)
 
 

@@ -205,9 +205,5 @@ DEFS = (
     + _MARKER.format(id="jd-arrow", size=9, colour="#868e96")
     + _MARKER.format(id="jd-arrow-back", size=9, colour="#e8590c")
     + _MARKER.format(id="jd-arrow-path", size=10, colour="#2f9e44")
-    + "</defs><style>"
-    ".jd-diagram .node-link{cursor:pointer;outline:none}"
-    ".jd-diagram .node-link:focus-visible .shape,.jd-diagram .node-link:hover .shape{stroke:#1c3faa;stroke-width:3.5}"
-    ".jd-diagram .node-link:focus-visible .shape{filter:drop-shadow(0 0 4px #3b5bdb)}"
-    "</style>"
-)
+    + "</defs>"
+)  # the node links' hover and focus styles are in static/app.css: the CSP allows no <style> element

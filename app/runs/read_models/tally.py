@@ -74,6 +74,8 @@ class Tally:
 
 def run_tally(run: Run, journey: engine.Definition, now: datetime) -> tuple[Tally, float | None]:
     """The run's history counts (settled part from Redis + rows since), and the recent send rate."""
+    if run.final_counts is not None:  # a pruned run (`app.runs.prune`): its history is gone, its counts kept
+        return Tally.from_json(run.final_counts["tally"]), None
     key = f"jd:run-page:{run.id}"
     saved = _load_tally(key, run)
     if not saved["step_mark"] and db.session.get_bind().dialect.name == "postgresql":
@@ -106,6 +108,11 @@ def run_tally(run: Run, journey: engine.Definition, now: datetime) -> tuple[Tall
         },
     )
     return tally, _rate(samples, stamp)
+
+
+def final_tally(run: Run, journey: engine.Definition) -> dict:
+    """The whole history's counts of a finished run, as JSON: what `app.runs.prune` keeps on the run."""
+    return (_step_tally(journey, run.id, 0) + _event_tally(run.id, 0)).to_json()
 
 
 def _load_tally(key: str, run: Run) -> dict:

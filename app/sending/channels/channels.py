@@ -20,6 +20,13 @@ class Channel:
         """The sender arguments (`from_` or `messaging_service_sid`), or None when not configured."""
         raise NotImplementedError
 
+    def sender_of(self, settings: SenderSettings, from_address: str | None) -> dict | None:
+        """The sender arguments for one message: its pool address when it has one, else `sender()`."""
+        configured = self.sender(settings)
+        if configured is None or not from_address or "messaging_service_sid" in configured:
+            return configured
+        return {"from_": self.address(from_address)}
+
     def missing_sender_message(self) -> str:
         return f"{self.required_setting} is not set, so {self.label} messages cannot be sent"
 
@@ -53,7 +60,7 @@ class SmsChannel(Channel):
         if settings.messaging_service_sid:
             return {"messaging_service_sid": settings.messaging_service_sid}
         if settings.sms_from:
-            return {"from_": self.address(settings.sms_from)}
+            return {"from_": self.address(_first(settings.sms_from))}
         return None
 
 
@@ -73,8 +80,13 @@ class WhatsAppChannel(Channel):
 
     def sender(self, settings: SenderSettings) -> dict | None:
         if settings.whatsapp_from:
-            return {"from_": self.address(settings.whatsapp_from)}
+            return {"from_": self.address(_first(settings.whatsapp_from))}
         return None
+
+
+def _first(addresses: str) -> str:
+    """The first address of a comma-separated pool (messages without their own sender use it)."""
+    return addresses.split(",")[0].strip()
 
 
 def _json_text(value: str | dict) -> str:

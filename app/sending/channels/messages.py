@@ -22,6 +22,7 @@ class OutboundMessage:
     content_variables: str | dict | None = None
     media_url: str | list[str] | None = None
     status_callback: str | None = None
+    from_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class SendResult:
     error_message: str | None = None
     transient: bool = False
     http_status: int | None = None
+    # The request may have reached Twilio (timeout, reset after sending): look it up before any resend.
+    ambiguous: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class SentLookup:
     until: datetime
     body: str | None = None
     content_sid: str | None = None
+    from_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,4 +152,5 @@ class SenderSettings:
             api_base_url=config.get("TWILIO_API_BASE_URL") or None,
             dry_run=_as_bool(dry_run) if dry_run not in (None, "") else not (account_sid and auth_token),
             concurrency=int(config.get("SEND_CONCURRENCY") or 100),
+            timeout=float(config.get("TWILIO_TIMEOUT") or 15.0),
         )

@@ -226,7 +226,7 @@ class TwilioSender:
         if problem:
             return _refused(message, problem)
         channel: Channel = CHANNELS[message.channel]
-        sender = channel.sender(self.settings)
+        sender = channel.sender_of(self.settings, message.from_address)
         if sender is None:
             return _refused(message, channel.missing_sender_message())
         try:
@@ -243,12 +243,14 @@ class TwilioSender:
             return _network_failure(
                 message,
                 f"Twilio did not answer within {self.settings.timeout:g} s; the message may or may not have been sent.",
+                ambiguous=True,
             )
         except (ClientError, OSError) as error:
             return _network_failure(
                 message,
                 f"Network error talking to Twilio ({type(error).__name__}: {error}); "
                 "the message may or may not have been sent.",
+                ambiguous=True,
             )
         except Exception as error:
             logger.exception("unexpected error sending message %s", message.key)
@@ -265,7 +267,7 @@ class TwilioSender:
         queries: dict[tuple[str, tuple], list[SentLookup]] = {}
         for lookup in lookups:
             channel = CHANNELS.get(lookup.channel)
-            sender = channel.sender(self.settings) if channel else None
+            sender = channel.sender_of(self.settings, lookup.from_address) if channel else None
             if sender is None:
                 reason = channel.missing_sender_message() if channel else f"Unknown channel {lookup.channel!r}."
                 answers[lookup.key] = LookupResult(key=lookup.key, ok=False, error_message=reason)
@@ -377,5 +379,5 @@ def _twilio_failure(message: OutboundMessage, http_status: int, code, detail: st
     )
 
 
-def _network_failure(message: OutboundMessage, reason: str) -> SendResult:
-    return SendResult(key=message.key, ok=False, error_message=reason, transient=True)
+def _network_failure(message: OutboundMessage, reason: str, ambiguous: bool = False) -> SendResult:
+    return SendResult(key=message.key, ok=False, error_message=reason, transient=True, ambiguous=ambiguous)

@@ -1,28 +1,12 @@
-"""The JSON API under `/api/`: bearer tokens, JSON errors, one module per area."""
+"""The JSON API under `/api/`: JSON errors, one module per area.
 
-from flask import Blueprint, g, jsonify, request
+Bearer tokens and roles are checked for every `/api/` route by `app.web.security` (it sets `g.api_user`).
+"""
+
+from flask import Blueprint, jsonify
 from werkzeug.exceptions import HTTPException
 
-from app.extensions import db
-from app.models import ApiToken, utcnow
-
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-@bp.before_request
-def _authenticate():
-    """Every `/api/` route needs `Authorization: Bearer <token>`."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return jsonify(error="missing bearer token: send 'Authorization: Bearer <token>'"), 401
-    row = db.session.scalar(db.select(ApiToken).filter_by(token_hash=ApiToken.hash(token.strip())))
-    if row is None:
-        return jsonify(error="invalid API token"), 401
-    row.last_used_at = utcnow()
-    db.session.commit()
-    g.api_user = row.user
-    return None
 
 
 @bp.errorhandler(HTTPException)

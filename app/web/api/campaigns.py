@@ -10,6 +10,17 @@ from app.extensions import db
 from app.web.api import bp
 
 HISTORY_LIMIT_MAX = 1000
+IDEMPOTENCY_KEY_MAX = 120
+
+
+def _idempotency_key() -> str | None:
+    """The client's `Idempotency-Key` header, scoped to its user; CampaignError when unusable."""
+    key = (request.headers.get("Idempotency-Key") or "").strip()
+    if not key:
+        return None
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        raise CampaignError("Idempotency-Key", f"the header must be at most {IDEMPOTENCY_KEY_MAX} characters")
+    return f"{g.api_user.id}:{key}"
 
 
 def _bad_input(error: CampaignError):
@@ -24,7 +35,7 @@ def _accepted(campaign):
         success=True,
         campaignId=campaign.id,
         total=campaign.total,
-        status="queued",
+        status="queued" if campaign.status in ("queued", "sending") else campaign.status,
         rejected=service.rejected_summary(campaign.rejected),
     ), 202
 
@@ -43,6 +54,7 @@ def send_campaign():
     if not isinstance(payload, dict):
         return jsonify(error="the request body must be a JSON object with messages or rows"), 400
     try:
+        idempotency_key = _idempotency_key()
         if "messages" in payload:
             channel = service.check_channel(payload.get("channel"))
             recipients, rejected = service.recipients_from_messages(payload["messages"], channel)
@@ -69,6 +81,7 @@ def send_campaign():
             rejected=rejected,
             columns=columns,
             user_id=g.api_user.id,
+            idempotency_key=idempotency_key,
         )
     except CampaignError as error:
         return _bad_input(error)
@@ -80,6 +93,7 @@ def upload_campaign():
     """Multipart `file` (CSV), `body`, optional `name`, `channel`, `phone_column`."""
     file = request.files.get("file")
     try:
+        idempotency_key = _idempotency_key()
         body = service.check_body(request.form.get("body"))
         channel = service.check_channel(request.form.get("channel"))
         if file is None or not file.filename:
@@ -97,6 +111,7 @@ def upload_campaign():
             columns=result.columns,
             user_id=g.api_user.id,
             key_name="line",
+            idempotency_key=idempotency_key,
         )
     except CampaignError as error:
         return _bad_input(error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from flask import abort, render_template, request, session, url_for
+from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -173,14 +174,22 @@ def concerns(problem, node_id: str, doc: dict) -> bool:
 # --- the sample contact and the preview ---------------------------------------------------------------------
 
 
+SAMPLE_TTL_SECONDS = 30 * 24 * 3600
+
+
 def sample_key(journey) -> str:
-    return f"sample:{journey.id}"
+    """The sample contact is personal data: kept server-side (Redis) per user and journey, not in the cookie."""
+    return f"jd:sample:{current_user.id}:{journey.id}"
+
+
+def store_sample(journey, fields: dict) -> None:
+    get_redis().set(sample_key(journey), json.dumps(fields), ex=SAMPLE_TTL_SECONDS)
 
 
 def sample_of(journey) -> dict:
-    """The sample contact chosen in this session, else the first audience contact with the journey's fields."""
-    chosen = session.get(sample_key(journey))
-    return chosen if chosen is not None else samples.default_sample(journey.draft)
+    """The sample contact chosen by this user (kept in Redis), else the first audience contact with the journey's fields."""
+    stored = get_redis().get(sample_key(journey))
+    return json.loads(stored) if stored is not None else samples.default_sample(journey.draft)
 
 
 def sample_context(journey) -> dict:

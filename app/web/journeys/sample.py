@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import render_template, request, session
+from flask import render_template, request
 
 from app.extensions import db
 from app.journeys.forms import Refused, pairs
@@ -10,7 +10,7 @@ from app.journeys.samples import contact_fields
 from app.models import Contact
 from app.web import htmx
 from app.web.journeys import bp
-from app.web.journeys.common import load_journey, sample_context, sample_key
+from app.web.journeys.common import load_journey, sample_context, store_sample
 
 
 @bp.post("/<int:journey_id>/sample")
@@ -21,10 +21,10 @@ def set_sample(journey_id: int):
     if contact_id and request.form.get("use") == "contact":
         contact = db.session.get(Contact, contact_id)
         if contact is not None:
-            session[sample_key(journey)] = contact_fields(contact)
+            store_sample(journey, contact_fields(contact))
     else:
         try:
-            session[sample_key(journey)] = pairs(request.form.get("fields", ""), "=")
+            store_sample(journey, pairs(request.form.get("fields", ""), "="))
         except Refused as error:
             return render_template(
                 "journeys/_partials/sample.html", sample_error=str(error), **sample_context(journey)

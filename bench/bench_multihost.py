@@ -1,0 +1,172 @@
+"""Several worker hosts on PostgreSQL, full size. Prints figures; asserts nothing.
+
+Two worker "hosts" (`tests.worker_groups.WorkerGroup`: `python -m app.worker --processes 2` each, in a
+session and environment of its own) share a scratch PostgreSQL database (`jd_bench_multihost_<pid>`) and
+a private `redis-server`; the web tier is gunicorn (the Procfile's command) on a free port; the fake
+Twilio runs in its own process. A journey asks each contact a question, waits for the reply, thanks them,
+pauses (a `delay`) and sends a last message. Replies arrive through the signed inbound webhook at
+`--replies-per-second`, from each contact once it waits at the question.
+
+Scenario 1: the run completes exactly with both hosts up. Scenario 2: the same, but host A is killed
+(`kill -9` of its whole process group) once a third of the messages are out; host B finishes alone.
+For each: seconds to complete, messages, lost, doubled (Twilio accepted more than were recorded),
+contacts advanced twice, the busiest second at Twilio against `MESSAGE_RATE_LIMIT`, and how long host B
+took after the kill.
+
+    .venv/bin/python -m bench.bench_multihost [--contacts 20000] [--rate-limit 400] [--replies-per-second 200]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from flask_migrate import upgrade
+
+from app import create_app
+from app.extensions import db
+from app.journeys import store as journeys
+from app.models import ApiToken, User
+from bench.bench_explain import private_redis
+from bench.bench_sender import fake_twilio_process, free_port
+from tests.databases import scratch_postgres
+from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
+from tests.worker_groups import (
+    ReplyPump,
+    WorkerGroup,
+    conversation_journey,
+    exactness,
+    phones,
+    run_completed,
+    waiting_for_reply,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_URL = "https://app.example.com"
+
+
+def settings(database_url: str, redis_url: str, twilio_url: str, rate_limit: int) -> dict:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": SMS_FROM,
+        "TWILIO_API_BASE_URL": twilio_url,
+        "PUBLIC_BASE_URL": PUBLIC_URL,
+        "DRY_RUN": "0",
+        "MESSAGE_RATE_LIMIT": str(rate_limit),
+        "SECRET_KEY": "bench",
+        # Dead work is noticed in seconds, not the defaults' minutes (the send pipeline's heartbeat may do better).
+        "RUNNER_LEASE_SECONDS": "15",
+        "MESSAGE_STALE_SECONDS": "30",
+    }
+
+
+def web_server(env: dict, port: int, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "2", "--threads", "8"]
+            + ["--bind", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path) -> dict:
+    requests.post(f"{twilio_url}/_fake/reset", timeout=5)
+    groups = [WorkerGroup(name, env, log_dir) for name in ("a", "b")]
+    pump = ReplyPump(web_url, f"{PUBLIC_URL}/webhooks/twilio/inbound", AUTH_TOKEN, args.replies_per_second)
+    for group in groups:
+        group.start()
+    time.sleep(3)
+    try:
+        with app.app_context():
+            journey_id = journeys.create_journey(conversation_journey()).id
+        contacts = [{"phone": phone, "name": f"c{n}"} for n, phone in enumerate(phones(args.contacts))]
+        started = time.monotonic()
+        answer = api.post(f"/api/journeys/{journey_id}/runs", json={"contacts": contacts})
+        assert answer.status_code == 202, answer.text[:300]
+        run_id, killed_at = answer.json["run_id"], None
+        with app.app_context():
+            while not run_completed(run_id):
+                if time.monotonic() - started > args.timeout:
+                    raise TimeoutError(f"run {run_id} did not complete in {args.timeout} s")
+                pump.reply_to(waiting_for_reply(run_id))
+                calls = requests.get(f"{twilio_url}/_fake/stats", timeout=5).json()["calls"]
+                if kill and killed_at is None and calls >= args.contacts:
+                    groups[0].kill_9()
+                    killed_at = time.monotonic()
+                time.sleep(0.2)
+            finished = time.monotonic()
+            stats = requests.get(f"{twilio_url}/_fake/stats", timeout=5).json()
+            figures = exactness(run_id, stats["calls"])
+        figures.update(
+            seconds=round(finished - started, 1),
+            busiest_second=stats["max_per_second"],
+            replies=len(pump.sent),
+            reply_failures=len(pump.failures),
+            busiest_reply_second=max(pump.window_counts.values(), default=0),
+            host_b_after_kill=round(finished - killed_at, 1) if killed_at else None,
+        )
+        return figures
+    finally:
+        pump.close()
+        for group in groups:
+            group.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--rate-limit", type=int, default=400)
+    parser.add_argument("--replies-per-second", type=float, default=200)
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()}")
+    with (
+        private_redis() as redis_url,
+        scratch_postgres(f"jd_bench_multihost_{os.getpid()}") as database_url,
+        fake_twilio_process(0.05) as twilio_url,
+        tempfile.TemporaryDirectory() as log_dir,
+    ):
+        env = settings(database_url, redis_url, twilio_url, args.rate_limit)
+        app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "bench"})
+        with app.app_context():
+            upgrade()
+            user = User(email="bench@example.com")
+            user.set_password("bench-password")
+            token_row, token = ApiToken.issue(user)
+            db.session.add_all([user, token_row])
+            db.session.commit()
+        api = app.test_client()
+        api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        port = free_port()
+        web = web_server(env, port, Path(log_dir) / "web.log")
+        time.sleep(3)
+        try:
+            for kill in (False, True):
+                figures = scenario(app, api, env, twilio_url, f"http://127.0.0.1:{port}", args, kill, Path(log_dir))
+                title = "host A killed (kill -9 of its group) mid-run" if kill else "both hosts up"
+                print(f"\n{args.contacts:,} contacts, limit {args.rate_limit}/s, {title}:")
+                for key, value in figures.items():
+                    print(f"  {key}: {value}")
+        finally:
+            web.terminate()
+            web.wait(15)
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+    print(f"\nload average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -174,7 +174,8 @@ def test_contact_page_shows_everything_and_edits_fields(app, client, api, fake_t
     page = client.get(f"/contacts/{contact.id}")
     assert page.status_code == 200
     assert "Happy, Ana? YES/NO" in page.text and f"/runs/{run_id}/contacts/{participation.id}" in page.text
-    assert "waiting" in page.text and 'id="reply-form-' in page.text and "reply-as-contact-slot" in page.text
+    assert "waiting" in page.text and 'id="reply-form-' in page.text
+    assert f'action="/runs/{run_id}/contacts/{participation.id}/reply"' in page.text  # it waits: reply as Ana
 
     form = {
         "csrf_token": csrf_token_of(page.text),

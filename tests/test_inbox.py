@@ -74,7 +74,8 @@ def test_inbox_page_shows_outcomes_contacts_and_runs(app, client, api, fake_twil
         assert text in page.text
     assert f"/contacts/{ana.id}" in page.text
     assert f"/runs/{run_id}/contacts/{participation.id}" in page.text
-    assert 'id="inbox-poller"' in page.text and "document.visibilityState" in page.text
+    assert 'id="inbox-poller"' in page.text and "data-poll-visible" in page.text  # polls only a visible tab
+    assert "inbox-reply-as-" not in page.text  # Ana answered and Bia opted out: nobody waits to be answered for
 
     filtered = client.get("/inbox/?outcome=unmatched")
     assert "maybe" in filtered.text and "hello?" not in filtered.text

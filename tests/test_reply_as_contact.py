@@ -154,3 +154,16 @@ def test_the_inbox_offers_reply_as_the_contact_for_a_waiting_contact(app, client
 def test_a_participation_of_another_run_is_404(client, waiting):
     run, (first, _) = waiting
     assert client.post(f"/runs/{run.id + 1}/contacts/{first.id}/reply", data={"text": "yes"}).status_code == 404
+
+
+def test_the_contact_page_offers_reply_as_the_contact_while_it_waits(client, waiting):
+    run, (first, _) = waiting
+    contact_id = db.session.get(Participation, first.id).contact_id
+    page = client.get(f"/contacts/{contact_id}").text
+    assert f'id="reply-as-contact-contact-{contact_id}"' in page
+    assert f'action="/runs/{run.id}/contacts/{first.id}/reply"' in page and 'name="quick_text" value="no"' in page
+    back = f"/contacts/{contact_id}"
+    response = client.post(reply_url(run, first), data={"quick_text": "no", "next": back})
+    assert response.status_code == 302 and response.headers["Location"] == back
+    drain()
+    assert "reply-as-contact-contact-" not in client.get(back).text  # finished: nothing to answer

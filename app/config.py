@@ -54,14 +54,23 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         load_dotenv(PROJECT_ROOT / ".env")
         environ = os.environ
     env = environ.get
-    account_sid = env("TWILIO_ACCOUNT_SID") or None
-    auth_token = env("TWILIO_AUTH_TOKEN") or None
-    has_credentials = bool(account_sid and auth_token)
     database_url = env("DATABASE_URL") or f"sqlite:///{instance_path / 'journeys.sqlite3'}"
     return {
         "SECRET_KEY": env("SECRET_KEY") or _secret_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": env("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        **_twilio_settings(env),
+        **_sending_settings(env),
+        **_run_settings(env, instance_path),
+        **_security_settings(env),
+    }
+
+
+def _twilio_settings(env) -> dict:
+    account_sid = env("TWILIO_ACCOUNT_SID") or None
+    auth_token = env("TWILIO_AUTH_TOKEN") or None
+    return {
         "TWILIO_ACCOUNT_SID": account_sid,
         "TWILIO_AUTH_TOKEN": auth_token,
         "TWILIO_FROM": env("TWILIO_FROM") or None,
@@ -69,37 +78,53 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "TWILIO_WHATSAPP_FROM": env("TWILIO_WHATSAPP_FROM") or None,
         "TWILIO_API_BASE_URL": env("TWILIO_API_BASE_URL") or None,
         "PUBLIC_BASE_URL": (env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
-        "DRY_RUN": _flag(env("DRY_RUN"), default=not has_credentials),
+        "DRY_RUN": _flag(env("DRY_RUN"), default=not (account_sid and auth_token)),
+        # Seconds per Twilio API call; and the circuit breaker's probe backoff during an outage (app.sending.breaker).
+        "TWILIO_TIMEOUT": float(env("TWILIO_TIMEOUT") or 15),
+        "TWILIO_PROBE_BACKOFF": env("TWILIO_PROBE_BACKOFF") or "",
+    }
+
+
+def _sending_settings(env) -> dict:
+    return {
         "MESSAGE_RATE_LIMIT": float(env("MESSAGE_RATE_LIMIT") or 50),
         # Per sender address (app.sending.senders_pool): a default rate and `ADDRESS=RATE` overrides.
         "SENDER_RATE_LIMIT": float(env("SENDER_RATE_LIMIT") or 0),
         "SENDER_RATE_LIMITS": env("SENDER_RATE_LIMITS") or "",
-        # Seconds per Twilio API call; and the circuit breaker's probe backoff during an outage (app.sending.breaker).
-        "TWILIO_TIMEOUT": float(env("TWILIO_TIMEOUT") or 15),
-        "TWILIO_PROBE_BACKOFF": env("TWILIO_PROBE_BACKOFF") or "",
         "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
-        "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
-        "MAX_CONTENT_LENGTH": int(env("MAX_UPLOAD_MB") or 20) * 1024 * 1024,
+        "DEFAULT_TIMEZONE": (env("DEFAULT_TIMEZONE") or "UTC").strip(),
         "SEND_BATCH_SIZE": int(env("SEND_BATCH_SIZE") or 200),
         "SEND_CONCURRENCY": int(env("SEND_CONCURRENCY") or 100),
         "RETRY_BACKOFF": [float(s) for s in (env("RETRY_BACKOFF") or "2,4,8").split(",")],
+        # After how long a message left `sending` by a job no heartbeat vouches for is checked with Twilio and,
+        # if Twilio does not know it, sent again; unset: the send job timeout + 60 s (recovery.stale_after).
+        "MESSAGE_STALE_SECONDS": float(env("MESSAGE_STALE_SECONDS") or 0) or None,
+    }
+
+
+def _run_settings(env, instance_path: Path) -> dict:
+    return {
+        "API_NODE_ALLOW_PRIVATE": _flag(env("API_NODE_ALLOW_PRIVATE"), default=False),
+        # api nodes: ports 80 and 443 unless listed here (`*` for any; any port by default with ALLOW_PRIVATE).
+        "API_NODE_ALLOWED_PORTS": _ports(env("API_NODE_ALLOWED_PORTS")),
         # Journey runs (app.runs.runner): how long a job may hold a contact before the sweeper redoes its work.
         "RUNNER_LEASE_SECONDS": float(env("RUNNER_LEASE_SECONDS") or 60),
         # Messages one contact may be sent in one run; the step that would send one more fails it (0 = no cap).
+        "MAX_MESSAGES_PER_CONTACT": int(env("MAX_MESSAGES_PER_CONTACT") or 50),
         # Where `runs prune` archives a finished run's results (CSV) before deleting its history.
         "RUN_ARCHIVE_DIR": env("RUN_ARCHIVE_DIR") or str(instance_path / "archive"),
-        "MAX_MESSAGES_PER_CONTACT": int(env("MAX_MESSAGES_PER_CONTACT") or 50),
-        # After how long a message left `sending` (its job died) is checked with Twilio and, if Twilio does not
-        # know it, sent again; unset: the send job timeout + 60 s (messaging.stale_after).
-        "MESSAGE_STALE_SECONDS": float(env("MESSAGE_STALE_SECONDS") or 0) or None,
+        "MAX_CONTENT_LENGTH": int(env("MAX_UPLOAD_MB") or 20) * 1024 * 1024,
+        "CSV_MAX_COLUMNS": int(env("CSV_MAX_COLUMNS") or 200),
+    }
+
+
+def _security_settings(env) -> dict:
+    return {
         "WTF_CSRF_TIME_LIMIT": None,
-        # api nodes: ports 80 and 443 unless listed here (`*` for any; any port by default with ALLOW_PRIVATE).
-        "API_NODE_ALLOWED_PORTS": _ports(env("API_NODE_ALLOWED_PORTS")),
         # Behind a reverse proxy: trust its X-Forwarded-For/-Proto/-Host/-Port (that many proxies deep).
         "TRUST_PROXY": _proxy_hops(env("TRUST_PROXY")),
         "LOG_FORMAT": (env("LOG_FORMAT") or "text").strip().lower(),
         "LOG_LEVEL": (env("LOG_LEVEL") or "INFO").strip().upper(),
-        "CSV_MAX_COLUMNS": int(env("CSV_MAX_COLUMNS") or 200),
         # Wrong passwords allowed per account and per client address (limits' notation).
         "LOGIN_LIMIT_PER_ACCOUNT": env("LOGIN_LIMIT_PER_ACCOUNT") or "10/5 minutes",
         "LOGIN_LIMIT_PER_ADDRESS": env("LOGIN_LIMIT_PER_ADDRESS") or "30/5 minutes",
@@ -109,5 +134,4 @@ def load_settings(instance_path: Path, environ=None) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_DURATION": timedelta(days=min(int(env("REMEMBER_DAYS") or 30), 30)),
         "PERMANENT_SESSION_LIFETIME": timedelta(days=30),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

@@ -4,7 +4,12 @@ Everything real: PostgreSQL (a scratch database `jd_bench_runs_<pid>`,
 dropped at the end) and/or SQLite (a temporary file), Redis (the DB of
 `BENCH_REDIS_URL` or `TEST_REDIS_URL`, flushed), `python -m app.worker
 --processes 2` as a subprocess (this machine has 2 cores), the fake Twilio
-in its own process (no status callbacks), the rate limit off.
+in its own process, the rate limit off. As Twilio does, the fake posts
+signed status callbacks (sent, then delivered) to the app served by
+gunicorn (`bench.web_server`), whose address the workers get as
+`PUBLIC_BASE_URL`; every sending figure then comes with "status s", the
+seconds until the last delivered status is recorded. `--no-callbacks` turns
+them off (and the web tier with them).
 
 1. speed: a 3-message journey for N contacts, from the API call that starts
    the run to the last message Twilio accepted, at 0 ms and 300 ms per
@@ -19,6 +24,7 @@ in its own process (no status callbacks), the rate limit off.
 
     .venv/bin/python -m bench.bench_runs [--databases postgresql,sqlite] [--modes speed,big]
         [--contacts 3000] [--slow-contacts 1500] [--baseline-contacts 300] [--big-contacts 100000]
+        [--no-callbacks]
 """
 
 import argparse
@@ -29,20 +35,23 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from flask_migrate import upgrade
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from app import create_app
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import ApiToken, Audience, AudienceContact, Contact, Run, User
+from app.models import ApiToken, Audience, AudienceContact, Contact, Run, User, message_table
+from app.models.vocabulary import DELIVERED_STATUSES
 from bench.bench_sender import fake_twilio_process
+from bench.web_server import load_line, web_process
 from tests.databases import scratch_postgres
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, SMS_FROM
 
@@ -89,11 +98,9 @@ def rss_mb(pids: list[int]) -> list[float]:
     return sizes
 
 
-@contextmanager
-def worker_processes(database_url: str, twilio_url: str, processes: int = 2):
-    """`python -m app.worker --processes N` against the bench database; yields the Popen."""
-    env = {
-        **os.environ,
+def service_env(database_url: str, twilio_url: str) -> dict:
+    """Settings the workers and the web tier share: the bench database, Redis, the fake Twilio."""
+    return {
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
@@ -104,7 +111,15 @@ def worker_processes(database_url: str, twilio_url: str, processes: int = 2):
         "MESSAGE_RATE_LIMIT": "0",
         "SECRET_KEY": "bench",
     }
-    env.pop("PUBLIC_BASE_URL", None)  # no status callbacks: this measures sending
+
+
+@contextmanager
+def worker_processes(database_url: str, twilio_url: str, public_url: str | None, processes: int = 2):
+    """`python -m app.worker --processes N`; status callbacks go to `public_url` (none if None); yields the Popen."""
+    env = {**os.environ, **service_env(database_url, twilio_url)}
+    env.pop("PUBLIC_BASE_URL", None)
+    if public_url:
+        env["PUBLIC_BASE_URL"] = public_url
     process = subprocess.Popen(
         [sys.executable, "-m", "app.worker", "--processes", str(processes)],
         cwd=PROJECT_ROOT,
@@ -133,14 +148,73 @@ def wait_until(condition, timeout: float = 1800, interval: float = 0.05) -> floa
     return time.perf_counter()
 
 
-def timed_send(post, twilio_url: str, expected: int) -> tuple[float, float]:
-    """Call `post()` (which starts the sending); return seconds until the first and the last accepted call."""
-    requests.post(f"{twilio_url}/_fake/reset", timeout=5)
+def delivered_count(app) -> int:
+    """Messages recorded delivered (or read): what the status callbacks applied."""
+    with app.app_context():
+        m = message_table.c
+        return db.session.scalar(
+            select(func.count()).select_from(message_table).where(m.status.in_(DELIVERED_STATUSES))
+        )
+
+
+@dataclass
+class Rig:
+    """The processes a measurement sends through: fake Twilio, workers, and (with callbacks) the web tier."""
+
+    app: object
+    twilio_url: str
+    workers: subprocess.Popen
+    callbacks: bool
+
+    def accepted(self) -> int:
+        return fake_calls(self.twilio_url)
+
+    def warm_up(self, api) -> None:
+        """A 30-row campaign through both workers (and its callbacks) before any clock starts."""
+        delivered = delivered_count(self.app) if self.callbacks else 0
+        send_campaign(api, campaign_rows(30, start=900_000))
+        wait_until(lambda: self.accepted() >= 30)
+        if self.callbacks:
+            wait_until(lambda: delivered_count(self.app) >= delivered + 30, timeout=120, interval=0.1)
+
+
+@contextmanager
+def sending_rig(app, database_url: str, latency: float, callbacks: bool):
+    """Fake Twilio at `latency`, gunicorn serving the app if `callbacks`, 2 workers; yields a Rig."""
+    with ExitStack() as stack:
+        twilio_url = stack.enter_context(fake_twilio_process(latency, callbacks))
+        public_url = None
+        if callbacks:
+            public_url = stack.enter_context(web_process(service_env(database_url, twilio_url)))
+        workers = stack.enter_context(worker_processes(database_url, twilio_url, public_url))
+        yield Rig(app, twilio_url, workers, callbacks)
+
+
+@dataclass
+class Timing:
+    """Seconds from the request that starts the sending to the first and the last message accepted, and to
+    the last status recorded (None with callbacks off)."""
+
+    first: float
+    last: float
+    status: float | None
+
+    def status_text(self) -> str:
+        return "off" if self.status is None else f"{self.status:.2f}"
+
+
+def timed_send(rig: Rig, post, expected: int) -> Timing:
+    """Call `post()` (which starts `expected` messages); time acceptance and, with callbacks, their statuses."""
+    requests.post(f"{rig.twilio_url}/_fake/reset", timeout=5)
+    delivered = delivered_count(rig.app) if rig.callbacks else 0
     started = time.perf_counter()
     post()
-    first = wait_until(lambda: fake_calls(twilio_url) >= 1, interval=0.02)
-    last = wait_until(lambda: fake_calls(twilio_url) >= expected)
-    return first - started, last - started
+    first = wait_until(lambda: rig.accepted() >= 1, interval=0.02)
+    last = wait_until(lambda: rig.accepted() >= expected)
+    status = None
+    if rig.callbacks:
+        status = wait_until(lambda: delivered_count(rig.app) >= delivered + expected, interval=0.1) - started
+    return Timing(first - started, last - started, status)
 
 
 def start_run(api, journey_id: int, body: dict) -> None:
@@ -214,27 +288,25 @@ def make_audience(app, count: int) -> int:
 def speed(app, api, database_url: str, args) -> None:
     """A 3-message journey against a campaign of as many messages, at 0 and 300 ms."""
     print(
-        f"{'latency':>8} {'contacts':>9} {'journey s':>10} {'msg/s':>7} {'campaign s':>11} {'msg/s':>7}"
-        f" {'journey/campaign':>17} {'predecessor msg/s':>18}"
+        f"{'latency':>8} {'contacts':>9} {'journey s':>10} {'msg/s':>7} {'status s':>9} {'campaign s':>11}"
+        f" {'msg/s':>7} {'status s':>9} {'journey/campaign':>17} {'predecessor msg/s':>18}"
     )
     for latency, count in ((0.0, args.contacts), (0.3, args.slow_contacts)):
+        with sending_rig(app, database_url, latency, args.callbacks) as rig:
+            rig.warm_up(api)
+            with app.app_context():
+                journey_id = journeys.create_journey(messages_journey()).id
+            journey = timed_send(rig, lambda: start_run(api, journey_id, {"contacts": contacts(count)}), 3 * count)
+            rows = campaign_rows(3 * count, start=200_000)
+            campaign = timed_send(rig, lambda: send_campaign(api, rows), 3 * count)
+        baseline = min(count, args.baseline_contacts)
         with fake_twilio_process(latency) as twilio_url:
-            with worker_processes(database_url, twilio_url):
-                send_campaign(api, campaign_rows(30, start=900_000))  # warm up both workers
-                wait_until(lambda: fake_calls(twilio_url) >= 30)
-                with app.app_context():
-                    journey_id = journeys.create_journey(messages_journey()).id
-                _, journey_s = timed_send(
-                    lambda: start_run(api, journey_id, {"contacts": contacts(count)}), twilio_url, 3 * count
-                )
-                rows = campaign_rows(3 * count, start=200_000)
-                _, campaign_s = timed_send(lambda: send_campaign(api, rows), twilio_url, 3 * count)
-            baseline = min(count, args.baseline_contacts)
             baseline_rate = 3 * baseline / predecessor(twilio_url, baseline)
-        journey_rate, campaign_rate = 3 * count / journey_s, 3 * count / campaign_s
+        journey_rate, campaign_rate = 3 * count / journey.last, 3 * count / campaign.last
         print(
-            f"{latency * 1000:>6.0f}ms {count:>9} {journey_s:>10.2f} {journey_rate:>7.0f} {campaign_s:>11.2f}"
-            f" {campaign_rate:>7.0f} {journey_rate / campaign_rate:>16.0%} {baseline_rate:>18.0f}"
+            f"{latency * 1000:>6.0f}ms {count:>9} {journey.last:>10.2f} {journey_rate:>7.0f}"
+            f" {journey.status_text():>9} {campaign.last:>11.2f} {campaign_rate:>7.0f} {campaign.status_text():>9}"
+            f" {journey_rate / campaign_rate:>16.0%} {baseline_rate:>18.0f}"
         )
 
 
@@ -244,23 +316,21 @@ def big(app, api, database_url: str, args) -> None:
     audience_id = make_audience(app, count)
     with app.app_context():
         journey_id = journeys.create_journey(messages_journey(BODIES[:1])).id
-    with fake_twilio_process(0.0) as twilio_url, worker_processes(database_url, twilio_url) as workers:
-        send_campaign(api, campaign_rows(30, start=900_000))
-        wait_until(lambda: fake_calls(twilio_url) >= 30)
-        rss_start = rss_mb(worker_children(workers))
-        run_first, run_all = timed_send(
-            lambda: start_run(api, journey_id, {"audience_id": audience_id}), twilio_url, count
-        )
-        rss_end = rss_mb(worker_children(workers))
+    with sending_rig(app, database_url, 0.0, args.callbacks) as rig:
+        rig.warm_up(api)
+        rss_start = rss_mb(worker_children(rig.workers))
+        run = timed_send(rig, lambda: start_run(api, journey_id, {"audience_id": audience_id}), count)
+        rss_end = rss_mb(worker_children(rig.workers))
         with app.app_context():
             wait_until(lambda: _run_status(app) == "completed", timeout=120, interval=0.5)
         rows = campaign_rows(count)
-        campaign_first, campaign_all = timed_send(lambda: send_campaign(api, rows), twilio_url, count)
-    print(f"{'':>24} {'first message s':>16} {'all accepted s':>15} {'msg/s':>7}")
-    print(f"{f'journey, {count:,} contacts':>24} {run_first:>16.1f} {run_all:>15.1f} {count / run_all:>7.0f}")
-    print(
-        f"{f'campaign, {count:,} rows':>24} {campaign_first:>16.1f} {campaign_all:>15.1f} {count / campaign_all:>7.0f}"
-    )
+        campaign = timed_send(rig, lambda: send_campaign(api, rows), count)
+    print(f"{'':>24} {'first message s':>16} {'all accepted s':>15} {'msg/s':>7} {'last status s':>14}")
+    for label, timing in ((f"journey, {count:,} contacts", run), (f"campaign, {count:,} rows", campaign)):
+        print(
+            f"{label:>24} {timing.first:>16.1f} {timing.last:>15.1f} {count / timing.last:>7.0f}"
+            f" {timing.status_text():>14}"
+        )
     print(
         f"  worker RSS MB at the run's start {[round(x) for x in rss_start]}, at its end {[round(x) for x in rss_end]}"
     )
@@ -330,13 +400,16 @@ def main() -> None:
     parser.add_argument("--slow-contacts", type=int, default=1500, help="contacts at 300 ms")
     parser.add_argument("--baseline-contacts", type=int, default=300, help="contacts for the predecessor's way")
     parser.add_argument("--big-contacts", type=int, default=100_000)
+    parser.add_argument("--no-callbacks", action="store_true", help="the fake Twilio posts no status callbacks")
     args = parser.parse_args()
-    print(f"load average at start: {os.getloadavg()}")
+    args.callbacks = not args.no_callbacks
+    print(f"at start: {load_line()}")
     for kind in args.databases.split(","):
         for mode in args.modes.split(","):
             with bench_database(kind) as database_url:
                 app, api = bench_app(database_url)
-                print(f"\n== {mode} on {kind} (2 worker processes, rate limit off, no callbacks)")
+                callbacks = "status callbacks on" if args.callbacks else "no callbacks"
+                print(f"\n== {mode} on {kind} (2 worker processes, rate limit off, {callbacks})")
                 if mode == "speed":
                     speed(app, api, database_url, args)
                 else:
@@ -346,7 +419,7 @@ def main() -> None:
                     app.extensions["redis"].flushdb()
                     db.session.remove()
                     db.engine.dispose()
-    print(f"\nload average at end: {os.getloadavg()}")
+    print(f"\nat end: {load_line()}")
 
 
 if __name__ == "__main__":

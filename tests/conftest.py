@@ -34,11 +34,11 @@ settings.load_profile("suite")
 
 
 def _test_redis_url() -> str:
-    """TEST_REDIS_URL, or DB 15 (14, 13, … for further pytest-xdist workers)."""
-    if "TEST_REDIS_URL" in os.environ:
-        return os.environ["TEST_REDIS_URL"]
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return f"redis://127.0.0.1:6379/{15 - int(worker.removeprefix('gw'))}"
+    """TEST_REDIS_URL (default DB 15); each further pytest-xdist worker takes the DB below it (14, 13, …)."""
+    base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    prefix, _, database = base.rpartition("/")
+    return f"{prefix}/{int(database) - worker}" if worker and database.isdigit() else base
 
 
 TEST_REDIS_URL = _test_redis_url()

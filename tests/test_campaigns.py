@@ -11,6 +11,7 @@ import re
 
 from app.extensions import db
 from app.models import Campaign, Message
+from app.sending import callbacks
 from tests.conftest import TEST_AUTH_TOKEN, drain
 from tests.examples import EXAMPLES_DIR
 from tests.fake_twilio import sign, status_callback_params
@@ -98,6 +99,7 @@ def test_campaign_end_to_end(client, fake_twilio):
     assert callback(client, by_to["+15005550006"].sid, "delivered").status_code == 200
     assert callback(client, by_to["+15005550007"].sid, "delivered").status_code == 200
     assert callback(client, by_to["+14155550132"].sid, "undelivered", 30003).status_code == 200
+    callbacks.apply_pending()  # stored by the webhook, applied by the workers' sweeper
     progress = client.get(f"/campaigns/{campaign_id}/_progress")
     assert '<b id="count-delivered">2</b>' in progress.text and '<b id="count-failed">1</b>' in progress.text
 

@@ -112,7 +112,9 @@ def test_messages_go_to_send_jobs_when_the_inline_budget_is_spent(app, api, fake
     numbers = phones(6)
     run_id = start(api, create_journey(linear_journey("one", "two")).id, [{"phone": phone} for phone in numbers])
     drain(["flows"])
-    assert fake_twilio.calls == [] and get_queue("messages").count == 1
+    assert (
+        fake_twilio.calls == [] and get_queue("messages_conversational").count == 1
+    )  # journey messages go ahead of bulk
     settle()
     assert all(bodies_to(fake_twilio, phone) == ["one", "two"] for phone in numbers)
     assert run_row(run_id).status == "completed"

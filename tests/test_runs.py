@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import Message, utcnow
+from app.models import InboundMessage, Message, utcnow
 from app.runs import sweeper
 from tests.conftest import drain
 from tests.test_runs_helpers import (
@@ -154,6 +154,12 @@ def test_order_status_calls_the_api_and_branches(app, api, fake_twilio, fake_api
 def test_whatsapp_survey_buttons_regex_and_split(app, api, fake_twilio):
     journey = create_journey(example("whatsapp-survey"))
     ana, bia, caio, duda, eva = phones(5)
+    # Each wrote first (a WhatsApp session is open), else the pre-flight blocks the free-text invite (63016).
+    db.session.add_all(
+        InboundMessage(sid=f"SMopen{n}", from_phone=phone, channel="whatsapp", body="hi", outcome="unknown_contact")
+        for n, phone in enumerate(phones(5))
+    )
+    db.session.commit()
     run_id = start(
         api,
         journey.id,

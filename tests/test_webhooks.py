@@ -1,14 +1,23 @@
 """Twilio webhooks: signatures, inbound messages (once per MessageSid), STOP/START, status callbacks."""
 
+import random
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.campaigns.counts import campaign_counts
 from app.extensions import db
-from app.models import Contact, InboundMessage, MessageEvent
+from app.models import Contact, InboundMessage, Message, MessageEvent, StatusCallback, Step, utcnow
+from app.models.vocabulary import INBOUND_OUTCOMES
+from app.runs import inbound as inbound_routing
+from app.runs import runner, sweeper
+from app.sending import callbacks
 from tests.conftest import TEST_AUTH_TOKEN
 from tests.fake_twilio import sign, status_callback_params
-from tests.test_messaging import make_campaign, message, phones, send
+from tests.test_messaging import events_of, make_campaign, message, phones, send
+from tests.test_runs_helpers import bodies_to, create_journey, example, participations, settle, start
+from tests.test_runs_helpers import phones as runs_phones
 
 PUBLIC = "http://testserver.local"
 INBOUND = "/webhooks/twilio/inbound"
@@ -161,9 +170,12 @@ def test_whatsapp_stop_opts_out_the_number(app, fake_twilio):
     assert fake_twilio.attempts == [] and message(blocked).status == "failed"
 
 
-def callback(app, sid, status, error_code=None):
+def callback(app, sid, status, error_code=None, apply=True):
+    """Post a signed status callback; then apply what is stored, as the workers' sweeper does (unless `apply` is off)."""
     answer = post_signed(app, STATUS, status_callback_params(sid, status, error_code))
     assert answer.status_code == 200, answer.text
+    if apply:
+        callbacks.apply_pending()
 
 
 def test_status_callbacks_move_statuses_and_counts(app, fake_twilio):
@@ -215,3 +227,141 @@ def test_a_final_status_is_not_replaced(app, fake_twilio):
 def test_callback_for_an_unknown_message_is_acknowledged(app):
     callback(app, "SM" + "f" * 32, "delivered")
     callback(app, "", "delivered")
+
+
+# -- stored before the answer, applied behind it ------------------------------------------------------------------
+
+
+def stored_callbacks() -> list[tuple[str, str]]:
+    db.session.expire_all()
+    return [(row.sid, row.status) for row in db.session.scalars(select(StatusCallback).order_by(StatusCallback.id))]
+
+
+def test_status_callback_is_stored_and_applied_once_by_the_sweeper(app, fake_twilio):
+    _, [message_id] = make_campaign(phones(1))
+    send([message_id])
+    sid = message(message_id).sid
+
+    for status in ("sent", "delivered", "delivered"):  # Twilio repeats itself
+        callback(app, sid, status, apply=False)
+    assert message(message_id).status == "sent"  # answered, not applied yet
+    assert stored_callbacks() == [(sid, "sent"), (sid, "delivered")]
+
+    counts = sweeper.sweep()
+    assert counts["status_callbacks"] == 2 and stored_callbacks() == []
+    assert message(message_id).status == "delivered" and events_of(message_id) == ["delivered", "sent"]
+    assert sweeper.sweep()["status_callbacks"] == 0
+
+
+def test_callbacks_are_applied_in_bulk_whatever_their_order(app, fake_twilio):
+    campaign_id, ids = make_campaign(phones(60))
+    send(ids)
+    sids = [message(message_id).sid for message_id in ids]
+    posted = [(sid, "sent", None) for sid in sids] + [(sid, "delivered", None) for sid in sids[:40]]
+    posted += [(sid, "read", None) for sid in sids[:20]] + [(sid, "undelivered", 30005) for sid in sids[40:]]
+    random.Random(3).shuffle(posted)
+    for sid, status, code in posted:
+        callback(app, sid, status, code, apply=False)
+
+    assert callbacks.apply_pending(batch=17) == len(posted)
+    assert callbacks.apply_pending() == 0
+    statuses = [message(message_id).status for message_id in ids]
+    assert statuses == ["read"] * 20 + ["delivered"] * 20 + ["undelivered"] * 20
+    assert message(ids[50]).error_code == 30005
+    # Each message has its final status on record once (a `delivered` applied after `read` changes nothing).
+    assert all({"sent", status} <= set(events_of(message_id)) for message_id, status in zip(ids, statuses))
+    assert campaign_counts(campaign_id)["delivered"] == 40 and campaign_counts(campaign_id)["failed"] == 20
+
+
+def test_a_callback_before_its_sid_is_parked_in_the_database(app, fake_twilio):
+    _, [message_id] = make_campaign(phones(1))
+    callback(app, "SMnotyet", "delivered")  # the send job has not stored the sid yet
+    assert stored_callbacks() == [("SMnotyet", "delivered")]
+
+    db.session.execute(update(Message).where(Message.id == message_id).values(sid="SMnotyet", status="sent"))
+    db.session.commit()
+    assert callbacks.apply_pending() == 1
+    assert message(message_id).status == "delivered" and stored_callbacks() == []
+
+
+def test_a_callback_parked_too_long_is_dropped(app):
+    callback(app, "SMforeign", "delivered")
+    db.session.execute(update(StatusCallback).values(received_at=utcnow() - callbacks.PARKED_FOR - timedelta(1)))
+    db.session.commit()
+    callbacks.apply_pending()
+    assert stored_callbacks() == []
+
+
+def test_inbound_media_is_stored(app):
+    media = {
+        "NumMedia": "2",
+        "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1",
+        "MediaContentType0": "image/jpeg",
+        "MediaUrl1": "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME2",
+        "MediaContentType1": "application/pdf",
+    }
+    post_signed(app, INBOUND, inbound(sid="SM" + "m" * 32, body="", **media))
+    post_signed(app, INBOUND, inbound(sid="SM" + "n" * 32, body="no media"))
+
+    with_media, without = inbound_rows()
+    assert with_media.media_items == [
+        {"url": media["MediaUrl0"], "content_type": "image/jpeg"},
+        {"url": media["MediaUrl1"], "content_type": "application/pdf"},
+    ]
+    assert without.media is None and without.media_items == []
+
+
+def test_inbound_outcomes_come_from_the_vocabulary(app):
+    known = Contact(phone=phones(1, start=9)[0], fields={})
+    db.session.add(known)
+    db.session.commit()
+    post_signed(app, INBOUND, inbound(sid="SM1", body="hi"))
+    post_signed(app, INBOUND, inbound(sid="SM2", body="hi", sender=known.phone))
+    post_signed(app, INBOUND, inbound(sid="SM3", body="stop", sender=known.phone))
+    post_signed(app, INBOUND, inbound(sid="SM4", body="start", sender=known.phone))
+
+    outcomes = [row.outcome for row in inbound_rows()]
+    assert outcomes == ["unknown_contact", "not_waiting", "opted_out", "opted_in"]
+    assert set(outcomes) <= set(INBOUND_OUTCOMES)
+
+
+def waiting_contact(api) -> tuple[int, str]:
+    """A contact waiting for a yes/no reply in the `welcome` example journey; returns (run id, phone)."""
+    phone = runs_phones(1)[0]
+    run_id = start(api, create_journey(example("welcome")).id, [{"phone": phone}])
+    settle()
+    assert participations(run_id)[phone].state == "waiting"
+    return run_id, phone
+
+
+@pytest.mark.parametrize("where", ["before the step", "after the step"])
+def test_a_reply_whose_routing_failed_is_routed_later_exactly_once(app, api, fake_twilio, monkeypatch, where):
+    run_id, phone = waiting_contact(api)
+    target = (inbound_routing, "_waiting_participations") if where == "before the step" else (runner, "_carry_out")
+    original = getattr(*target)
+
+    def fail_once(*args):
+        monkeypatch.setattr(*target, original)
+        if where == "after the step":
+            original(*args)  # stored and carried out, then a failure before the outcome is written
+        raise RuntimeError("injected routing failure")
+
+    monkeypatch.setattr(*target, fail_once)
+    assert post_signed(app, INBOUND, inbound(sid="SM" + "r" * 32, body="yes", sender=phone)).status_code == 200
+    [row] = inbound_rows()
+    assert row.outcome == "received"  # stored, answered; its handling failed
+
+    assert inbound_routing.handle_stale_received() == 0  # not stale yet: its handling may still be under way
+    later = utcnow() + inbound_routing.STALE_AFTER + timedelta(seconds=1)
+    assert inbound_routing.handle_stale_received(later) == 1
+    assert inbound_routing.handle_stale_received(later) == 0
+    settle()
+
+    [row] = inbound_rows()
+    sent = bodies_to(fake_twilio, phone)
+    print(f"\n{where}: outcome {row.outcome}; messages sent {len(sent)} (expected 2): {sent}")
+    assert row.outcome == "matched"
+    assert sent[1:] == ["Great, thanks friend!"]  # the reply's message, once
+    assert participations(run_id)[phone].state == "completed"
+    replies = db.session.scalars(select(Step).where(Step.kind == "reply")).all()
+    assert len(replies) == 1

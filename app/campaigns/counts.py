@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import message_table
-from app.models.vocabulary import UNSENT
+from app.models.vocabulary import DELIVERED_STATUSES, FAILED_STATUSES, UNSENT
 
 
 def campaign_counts(campaign_id: int) -> dict:
@@ -40,9 +40,9 @@ def campaigns_counts(campaign_ids: Iterable[int]) -> dict[int, dict]:
         tally["sent"] += accepted
         if status in UNSENT:
             tally["queued"] += number
-        elif status in ("delivered", "read"):
+        elif status in DELIVERED_STATUSES:
             tally["delivered"] += number
-        elif status in ("failed", "undelivered"):
+        elif status in FAILED_STATUSES:
             tally["failed"] += number
         elif status == "canceled":
             tally["canceled"] += number

@@ -9,7 +9,6 @@ so the preview and the send never trust data sent back by the browser.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -19,12 +18,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.campaigns.counts import campaigns_counts
+from app.campaigns.inputs import CampaignError, Recipient, recipients_from_csv, rejected_entry
 from app.contacts.csv_import import (
-    CsvImportError,
     ImportResult,
     RejectedRow,
-    import_contacts_csv,
-    normalise_phone,
     rejected_rows_csv,
 )
 from app.engine.placeholders import (
@@ -38,42 +35,15 @@ from app.engine.placeholders import (
 )
 from app.extensions import db
 from app.models import Campaign, Message, utcnow
+from app.models.vocabulary import iso_z
 from app.sending import log, messaging
-from app.sending.channels import CHANNELS
 
 logger = logging.getLogger("app.sending.campaigns")
 
-NAME_MAX = 200
 PREVIEW_ROWS = 5
 # The preview's figures (segments, blank values) come from at most this many rows, so typing stays fast.
 PREVIEW_SCAN_ROWS = 10_000
 TWILIO_BODY_MAX = 1600
-
-
-class CampaignError(ValueError):
-    """Input that cannot make a campaign; `field` names what to fix (form field or JSON path).
-
-    `columns` is the CSV header when the phone column must be chosen; `rejected`
-    lists the rows refused when no row at all is usable.
-    """
-
-    def __init__(self, field: str, message: str, *, columns=None, rejected=None):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.columns = columns or []
-        self.rejected = rejected or []
-
-
-@dataclass(slots=True)
-class Recipient:
-    """One message to queue: `key` is the CSV line (or API index) it came from."""
-
-    key: int
-    phone: str
-    fields: dict
-    body: str | None = None  # a per-message template (API `messages` form); None = the campaign's
-    channel: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,126 +76,7 @@ class Preview:
 # -- validation ---------------------------------------------------------------
 
 
-def check_body(body, field_name: str = "body") -> str:
-    """The message template, or CampaignError naming `field_name`."""
-    if not isinstance(body, str) or not body.strip():
-        raise CampaignError(field_name, "the message template is empty: write the message to send")
-    problems = template_problems(body)
-    if problems:
-        raise CampaignError(field_name, "the message template is not valid: " + "; ".join(problems))
-    return body.strip()
-
-
-def check_channel(channel, field_name: str = "channel") -> str:
-    """The channel name (sms when not given), or CampaignError naming `field_name`."""
-    if channel is None or channel == "":
-        return "sms"
-    if isinstance(channel, str) and channel.strip().lower() in CHANNELS:
-        return channel.strip().lower()
-    raise CampaignError(field_name, f"unknown channel {channel!r}: use one of {', '.join(sorted(CHANNELS))}")
-
-
-def check_name(name, fallback: str) -> str:
-    if name is not None and not isinstance(name, str):
-        raise CampaignError("name", "the name must be text")
-    name = (name or "").strip() or fallback
-    if len(name) > NAME_MAX:
-        raise CampaignError("name", f"the name is longer than {NAME_MAX} characters")
-    return name
-
-
-def default_name(source: str | None = None) -> str:
-    stamp = utcnow().strftime("%Y-%m-%d %H:%M")
-    return f"{source} ({stamp})" if source else f"Campaign {stamp}"
-
-
 # -- reading input ------------------------------------------------------------
-
-
-def read_csv(data: bytes, phone_column: str | None = None) -> ImportResult:
-    """Parse an uploaded CSV with the shared importer; CampaignError names `file` or `phone_column`."""
-    if not data:
-        raise CampaignError("file", "the file is empty: choose a CSV file with a header line and contacts")
-    try:
-        result = import_contacts_csv(
-            data, current_app.config["DEFAULT_REGION"], phone_column or None, current_app.config["CSV_MAX_COLUMNS"]
-        )
-    except CsvImportError as error:
-        field_name = "phone_column" if error.columns else "file"
-        raise CampaignError(field_name, str(error), columns=error.columns) from None
-    if not result.contacts:
-        raise CampaignError(
-            "file",
-            f"no row of the file has a usable phone number ({len(result.rejected)} rejected)",
-            columns=result.columns,
-            rejected=[rejected_entry("line", row.line, row.reason, row.raw) for row in result.rejected],
-        )
-    return result
-
-
-def recipients_from_rows(rows) -> tuple[list[Recipient], list[dict], list[str]]:
-    """API `rows` ([{"phone", ...}]) -> recipients, rejected entries (by index) and the column names seen."""
-    if not isinstance(rows, list) or not rows:
-        raise CampaignError("rows", 'rows must be a non-empty list of objects such as {"phone": "+15551234567"}')
-    region = current_app.config["DEFAULT_REGION"]
-    columns: dict[str, None] = {}
-    first_index: dict[str, int] = {}
-    recipients, rejected = [], []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise CampaignError(f"rows[{index}]", 'each row must be an object such as {"phone": "+15551234567"}')
-        columns.update(dict.fromkeys(str(key) for key in row))
-        try:
-            phone = normalise_phone(_text(row.get("phone")), region)
-        except ValueError as error:
-            rejected.append(rejected_entry("index", index, str(error), row))
-            continue
-        seen = first_index.setdefault(phone, index)
-        if seen != index:
-            rejected.append(rejected_entry("index", index, f"duplicate of index {seen} ({phone})", row))
-            continue
-        recipients.append(Recipient(index, phone, {**row, "phone": phone}))
-    return recipients, rejected, list(columns)
-
-
-def recipients_from_messages(messages, default_channel: str) -> tuple[list[Recipient], list[dict]]:
-    """API `messages` ([{"to", "body", "channel", "vars"?}]): each its own template, rendered with its vars."""
-    if not isinstance(messages, list) or not messages:
-        raise CampaignError("messages", 'messages must be a non-empty list of {"to", "body", "channel"}')
-    region = current_app.config["DEFAULT_REGION"]
-    recipients, rejected = [], []
-    for index, item in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(item, dict):
-            raise CampaignError(where, "each message must be an object with to, body and channel")
-        body = check_body(item.get("body"), f"{where}.body")
-        channel = check_channel(item.get("channel") or default_channel, f"{where}.channel")
-        variables = item.get("vars") or {}
-        if not isinstance(variables, dict):
-            raise CampaignError(f"{where}.vars", "vars must be an object of placeholder values")
-        try:
-            phone = normalise_phone(_text(item.get("to")), region)
-        except ValueError as error:
-            rejected.append(rejected_entry("index", index, str(error), item))
-            continue
-        recipients.append(Recipient(index, phone, {**variables, "phone": phone}, body, channel))
-    return recipients, rejected
-
-
-def recipients_from_csv(result: ImportResult) -> tuple[list[Recipient], list[dict]]:
-    """The importer's contacts and rejected rows (by line) in the campaign's terms."""
-    recipients = [Recipient(contact.line, contact.phone, contact.fields) for contact in result.contacts]
-    return recipients, [rejected_entry("line", row.line, row.reason, row.raw) for row in result.rejected]
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value)
-
-
-def rejected_entry(key: str, position: int, reason: str, raw: dict) -> dict:
-    """A rejected row as stored on the campaign; cells as text so the CSV download can show them."""
-    cells = {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in raw.items()}
-    return {key: position, "reason": reason, "raw": cells}
 
 
 # -- drafts and preview -------------------------------------------------------
@@ -313,7 +164,7 @@ def highlight(template: str, variables: dict) -> list[tuple[str, str | None]]:
 # -- sending ------------------------------------------------------------------
 
 
-def send_draft(campaign: Campaign, *, name: str, body: str, channel: str) -> int:
+def send_draft(campaign: Campaign, *, name: str, body: str, channel: str, start_at=None, send_window=None) -> int:
     """Turn a draft into queued messages; returns how many. Sending a draft twice sends it once."""
     claimed = db.session.execute(
         update(Campaign)
@@ -323,6 +174,9 @@ def send_draft(campaign: Campaign, *, name: str, body: str, channel: str) -> int
     if not claimed:
         db.session.rollback()
         raise CampaignError("campaign", "this campaign was already sent")
+    from app.campaigns.schedule import apply_schedule  # here: app.campaigns.schedule imports this module
+
+    apply_schedule(campaign, start_at, send_window)
     return _queue(campaign, draft_recipients(campaign), "line")
 
 
@@ -337,6 +191,8 @@ def create_and_send(
     user_id: int | None,
     key_name: str = "index",
     idempotency_key: str | None = None,
+    start_at=None,
+    send_window: dict | None = None,
 ) -> Campaign:
     """Store a campaign and queue its messages at once (the JSON API); `key_name` is line (CSV) or index.
 
@@ -358,6 +214,9 @@ def create_and_send(
         created_by_id=user_id,
         dry_run=current_app.config["DRY_RUN"],
     )
+    from app.campaigns.schedule import apply_schedule  # here: app.campaigns.schedule imports this module
+
+    apply_schedule(campaign, start_at, send_window)
     db.session.add(campaign)
     try:
         db.session.flush()
@@ -382,8 +241,10 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
     A row whose message renders empty is not sent and joins the rejected rows
     with its reason: nothing is skipped silently.
     """
+    from app.campaigns.schedule import hold_times  # here: app.campaigns.schedule imports this module
+
     now, dry_run = utcnow(), campaign.dry_run
-    rows, rejected = [], list(campaign.rejected or [])
+    rows, rejected, kept = [], list(campaign.rejected or []), []
     for recipient in recipients:
         template = recipient.body if recipient.body is not None else campaign.body
         text = render(template, recipient.fields).text.strip()
@@ -405,17 +266,22 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
                 "updated_at": now,
             }
         )
+        kept.append((recipient.phone, recipient.fields))
     if not rows:
         db.session.rollback()
         raise CampaignError(
             "body", "the message is empty for every row: check the template's placeholders", rejected=rejected
         )
+    for row, not_before in zip(rows, hold_times(campaign, kept, now), strict=True):
+        row["not_before"] = not_before  # a schedule or send window: the sweeper enqueues it when due
     # A Core executemany: measured faster than the ORM bulk path and than RETURNING on PostgreSQL.
     db.session.execute(insert(Message.__table__), rows)
     campaign.total, campaign.rejected, campaign.draft = len(rows), rejected, None
     db.session.commit()
     ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id).order_by(Message.id)).all()
     db.session.commit()
+    if campaign.start_at is not None or campaign.send_window:
+        return len(rows)  # held until their `not_before`: the sweeper enqueues them (runs.schedule.release_due)
     try:
         messaging.enqueue_messages(ids, bulk=True)
     except RedisError as error:
@@ -511,8 +377,8 @@ def as_json(campaign: Campaign, campaign_counts: dict, *, detail: bool = False) 
         "dry_run": campaign.dry_run,
         **campaign_counts,
         "rejected_count": len(campaign.rejected or []),
-        "created_at": campaign.created_at.isoformat() + "Z",
-        "finished_at": campaign.finished_at.isoformat() + "Z" if campaign.finished_at else None,
+        "created_at": iso_z(campaign.created_at),
+        "finished_at": iso_z(campaign.finished_at),
     }
     if detail:
         answer["body"] = campaign.body

@@ -152,9 +152,7 @@ def import_contacts_csv(
     delimiter = _sniff_delimiter(sample, truncated=len(sample) == _SAMPLE_CHARS)
 
     lines = itertools.chain(_text_stream(data, codec), [_END_SENTINEL + "\n"])
-    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
-    records = _records(reader)
-
+    records = _records(csv.reader(lines, delimiter=delimiter, skipinitialspace=True))
     header_line, header = next(records, (0, None))
     if header is None:
         raise CsvImportError("the file is empty: it has no header line and no contacts")
@@ -165,10 +163,15 @@ def import_contacts_csv(
         )
     columns = _column_names(header)
     phone_index = _phone_column_index(columns, phone_column, region)
-    name_index = _name_column_index(columns, phone_index)
+    contacts, rejected = _read_rows(records, columns, phone_index, _name_column_index(columns, phone_index), region)
+    if not contacts and not rejected:
+        raise CsvImportError(f"the file has a header (line {header_line}) but no contact rows")
+    return ImportResult(columns, columns[phone_index], contacts, rejected, encoding, delimiter)
 
-    width = len(columns)
-    chosen_column = columns[phone_index]
+
+def _read_rows(records, columns: list[str], phone_index: int, name_index: int | None, region: str):
+    """The contacts of the data rows and the rows rejected, each with its line and reason."""
+    width, chosen_column = len(columns), columns[phone_index]
     first_line_of: dict[str, int] = {}
     contacts: list[ImportedContact] = []
     rejected: list[RejectedRow] = []
@@ -197,10 +200,7 @@ def import_contacts_csv(
         if name_index is not None:
             fields["name"] = row[name_index]
         contacts.append(ImportedContact(line, phone, fields))
-
-    if not contacts and not rejected:
-        raise CsvImportError(f"the file has a header (line {header_line}) but no contact rows")
-    return ImportResult(columns, chosen_column, contacts, rejected, encoding, delimiter)
+    return contacts, rejected
 
 
 def normalise_phone(text: str, default_region: str | None = "US") -> str:

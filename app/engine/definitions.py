@@ -21,6 +21,7 @@ from .nodes import CHANNELS, NODE_TYPES, NodeType, a_or_an
 from .placeholders import template_problems
 from .problems import JourneyInvalid, Problem
 from .triggers import trigger_problems
+from .windows import SendWindow, parse_window, window_problems
 
 FORMAT = "journey/v1"
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -101,6 +102,11 @@ class Definition:
     def description(self) -> str | None:
         return self.document.get("description")
 
+    @property
+    def send_window(self) -> SendWindow | None:
+        """The journey's quiet hours (`send_window`), None when it may send at any time."""
+        return parse_window(thaw(self.document.get("send_window")))
+
     def node(self, node_id: str) -> Node | None:
         return self._by_id.get(node_id)
 
@@ -143,6 +149,8 @@ class _Checker:
         if "channel" in doc and doc["channel"] not in CHANNELS:
             self.error(f"channel {doc['channel']!r} must be one of {', '.join(CHANNELS)}", field="channel")
         for field_name, message in trigger_problems(doc.get("triggers")):
+            self.error(message, field=field_name)
+        for field_name, message in window_problems(doc.get("send_window")):
             self.error(message, field=field_name)
 
     def nodes(self, nodes: list) -> dict[str, str | None]:

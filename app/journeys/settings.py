@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.journeys.forms import Form
+from app.journeys.send_window_settings import apply_send_window
 
 
 @dataclass(frozen=True)
@@ -61,4 +62,5 @@ def trigger_keywords(doc: dict, channel: str) -> str:
 SECTIONS: tuple[SettingsSection, ...] = (
     SettingsSection("general", "journeys/settings/general.html", apply_general),
     SettingsSection("triggers", "journeys/settings/triggers.html", apply_triggers),
+    SettingsSection("send_window", "journeys/settings/send_window.html", apply_send_window),
 )

@@ -8,7 +8,14 @@ from app.models.accounts import AccountRefused, ApiToken, User, check_keeps_an_a
 from app.models.campaigns import Campaign
 from app.models.contacts import Audience, AudienceContact, Contact, SuppressedPhone
 from app.models.journeys import Journey, JourneyVersion
-from app.models.messages import InboundMessage, Message, MessageEvent, SendingState, WorkerHeartbeat
+from app.models.messages import (
+    InboundMessage,
+    Message,
+    MessageEvent,
+    SendingState,
+    StatusCallback,
+    WorkerHeartbeat,
+)
 from app.models.runs import Participation, Run, Step
 from app.models.vocabulary import (
     ACTIVE_STATES,
@@ -18,6 +25,7 @@ from app.models.vocabulary import (
     ROLES,
     RUN_KINDS,
     RUN_STATUSES,
+    SCHEDULED,
     STATES,
     utcnow,
 )
@@ -29,6 +37,7 @@ event_table = MessageEvent.__table__
 message_table = Message.__table__
 participation_table = Participation.__table__
 step_table = Step.__table__
+status_callback_table = StatusCallback.__table__
 heartbeat_table = WorkerHeartbeat.__table__
 sending_state_table = SendingState.__table__
 
@@ -39,6 +48,7 @@ __all__ = [
     "message_table",
     "participation_table",
     "step_table",
+    "status_callback_table",
     "heartbeat_table",
     "sending_state_table",
     "ACTIVE_STATES",
@@ -47,6 +57,7 @@ __all__ = [
     "LIVE_RUN_STATUSES",
     "RUN_KINDS",
     "RUN_STATUSES",
+    "SCHEDULED",
     "STATES",
     "ApiToken",
     "Audience",
@@ -62,6 +73,7 @@ __all__ = [
     "Run",
     "SendingState",
     "Step",
+    "StatusCallback",
     "SuppressedPhone",
     "User",
     "WorkerHeartbeat",

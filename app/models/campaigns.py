@@ -1,6 +1,6 @@
 """Bulk campaigns: one templated message to every row of a CSV."""
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, Index
 from sqlalchemy.orm import deferred
 
 from app.extensions import db
@@ -29,3 +29,9 @@ class Campaign(db.Model):
     deleted_at = db.Column(db.DateTime)
     # A client's `Idempotency-Key` (prefixed with its user id): a retried send finds this campaign.
     idempotency_key = db.Column(db.String(200), unique=True)
+    # A `scheduled` campaign starts at `start_at` (naive UTC); `send_window` (as in journey/v1) spreads its
+    # messages over the open hours (`Message.not_before`).
+    start_at = db.Column(db.DateTime)
+    send_window = db.Column(JSON)
+
+    __table_args__ = (Index("ix_campaign_status_start_at", "status", "start_at"),)

@@ -3,7 +3,7 @@
 from sqlalchemy import JSON, Index, UniqueConstraint
 
 from app.extensions import db
-from app.models.vocabulary import utcnow
+from app.models.vocabulary import RECEIVED, utcnow
 
 
 class Message(db.Model):
@@ -35,12 +35,15 @@ class Message(db.Model):
     from_address = db.Column(db.String(64))
     # The worker process holding it `sending` (its heartbeat tells a dead claim from a slow one).
     claimed_by = db.Column(db.String(64))
+    # Not to be sent before this (a schedule or a send window); the sweeper enqueues it when due.
+    not_before = db.Column(db.DateTime)
 
     __table_args__ = (
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_message_from_sent", "from_address", "sent_at"),
+        Index("ix_message_not_before", "not_before"),
         # A contact's timeline reads its messages by number, across runs and campaigns.
         Index("ix_message_to_phone", "to_phone", "id"),
     )
@@ -70,16 +73,42 @@ class InboundMessage(db.Model):
     payload = db.Column(db.String(256))
     contact_id = db.Column(db.Integer, db.ForeignKey("contact.id", ondelete="SET NULL"))
     participation_id = db.Column(db.Integer, db.ForeignKey("participation.id", ondelete="SET NULL"))
-    outcome = db.Column(db.String(32), nullable=False, default="received")
+    outcome = db.Column(db.String(32), nullable=False, default=RECEIVED)
     received_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     # Set when an operator typed the reply on the contact's behalf (reply as a contact), else Twilio sent it.
     entered_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
+    # Media Twilio received with it (MMS, WhatsApp): [{"url", "content_type"}, …] in Twilio's order; None if none.
+    media = db.Column(JSON)
 
     __table_args__ = (
         Index("ix_inbound_from_phone", "from_phone"),
-        # The inbox lists a chosen outcome newest first.
+        # The inbox lists a chosen outcome newest first; the sweeper looks for those left `received`.
         Index("ix_inbound_outcome_id", "outcome", "id"),
     )
+
+    @property
+    def media_items(self) -> list[dict]:
+        """The attached media as `{"url", "content_type"}` dicts (empty when there were none)."""
+        return list(self.media or [])
+
+
+class StatusCallback(db.Model):
+    """A Twilio status callback stored as it arrived, waiting to be applied to the message log.
+
+    The webhook only inserts (one row per sid and status: repeats are
+    ignored) and answers; `app.sending.callbacks.apply_pending` applies the
+    rows in bulk and deletes them in the same transaction, so each is applied
+    once. A row whose sid is not in the log yet (the send job has not stored
+    it) stays parked here until it is, or until it is too old to wait for.
+    """
+
+    id = db.Column(db.Integer, primary_key=True)
+    sid = db.Column(db.String(64), nullable=False)
+    status = db.Column(db.String(16), nullable=False)
+    error_code = db.Column(db.Integer)
+    received_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("sid", "status"),)
 
 
 class WorkerHeartbeat(db.Model):

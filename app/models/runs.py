@@ -20,6 +20,10 @@ class Run(db.Model):
     created_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     finished_at = db.Column(db.DateTime)
+    # A `scheduled` run starts at `start_at` (naive UTC, fired by the sweeper); an inline-contacts one keeps
+    # its contacts' ids until then.
+    start_at = db.Column(db.DateTime)
+    scheduled_contact_ids = db.Column(JSON)
     # Set by `app.runs.prune` before a finished run's history is deleted: its counts as they were, then read
     # instead of the (deleted) steps; where its results were archived; when the deletion finished.
     final_counts = db.Column(JSON)
@@ -29,8 +33,11 @@ class Run(db.Model):
     version = db.relationship("JourneyVersion")
     audience = db.relationship("Audience")
 
-    # Every inbound message that reaches no waiting contact looks up the `listening` runs.
-    __table_args__ = (Index("ix_run_status", "status"),)
+    __table_args__ = (
+        # Every inbound message that reaches no waiting contact looks up the `listening` runs.
+        Index("ix_run_status", "status"),
+        Index("ix_run_status_start_at", "status", "start_at"),
+    )
 
 
 class Participation(db.Model):

@@ -9,14 +9,15 @@ from app.engine.state import ACTIVE_STATES, FINAL_STATES, STATES, TIMER_STATES, 
 
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "STATES", "TIMER_STATES", "WORKING_STATES"]
 
-# Run statuses: `preparing` -> `active` -> `completed` or `stopped`; a journey's keyword triggers
-# collect contacts into its one standing `listening` run (stopping it turns the triggers off).
+# Run statuses: (`scheduled` ->) `preparing` -> `active` -> `completed` or `stopped`; a journey's keyword
+# triggers collect contacts into its one standing `listening` run (stopping it turns the triggers off).
+SCHEDULED = "scheduled"  # a run or campaign waiting for its `start_at`
 LIVE_RUN_STATUSES = ("preparing", "active", "listening")
 # How a run got its contacts: an audience (or inline list) at its start, or keyword triggers over time.
 RUN_KINDS = ("audience", "trigger")
 # A run in any other status may still send messages: its journey and audience must stay.
 FINISHED_RUN_STATUSES = ("completed", "stopped", "failed")
-RUN_STATUSES = LIVE_RUN_STATUSES + FINISHED_RUN_STATUSES
+RUN_STATUSES = (SCHEDULED,) + LIVE_RUN_STATUSES + FINISHED_RUN_STATUSES
 
 
 # Message statuses. Not yet accepted by the provider:

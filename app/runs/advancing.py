@@ -17,8 +17,10 @@ from app.models import (
     participation_table,
     utcnow,
 )
+from app.models.vocabulary import NOT_DELIVERED_STATUSES
 from app.queues import get_redis
 from app.runs import http_calls, runner
+from app.runs.message_rows import idempotency_key
 from app.runs.runner import _enqueue, _enqueue_api_calls, _feed_outcomes, _step
 from app.sending import messaging
 
@@ -204,7 +206,7 @@ def recover_sending(participation_ids: Iterable[int]) -> int:
     for row in rows:
         stored = row.engine_state or {}
         node_id = stored.get("node_id")
-        keys[f"{row.id}:{node_id}:{(stored.get('visits') or {}).get(node_id)}"] = row.id
+        keys[idempotency_key(row.id, node_id, (stored.get("visits") or {}).get(node_id))] = row.id
     m = message_table.c
     messages = (
         db.session.execute(
@@ -225,7 +227,7 @@ def recover_sending(participation_ids: Iterable[int]) -> int:
         pid = keys[message.idempotency_key]
         if message.sid is not None:
             outcomes.append((pid, message.id, message.idempotency_key, message.sid, True, None))
-        elif message.status in ("failed", "undelivered", "canceled"):
+        elif message.status in NOT_DELIVERED_STATUSES:
             reason = message.error_message or f"message {message.status}"
             outcomes.append((pid, message.id, message.idempotency_key, None, False, reason))
         elif message.status == "queued" and (message.next_attempt_at is None or message.next_attempt_at <= now):

@@ -1,15 +1,19 @@
-"""Inbound messages: stored once, STOP/START handled, then routed to the contact's waiting participation.
+"""Handling a stored inbound message: STOP/START keywords, else a reply routed to the contact's waiting participation.
 
-Twilio's signed webhook and an operator replying as a contact (dry runs, tests
-on a colleague's phone) take the same path, `receive`; the operator's reply
-only carries a synthetic sid and who typed it.
+Every path is exactly-once: the row leaves `received` in the same
+transaction as its effect (a compare-and-set on the outcome), and a reply is
+claimed for its participation in the transaction that steps it. So a
+handling that failed midway, or two at once (the webhook's and the
+sweeper's), never apply a message twice; what was left `received` is handled
+by the sweeper (`handle_stale_received`).
 """
 
 from __future__ import annotations
 
 import re
-import secrets
+from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select, update
 
 from app.contacts import optout, phones
@@ -19,138 +23,105 @@ from app.models import (
     Contact,
     InboundMessage,
     JourneyVersion,
-    Participation,
     Run,
-    User,
-    bulk,
     message_table,
     participation_table,
     step_table,
     utcnow,
 )
-from app.runs import lifecycle, listening
+from app.models.vocabulary import (
+    MATCHED,
+    NOT_WAITING,
+    OPTED_IN,
+    OPTED_OUT,
+    RECEIVED,
+    TRIGGERED,
+    UNKNOWN_CONTACT,
+    UNMATCHED,
+)
+from app.runs import listening
+from app.runs.lifecycle import opt_out_contact
 from app.runs.runner import _step, journey_for_version
 
 # Whole-message keywords (case, spaces and punctuation ignored), as Twilio's own opt-out handling,
 # plus Portuguese PARAR/SAIR for opting out.
 OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "PARAR", "SAIR"}
 OPT_IN_WORDS = {"START", "UNSTOP"}
-OPERATOR_SID_PREFIX = "OP"
+# A message still `received` this long after it arrived was not handled (an error, a crash): the sweeper does it.
+STALE_AFTER = timedelta(seconds=10)
+STALE_BATCH = 200
 
 
-def receive(
-    sid: str,
-    phone: str,
-    channel: str,
-    body: str,
-    payload: str | None = None,
-    to_address: str | None = None,
-    *,
-    entered_by_id: int | None = None,
-    participation_id: int | None = None,
-) -> int | None:
-    """Store an inbound message once per sid, handle STOP/START, route it; its id, or None for a repeat.
+def handle_received(inbound_id: int, prefer: int | None = None) -> str | None:
+    """Handle a stored inbound message once: opt out or in on a keyword, else route it as a reply; return its outcome.
 
-    `participation_id` (an operator replying from a run's page) is tried
-    first among the contact's waiting participations.
+    `prefer` (an operator replying as the contact from a run's page) is tried first among the contact's waiting
+    participations; the sweeper, retrying later, routes as for any reply.
     """
-    inbound_id = _store_once(sid, phone, channel, body, payload, to_address, entered_by_id, participation_id)
-    if inbound_id is None:
-        return None
     row = db.session.get(InboundMessage, inbound_id)
-    keyword = re.sub(r"[\W_]+", "", row.body).upper()
-    if keyword in OPT_OUT_WORDS:
-        row.contact_id, row.outcome = optout.opt_out(phone, commit=False), "opted_out"
-    elif keyword in OPT_IN_WORDS:
-        row.contact_id, row.outcome = optout.opt_in(phone, commit=False), "opted_in"
-    else:
-        row.contact_id = db.session.scalar(select(Contact.id).where(Contact.phone == phone))
+    if row is None or row.outcome != RECEIVED:
+        return row.outcome if row is not None else None
+    keyword = re.sub(r"[\W_]+", "", row.body or "").upper()
+    if keyword in OPT_OUT_WORDS or keyword in OPT_IN_WORDS:
+        return _apply_keyword(row, OPTED_OUT if keyword in OPT_OUT_WORDS else OPTED_IN)
+    return handle_inbound(inbound_id, prefer)
+
+
+def handle_stale_received(now: datetime | None = None, limit: int = STALE_BATCH) -> int:
+    """Handle the inbound messages left `received` (their handling failed or was cut short); return how many.
+
+    Called by the workers' sweeper. A message that fails again is logged and tried at the next sweep.
+    """
+    now = now or utcnow()
+    stale = list(
+        db.session.scalars(
+            select(InboundMessage.id)
+            .where(InboundMessage.outcome == RECEIVED, InboundMessage.received_at < now - STALE_AFTER)
+            .order_by(InboundMessage.id)
+            .limit(limit)
+        )
+    )
     db.session.commit()
-    if row.outcome == "opted_out":
-        lifecycle.opt_out_contact(row.contact_id)
-    elif row.outcome == "received":
-        handle_inbound(inbound_id)
-    return inbound_id
+    handled = 0
+    for inbound_id in stale:
+        try:
+            handle_received(inbound_id)
+            handled += 1
+        except Exception:
+            db.session.rollback()
+            current_app.logger.exception("inbound message %d could not be handled; trying again later", inbound_id)
+    return handled
 
 
-def _store_once(sid, phone, channel, body, payload, to_address, entered_by_id, participation_id) -> int | None:
-    """Insert the inbound row; None when its sid was already stored (the unique key decides)."""
-    insert = bulk.insert_ignore(InboundMessage.__table__, ["sid"]).values(
-        sid=sid,
-        from_phone=phone,
-        to_address=to_address or None,
-        channel=channel,
-        body=body or "",
-        payload=(payload or "")[:256] or None,
-        outcome="received",
-        received_at=utcnow(),
-        entered_by_id=entered_by_id,
-        participation_id=participation_id,
+def _apply_keyword(row: InboundMessage, outcome: str) -> str:
+    """STOP or START: the contact's opt-out flag, the row's outcome and (STOP) its participations, in one commit."""
+    inbound_id = row.id
+    if outcome == OPTED_OUT:
+        contact_id = optout.opt_out(row.from_phone, commit=False)
+    else:
+        contact_id = optout.opt_in(row.from_phone, commit=False)
+    if not _set_outcome(inbound_id, outcome, contact_id, None):
+        db.session.rollback()
+        return db.session.get(InboundMessage, inbound_id).outcome
+    if outcome == OPTED_OUT:
+        opt_out_contact(contact_id)  # ends its participations and commits it all
+    db.session.commit()
+    return outcome
+
+
+def _set_outcome(inbound_id: int, outcome: str, contact_id: int | None, participation_id: int | None) -> bool:
+    """Move the row out of `received` (compare-and-set): False if it had already left it."""
+    return bool(
+        db.session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == inbound_id, InboundMessage.outcome == RECEIVED)
+            .values(outcome=outcome, contact_id=contact_id, participation_id=participation_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
     )
-    return db.session.execute(insert.returning(InboundMessage.__table__.c.id)).scalar()
 
 
-def reply_as_contact(participation: Participation, text: str, payload: str | None, user_id: int) -> InboundMessage:
-    """An operator answers for the contact of `participation`: a synthetic inbound message, routed as Twilio's."""
-    contact = participation.contact
-    channel = _channel_of(participation.id, participation.run.version_id)
-    sid = f"{OPERATOR_SID_PREFIX}{secrets.token_hex(16)}"
-    inbound_id = receive(
-        sid,
-        contact.phone,
-        channel,
-        text,
-        payload,
-        entered_by_id=user_id,
-        participation_id=participation.id,
-    )
-    return db.session.get(InboundMessage, inbound_id)
-
-
-def reply_choices(participation: Participation) -> list[dict]:
-    """What the node the contact waits at reacts to: one button per keyword edge (its first word) and payload."""
-    if participation.state != "waiting":
-        return []
-    choices = []
-    for edge in participation.run.version.definition.get("edges", []):
-        when = edge.get("when") if isinstance(edge, dict) else None
-        if edge.get("from") != participation.node_id or not isinstance(when, dict):
-            continue
-        if when.get("keywords"):
-            choices.append({"text": str(when["keywords"][0]), "payload": "", "to": edge.get("to")})
-        elif when.get("payload"):
-            choices.append({"text": str(when["payload"]), "payload": str(when["payload"]), "to": edge.get("to")})
-    return choices
-
-
-def waiting_for_reply(contact_ids) -> dict[int, Participation]:
-    """Each contact's waiting participation in its most recently started run (what an operator answers for)."""
-    if not contact_ids:
-        return {}
-    rows = db.session.scalars(
-        select(Participation)
-        .join(Run, Run.id == Participation.run_id)
-        .where(Participation.contact_id.in_(set(contact_ids)), Participation.state == "waiting")
-        .order_by(Run.created_at.desc(), Run.id.desc())
-    )
-    found: dict[int, Participation] = {}
-    for participation in rows:
-        found.setdefault(participation.contact_id, participation)
-    return found
-
-
-def _channel_of(participation_id: int, version_id: int) -> str:
-    """The channel the participation talks on: its last message's, else the journey's."""
-    last_channel = db.session.scalar(
-        select(message_table.c.channel)
-        .where(message_table.c.participation_id == participation_id)
-        .order_by(message_table.c.id.desc())
-        .limit(1)
-    )
-    return last_channel or journey_for_version(version_id).channel
-
-
-def handle_inbound(inbound_id: int) -> str | None:
+def handle_inbound(inbound_id: int, prefer: int | None = None) -> str | None:
     """Route a stored inbound message to the contact's waiting participation; return its outcome.
 
     Outcomes: `matched` (an edge was taken, `fallback` included), `unmatched`
@@ -162,42 +133,78 @@ def handle_inbound(inbound_id: int) -> str | None:
     participation it reached.
     """
     inbound = db.session.get(InboundMessage, inbound_id)
-    if inbound is None or inbound.outcome != "received":
+    if inbound is None or inbound.outcome != RECEIVED:
         return inbound.outcome if inbound is not None else None
-    chosen = inbound.participation_id
+    if inbound.participation_id is not None:  # stepped already, but its outcome was never written
+        return _finish_claimed(inbound)
     contact_id = inbound.contact_id or db.session.scalar(
         select(Contact.id).where(Contact.phone == phones.bare_phone(inbound.from_phone))
     )
-    outcome, participation_id = "unknown_contact", None
+    outcome, participation_id = UNKNOWN_CONTACT, None
     if contact_id is not None:
-        outcome, participation_id = "not_waiting", _latest_participation(contact_id)
+        outcome, participation_id = NOT_WAITING, _latest_participation(contact_id)
+        reply = events.Reply(inbound.body or "", inbound.payload)
         candidates = _waiting_participations(contact_id, inbound.channel)
-        if chosen in candidates:
-            candidates.remove(chosen)
-            candidates.insert(0, chosen)
+        if prefer in candidates:
+            candidates.insert(0, candidates.pop(candidates.index(prefer)))
         for candidate in candidates:
-            reply = events.Reply(inbound.body or "", inbound.payload)
-            results = _step(
-                [candidate],
-                lambda row, state: (
-                    (reply, {"reply": {"inbound_id": inbound_id}}) if state.status == "waiting" else None
-                ),
-            )
+            results = _step([candidate], lambda row, state: _claim_reply(inbound_id, row.id, state, reply))
             if candidate in results:
                 moved = any(entry.get("kind") == "edge" for entry in results[candidate].trail)
-                outcome, participation_id = ("matched" if moved else "unmatched"), candidate
+                outcome, participation_id = (MATCHED if moved else UNMATCHED), candidate
                 break
-    if outcome in ("not_waiting", "unknown_contact"):
+    if outcome in (NOT_WAITING, UNKNOWN_CONTACT):
         started, contact_id = listening.start_from_inbound(inbound, contact_id)
         if started is not None:
-            outcome, participation_id = "triggered", started
-    if outcome == "not_waiting" and participation_id is not None:
+            outcome, participation_id = TRIGGERED, started
+    if outcome == NOT_WAITING and participation_id is not None:
         _record_unrouted_reply(participation_id, inbound)
+    if outcome in (MATCHED, UNMATCHED):
+        _set_claimed_outcome(inbound_id, outcome, contact_id)
+    elif not _set_outcome(inbound_id, outcome, contact_id, participation_id):
+        db.session.rollback()  # handled meanwhile by someone else: their outcome stands
+        return db.session.get(InboundMessage, inbound_id).outcome
+    db.session.commit()
+    return outcome
+
+
+def _claim_reply(inbound_id: int, participation_id: int, state, reply: events.Reply):
+    """The reply event for a waiting participation, once: the row is claimed in the transaction that steps it."""
+    if state.status != "waiting":
+        return None
+    inbound = InboundMessage.__table__.c
+    claimed = db.session.execute(
+        update(InboundMessage.__table__)
+        .where(inbound.id == inbound_id, inbound.outcome == RECEIVED, inbound.participation_id.is_(None))
+        .values(participation_id=participation_id)
+    ).rowcount
+    return (reply, {"reply": {"inbound_id": inbound_id}}) if claimed else None
+
+
+def _set_claimed_outcome(inbound_id: int, outcome: str, contact_id: int | None) -> None:
+    inbound = InboundMessage.__table__.c
     db.session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == inbound_id, InboundMessage.outcome == "received")
-        .values(outcome=outcome, contact_id=contact_id, participation_id=participation_id)
+        update(InboundMessage.__table__)
+        .where(inbound.id == inbound_id, inbound.outcome == RECEIVED)
+        .values(outcome=outcome, contact_id=contact_id)
     )
+
+
+def _finish_claimed(inbound: InboundMessage) -> str:
+    """Write the outcome of a reply that stepped its participation: `matched` if an edge followed its reply step."""
+    s = step_table.c
+    steps = db.session.execute(
+        select(s.id, s.kind, s.at, s.detail)
+        .where(s.participation_id == inbound.participation_id, s.kind.in_(("reply", "edge")))
+        .order_by(s.id)
+    ).all()
+    reply = next((row for row in steps if (row.detail or {}).get("inbound_id") == inbound.id), None)
+    moved = reply is not None and any(row.kind == "edge" and row.id > reply.id and row.at == reply.at for row in steps)
+    outcome = MATCHED if moved else UNMATCHED
+    contact_id = db.session.scalar(
+        select(participation_table.c.contact_id).where(participation_table.c.id == inbound.participation_id)
+    )
+    _set_claimed_outcome(inbound.id, outcome, contact_id)
     db.session.commit()
     return outcome
 
@@ -255,13 +262,3 @@ def _record_unrouted_reply(participation_id: int, inbound: InboundMessage) -> No
             },
         )
     )
-
-
-def operator_replies(participation_id: int) -> dict[int, str]:
-    """Inbound ids an operator typed for this participation, with the operator's email."""
-    rows = db.session.execute(
-        select(InboundMessage.id, User.email)
-        .join(User, User.id == InboundMessage.entered_by_id)
-        .where(InboundMessage.participation_id == participation_id)
-    )
-    return {row.id: row.email for row in rows}

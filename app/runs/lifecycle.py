@@ -13,6 +13,7 @@ from app.journeys import store as journeys
 from app.models import (
     ACTIVE_STATES,
     LIVE_RUN_STATUSES,
+    SCHEDULED,
     Audience,
     AudienceContact,
     Contact,
@@ -32,14 +33,18 @@ PREPARE_CHUNK = 5000  # participations inserted per transaction when a run start
 FIRST_CHUNK = 500  # the first chunk is small, so the first contacts start (and are sent to) at once
 
 
-def start_run(journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None) -> Run:
+def start_run(
+    journey: Journey, audience_id: int | None = None, contacts: list[dict] | None = None, user=None, start_at=None
+) -> Run:
     """Start `journey` for an audience or an inline list of contacts; returns at once.
 
     The run executes an immutable version (`journeys.version_for_run`; raises
     `journeys.InvalidJourney`). An audience's participations are inserted by
     the `prepare_run` job in chunks, so even 100,000 contacts start from a
     page; inline contacts (already in the request) are inserted here the same
-    way. First steps are enqueued in batches. Raises LookupError for an
+    way. First steps are enqueued in batches. With `start_at` (naive UTC) the
+    run is stored `scheduled` and the sweeper starts it then (`schedule.start_due`;
+    inline contacts are saved now, their ids kept on the run). Raises LookupError for an
     unknown audience and ValueError for bad contacts (nothing written then).
     """
     if (audience_id is None) == (contacts is None):
@@ -64,13 +69,17 @@ def start_run(journey: Journey, audience_id: int | None = None, contacts: list[d
         journey_id=journey.id,
         version_id=version.id,
         audience_id=audience_id,
-        status="preparing",
+        status=SCHEDULED if start_at else "preparing",
+        start_at=start_at,
+        scheduled_contact_ids=contact_ids if start_at else None,
         total=total,
         dry_run=bool(current_app.config.get("DRY_RUN")),
         created_by_id=getattr(user, "id", None),
     )
     db.session.add(run)
     db.session.commit()
+    if start_at:
+        return run
     if contact_ids is None:
         _enqueue("prepare_run", [(run.id,)], timeout=3600)
     else:
@@ -88,7 +97,10 @@ def prepare_run(run_id: int) -> int:
     run = db.session.get(Run, run_id)
     if run is None or run.status != "preparing":
         return 0
-    contact_ids = audiences.contact_ids(run.audience_id) if run.audience_id is not None else []
+    if run.audience_id is not None:
+        contact_ids = audiences.contact_ids(run.audience_id)
+    else:
+        contact_ids = list(run.scheduled_contact_ids or [])  # a scheduled run of inline contacts
     return _prepare(run_id, contact_ids)
 
 
@@ -158,7 +170,7 @@ def stop_run(run: Run) -> int:
     _cancel_queued(participation_table.c.run_id == run.id)
     db.session.execute(
         update(Run)
-        .where(Run.id == run.id, Run.status.in_(LIVE_RUN_STATUSES))
+        .where(Run.id == run.id, Run.status.in_((SCHEDULED, *LIVE_RUN_STATUSES)))
         .values(status="stopped", finished_at=utcnow())
     )
     db.session.commit()

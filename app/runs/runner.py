@@ -58,14 +58,14 @@ from app.models import (
     Contact,
     JourneyVersion,
     Run,
-    bulk,
-    message_table,
     participation_table,
     step_table,
     utcnow,
 )
 from app.queues import JOB_DEFAULTS, get_queue, get_redis
 from app.runs import contact_fields, message_cap
+from app.runs.message_rows import _insert_messages, idempotency_key
+from app.runs.quiet_hours import held_until
 from app.sending import messaging
 
 BATCH_SIZE = 500  # participations per flows job
@@ -158,72 +158,94 @@ def _step(participation_ids: Iterable[int], decide: Callable[[Any, engine.Contac
     return batch.results
 
 
+@dataclass
+class _StepWork:
+    """What stepping a batch of rows gathers before it is written in one go."""
+
+    batch: _Batch = field(default_factory=_Batch)
+    updates: list[dict] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+    sends: list[tuple] = field(default_factory=list)
+    contact_values: dict[int, dict] = field(default_factory=dict)
+    held: dict[int, datetime] = field(default_factory=dict)  # pid -> when its send window opens
+
+
 def _store_batch(ids: list[int], decide) -> _Batch | None:
     """Step and store in one transaction; None (rolled back) if a compare-and-set failed."""
-    rows = _load(ids)
-    batch, updates, steps, sends, contact_values = _Batch(), [], [], [], {}
+    work = _StepWork()
     now, now_epoch, rng = utcnow(), time.time(), random.Random()
     limit = int(current_app.config.get("MAX_MESSAGES_PER_CONTACT") or 0)
-    for row in rows:
+    for row in _load(ids):
         state = _state_of(row)
         decision = decide(row, state)
-        if decision is None:
-            continue
-        event, extra = decision
-        journey = journey_for_version(row.version_id, row.version_created_at)
-        result = message_cap.capped(journey, state, _engine_step(journey, state, event, now_epoch, rng, row.id), limit)
-        batch.results[row.id] = result
-        if values := contact_fields.values_to_save(result.trail):
-            contact_values.setdefault(row.contact_id, {}).update(values)
-        steps += _trail_steps(row, state, result, extra, now)
-        if result.state == state:
-            continue
-        stored = {key: value for key, value in result.state.to_json().items() if key != "fields"}
-        for effect in result.effects:
-            if isinstance(effect, effects.SendMessage):
-                sends.append((row, effect))
-            elif isinstance(effect, effects.CallApi):
-                stored["pending_api"] = asdict(effect)
-                batch.api.append(row.id)
-        finish = next((e for e in result.effects if isinstance(e, effects.Finish)), None)
-        if result.state.is_final:
-            batch.finished_runs.add(row.run_id)
-        updates.append(
-            {
-                "b_id": row.id,
-                "b_version": row.lock_version,
-                "b_state": result.state.status,
-                "b_node_id": result.state.node_id,
-                "b_engine_state": stored,
-                "b_wake_at": _wake_at(row, state, result, now),
-                "b_updated_at": now,
-                "b_error": finish.reason if finish and result.state.status in ("failed", "filtered") else None,
-            }
-        )
-    if updates:
-        p = participation_table.c
-        statement = (
-            update(participation_table)
-            .where(p.id == bindparam("b_id"), p.lock_version == bindparam("b_version"))
-            .values(
-                state=bindparam("b_state"),
-                node_id=bindparam("b_node_id"),
-                engine_state=bindparam("b_engine_state"),
-                wake_at=bindparam("b_wake_at"),
-                error=bindparam("b_error"),
-                updated_at=bindparam("b_updated_at"),
-                lock_version=p.lock_version + 1,
-            )
-        )
-        if db.session.execute(statement, updates).rowcount != len(updates):
-            db.session.rollback()
-            return None
-    contact_fields.save(contact_values)
-    steps += _insert_messages(sends, batch, now)
-    if steps:
-        db.session.execute(step_table.insert(), steps)
+        if decision is not None:
+            _step_row(work, row, state, decision, (now, now_epoch, rng, limit))
+    if work.updates and not _save_participations(work.updates):
+        db.session.rollback()
+        return None
+    contact_fields.save(work.contact_values)
+    work.steps += _insert_messages(work.sends, work.batch, now, work.held)
+    if work.steps:
+        db.session.execute(step_table.insert(), work.steps)
     db.session.commit()
-    return batch
+    return work.batch
+
+
+def _step_row(work: _StepWork, row, state, decision, clock) -> None:
+    """Give one participation its event and gather what to write: its update, steps, messages, fields."""
+    now, now_epoch, rng, limit = clock
+    event, extra = decision
+    journey = journey_for_version(row.version_id, row.version_created_at)
+    result = message_cap.capped(journey, state, _engine_step(journey, state, event, now_epoch, rng, row.id), limit)
+    work.batch.results[row.id] = result
+    if values := contact_fields.values_to_save(result.trail):
+        work.contact_values.setdefault(row.contact_id, {}).update(values)
+    work.steps += _trail_steps(row, state, result, extra, now)
+    if result.state == state:
+        return
+    stored = {key: value for key, value in result.state.to_json().items() if key != "fields"}
+    for effect in result.effects:
+        if isinstance(effect, effects.SendMessage):
+            work.sends.append((row, effect))
+            if opening := held_until(journey, row, now):
+                work.held[row.id] = opening
+        elif isinstance(effect, effects.CallApi):
+            stored["pending_api"] = asdict(effect)
+            work.batch.api.append(row.id)
+    finish = next((e for e in result.effects if isinstance(e, effects.Finish)), None)
+    if result.state.is_final:
+        work.batch.finished_runs.add(row.run_id)
+    work.updates.append(
+        {
+            "b_id": row.id,
+            "b_version": row.lock_version,
+            "b_state": "delayed" if row.id in work.held else result.state.status,
+            "b_node_id": result.state.node_id,
+            "b_engine_state": stored,
+            "b_wake_at": work.held.get(row.id) or _wake_at(row, state, result, now),
+            "b_updated_at": now,
+            "b_error": finish.reason if finish and result.state.status in ("failed", "filtered") else None,
+        }
+    )
+
+
+def _save_participations(updates: list[dict]) -> bool:
+    """One executemany UPDATE with compare-and-set on `lock_version`; False when any row lost the race."""
+    p = participation_table.c
+    statement = (
+        update(participation_table)
+        .where(p.id == bindparam("b_id"), p.lock_version == bindparam("b_version"))
+        .values(
+            state=bindparam("b_state"),
+            node_id=bindparam("b_node_id"),
+            engine_state=bindparam("b_engine_state"),
+            wake_at=bindparam("b_wake_at"),
+            error=bindparam("b_error"),
+            updated_at=bindparam("b_updated_at"),
+            lock_version=p.lock_version + 1,
+        )
+    )
+    return db.session.execute(statement, updates).rowcount == len(updates)
 
 
 def _load(ids: list[int]):
@@ -318,75 +340,6 @@ def _trail_steps(row, before: engine.ContactState, result: engine.StepResult, ex
     return steps
 
 
-def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime) -> list[dict]:
-    """Insert-or-get the message rows of `SendMessage` effects; return their `message` steps.
-
-    A key that already exists is not sent again: if it was accepted (or
-    failed for good) its outcome is fed after the commit instead.
-    """
-    if not sends:
-        return []
-    dry_run = bool(current_app.config.get("DRY_RUN"))
-    rows = {}
-    for row, effect in sends:
-        key = f"{row.id}:{effect.node_id}:{effect.visit}"
-        rows[key] = {
-            "participation_id": row.id,
-            "node_id": effect.node_id,
-            "idempotency_key": key,
-            "contact_id": row.contact_id,
-            "to_phone": row.phone,
-            "channel": effect.channel,
-            "body": effect.body,
-            "content_sid": effect.content_sid,
-            "content_variables": effect.content_variables,
-            "media_url": effect.media_url,
-            "status": "queued",
-            "attempts": 0,
-            "dry_run": dry_run,
-            "created_at": now,
-            "updated_at": now,
-        }
-    m = message_table.c
-    # No RETURNING: with many rows it is several times slower on PostgreSQL than one SELECT after. Rows
-    # this INSERT wrote carry its `created_at`; an older one was there before (a replayed step).
-    db.session.execute(bulk.insert_ignore(message_table, ["idempotency_key"]), list(rows.values()))
-    inserted = {}
-    for found in db.session.execute(
-        select(m.id, m.idempotency_key, m.status, m.sid, m.error_message, m.created_at).where(
-            m.idempotency_key.in_(list(rows))
-        )
-    ):
-        pid = rows[found.idempotency_key]["participation_id"]
-        if found.created_at == now:
-            inserted[found.idempotency_key] = found.id
-        elif found.sid is not None:
-            batch.resume.append((pid, found.id, found.idempotency_key, found.sid, True, None))
-        elif found.status in ("failed", "undelivered", "canceled"):
-            batch.resume.append((pid, found.id, found.idempotency_key, None, False, found.error_message))
-        elif found.status == "queued":
-            batch.send.append(found.id)
-    batch.send += list(inserted.values())
-    steps = []
-    for row, effect in sends:
-        key = f"{row.id}:{effect.node_id}:{effect.visit}"
-        detail = {"message_id": inserted.get(key), "status": "queued", "channel": effect.channel}
-        if effect.missing:
-            detail["missing"] = list(effect.missing)
-        if key in inserted:
-            steps.append(
-                {
-                    "participation_id": row.id,
-                    "run_id": row.run_id,
-                    "kind": "message",
-                    "node_id": effect.node_id,
-                    "detail": detail,
-                    "at": now,
-                }
-            )
-    return steps
-
-
 _collected_sends: ContextVar[list[int] | None] = ContextVar("collected_sends", default=None)
 
 
@@ -422,7 +375,7 @@ def _carry_out(batch: _Batch) -> None:
 
 def message_key(participation_id: int, state: engine.ContactState) -> str:
     """The idempotency key of the message a `sending` participation waits for."""
-    return f"{participation_id}:{state.node_id}:{state.visits.get(state.node_id)}"
+    return idempotency_key(participation_id, state.node_id, state.visits.get(state.node_id))
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -19,11 +19,14 @@ from app.models import (
     participation_table,
     utcnow,
 )
+from app.models.vocabulary import WORKING_STATES
 from app.queues import get_redis
 from app.runs.advancing import feed_message_outcomes
+from app.runs.inbound import handle_stale_received
 from app.runs.lifecycle import _lock_in_id_order
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease
-from app.sending import recovery
+from app.runs.schedule import release_due, start_due
+from app.sending import callbacks, recovery
 
 SWEEP_LIMIT = 5000  # due participations claimed per sweep
 
@@ -56,24 +59,34 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> dict[str, in
     try:
         if redis.set(EPOCH_KEY, now.isoformat(), nx=True):
             _expire_leases(now)
-        counts = _dispatch_due(now, limit)
+        counts = _start_scheduled(now)
+        counts.update(_dispatch_due(now, limit))
         counts["preparing"] = _resume_preparing(now)
         if redis.set(REQUEUE_STALE_KEY, "1", nx=True, ex=REQUEUE_STALE_EVERY):
             result = recovery.requeue_stale()
             counts["requeued_messages"] = result.requeued
             counts["reconciled_messages"] = feed_message_outcomes(result.accepted)
+        counts["status_callbacks"] = callbacks.apply_pending()
+        counts["stale_inbound"] = handle_stale_received(now)
         return counts
     finally:
         with contextlib.suppress(LockError):
             lock.release()
 
 
+def _start_scheduled(now: datetime) -> dict[str, int]:
+    """Scheduled runs and campaigns whose time has come start; messages whose `not_before` came are sent."""
+    counts = start_due(now)
+    counts["released_messages"] = release_due(now)
+    return counts
+
+
 def _expire_leases(now: datetime) -> None:
     """Redis is new or was flushed: every job may be gone, so every lease is due now."""
     p = participation_table.c
-    _lock_in_id_order(p.state.in_(("active", "sending")))
+    _lock_in_id_order(p.state.in_(WORKING_STATES))
     count = db.session.execute(
-        update(participation_table).where(p.state.in_(("active", "sending"))).values(wake_at=now)
+        update(participation_table).where(p.state.in_(WORKING_STATES)).values(wake_at=now)
     ).rowcount
     db.session.commit()
     if count:
@@ -126,7 +139,7 @@ def _dispatch_due(now: datetime, limit: int) -> dict[str, int]:
     backoff = [
         {"b_id": row.id, "b_wake_at": now + (now - row.updated_at)}
         for row in claimed
-        if row.state in ("active", "sending") and now - row.updated_at > lease
+        if row.state in WORKING_STATES and now - row.updated_at > lease
     ]
     if backoff:
         db.session.execute(

@@ -1,81 +1,250 @@
-"""Twilio status callbacks applied to the message log (never moving a status backwards)."""
+"""Twilio status callbacks: stored as they arrive, applied to the message log in bulk, never moving a status back.
 
-import json
+The webhook only stores a callback and answers: `CallbackWriter.store`
+hands the row to its process's writer thread, which stores the rows of
+all requests waiting at that moment in one INSERT and one commit (repeats
+of a sid and status ignored), so the commit, the costly part, is shared. `apply_pending`, run by the sweeper
+in every worker, applies the stored rows in batches: it claims a batch by
+deleting it and applies it in the same transaction, so each callback is
+applied once whoever runs it, and PostgreSQL appliers skip rows another
+holds. A callback whose sid is not in the log yet (Twilio can call back
+before the send job stores the sid) stays parked in the table; the send job
+applies it as soon as it stores that sid (`_apply_early_statuses`).
+"""
 
-from sqlalchemy import select, update
+import logging
+import os
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
-from app.models import message_table, utcnow
-from app.models.vocabulary import CALLBACK_STATUSES, STATUS_RANK
-from app.queues import get_redis
+from app.models import message_table, status_callback_table, utcnow
+from app.models.bulk import insert_ignore
+from app.models.vocabulary import CALLBACK_STATUSES, FAILED_STATUSES, STATUS_RANK
 from app.sending.channels import explain_error
 from app.sending.log import _insert_events
 
-EARLY_STATUS_TTL = 3600
+APPLY_BATCH = 1000  # callbacks applied per transaction
+SIDS_PER_QUERY = 500
+# A parked callback whose sid never reaches the log (sent by another system on the same account) is dropped after.
+PARKED_FOR = timedelta(hours=24)
+WRITE_BATCH = 500  # callbacks stored per commit by a writer, at most
+
+logger = logging.getLogger(__name__)
 
 
-def record_status(sid: str, status: str, error_code=None) -> bool:
-    """Apply a Twilio status callback; True when the message moved forward.
-
-    Repeats and late callbacks (a `sent` after `delivered`) change nothing. A
-    callback for a sid not stored yet (the sending job has not written it) is
-    kept and applied when it is.
-    """
+def callback_row(sid: str, status: str, error_code=None) -> dict | None:
+    """The row to store for a callback as Twilio posted it; None without a sid or with a status we don't know."""
     ours = CALLBACK_STATUSES.get((status or "").strip().lower())
     if not sid or ours is None:
+        return None
+    code = _as_code(error_code) if ours in FAILED_STATUSES else None
+    return {"sid": sid[:64], "status": ours, "error_code": code, "received_at": utcnow()}
+
+
+def store_status(sid: str, status: str, error_code=None) -> bool:
+    """Store one callback in the session's transaction and commit; False when there was nothing to store."""
+    row = callback_row(sid, status, error_code)
+    if row is None:
         return False
-    code = _as_code(error_code)
-    changed = _apply_status(sid, ours, code)
-    if changed is None:
-        key = _early_status_key(sid)
-        with get_redis().pipeline() as pipe:
-            pipe.rpush(key, json.dumps([ours, code]))
-            pipe.expire(key, EARLY_STATUS_TTL)
-            pipe.execute()
-        # The job may have stored the sid between our look and the stash: look again.
-        changed = _apply_status(sid, ours, code)
+    db.session.execute(insert_ignore(status_callback_table, ["sid", "status"]), [row])
     db.session.commit()
-    return bool(changed)
-
-
-def _apply_status(sid: str, status: str, error_code: int | None) -> bool | None:
-    """Move message `sid` forward to `status`: True if it moved, False if not, None if no such sid yet."""
-    m = message_table.c
-    behind = [name for name, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
-    values = {"status": status, "updated_at": utcnow()}
-    if status in ("failed", "undelivered"):
-        values.update(error_code=error_code, error_message=explain_error(error_code))
-    moved = db.session.execute(
-        update(message_table).where(m.sid == sid, m.status.in_(behind)).values(**values).returning(m.id)
-    ).scalar()
-    if moved is None:
-        return False if db.session.execute(select(m.id).where(m.sid == sid)).first() else None
-    _insert_events([{"message_id": moved, "status": status, "error_code": error_code, "at": utcnow()}])
     return True
 
 
-def _apply_early_statuses(sids: list[str]) -> None:
-    """Apply callbacks that arrived before their sid was stored (one Redis round trip per batch)."""
-    if not sids:
-        return
-    redis = get_redis()
-    with redis.pipeline(transaction=False) as pipe:
-        for sid in sids:
-            pipe.lrange(_early_status_key(sid), 0, -1)
-        stashed = pipe.execute()
-    found = [(sid, entries) for sid, entries in zip(sids, stashed) if entries]
-    if not found:
-        return
-    for sid, entries in found:
-        for entry in entries:
-            status, code = json.loads(entry)
-            _apply_status(sid, status, code)
+class CallbackWriter:
+    """Stores the callbacks of concurrent requests in one INSERT and one commit (a group commit).
+
+    One per process (`for_app`), with its own connection whose lock waits
+    are capped at `wait_seconds`. A request hands its row over and waits
+    until the batch holding it is committed, so it is stored before the
+    answer; a batch that fails (database busy or down) is reported to each
+    of its requests, which answer 503 so that Twilio tries again.
+    """
+
+    def __init__(self, engine, wait_seconds: float):
+        self.engine, self.wait_seconds = engine, wait_seconds
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self.statement = dialect.insert(status_callback_table).on_conflict_do_nothing(index_elements=["sid", "status"])
+        self.pending = queue.SimpleQueue()
+        self.connection = None
+        self.pid = os.getpid()
+        threading.Thread(target=self._write_forever, name="callback-writer", daemon=True).start()
+
+    @classmethod
+    def for_app(cls, app, wait_seconds: float) -> "CallbackWriter":
+        """This process's writer for the app (made on first use, and again in a forked child)."""
+        writer = app.extensions.get("callback_writer")
+        if writer is None or writer.pid != os.getpid():
+            with _WRITER_LOCK:
+                writer = app.extensions.get("callback_writer")
+                if writer is None or writer.pid != os.getpid():
+                    with app.app_context():
+                        writer = app.extensions["callback_writer"] = cls(db.engine, wait_seconds)
+        return writer
+
+    def store(self, row: dict) -> bool:
+        """Hand one row to the writer; True once it is committed, False if it could not be (in time)."""
+        handed = _Handed(row)
+        self.pending.put(handed)
+        return handed.done.wait(self.wait_seconds + 1) and handed.stored
+
+    def _write_forever(self) -> None:
+        while True:
+            batch = [self.pending.get()]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self.pending.get_nowait())
+                except queue.Empty:
+                    break
+            stored = self._write([handed.row for handed in batch])
+            for handed in batch:
+                handed.stored = stored
+                handed.done.set()
+
+    def _write(self, rows: list[dict]) -> bool:
+        try:
+            (self.connection or self._connect()).execute(self.statement, rows)
+            return True
+        except Exception:
+            logger.exception("could not store %d status callbacks (answered 503: Twilio retries them)", len(rows))
+            if self.connection is not None:
+                self.connection.invalidate()
+                self.connection = None
+            return False
+
+    def _connect(self):
+        """A connection of the writer's own (out of the pool), waiting for a lock at most `wait_seconds`.
+
+        In autocommit mode: a batch is one INSERT statement, its own transaction, one round trip.
+        """
+        connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        connection.detach()
+        milliseconds = int(self.wait_seconds * 1000)
+        if self.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SET lock_timeout = {milliseconds}")
+            connection.exec_driver_sql(f"SET statement_timeout = {milliseconds}")
+        else:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+        self.connection = connection
+        return connection
+
+
+class _Handed:
+    __slots__ = ("done", "row", "stored")
+
+    def __init__(self, row: dict):
+        self.row, self.stored, self.done = row, False, threading.Event()
+
+
+_WRITER_LOCK = threading.Lock()
+
+
+def record_status(sid: str, status: str, error_code=None) -> bool:
+    """Store a callback and apply it now; True when its message moved forward (False: unknown yet, or a repeat)."""
+    if not store_status(sid, status, error_code):
+        return False
+    moved = _apply(_claim([sid]))
     db.session.commit()
-    redis.delete(*(_early_status_key(sid) for sid, _ in found))
+    return moved > 0
 
 
-def _early_status_key(sid: str) -> str:
-    return f"jd:early-status:{sid}"
+def apply_pending(batch: int = APPLY_BATCH) -> int:
+    """Apply every stored callback whose message is in the log, `batch` per transaction; return how many."""
+    applied = 0
+    while True:
+        rows = _claim(None, batch)
+        _apply(rows)
+        db.session.commit()
+        applied += len(rows)
+        if len(rows) < batch:
+            break
+    _drop_stale_parked()
+    return applied
+
+
+def _apply_early_statuses(sids: Iterable[str]) -> int:
+    """Apply the callbacks parked for these sids (just stored by a send job or crash recovery); return how many."""
+    wanted = list(dict.fromkeys(sid for sid in sids if sid))
+    applied = 0
+    for start in range(0, len(wanted), SIDS_PER_QUERY):
+        rows = _claim(wanted[start : start + SIDS_PER_QUERY])
+        _apply(rows)
+        db.session.commit()
+        applied += len(rows)
+    return applied
+
+
+def _claim(sids: list[str] | None, limit: int | None = None):
+    """Delete (and return) stored callbacks whose message is in the log: those for `sids`, or the oldest `limit`."""
+    cb, m = status_callback_table.c, message_table.c
+    chosen = select(cb.id).join(message_table, m.sid == cb.sid)
+    if sids is not None:
+        chosen = chosen.where(cb.sid.in_(sids))
+    if limit is not None:
+        chosen = chosen.order_by(cb.id).limit(limit)
+    if db.session.get_bind().dialect.name == "postgresql":
+        chosen = chosen.with_for_update(of=status_callback_table, skip_locked=True)
+    return db.session.execute(
+        delete(status_callback_table)
+        .where(cb.id.in_(chosen.scalar_subquery()))
+        .returning(cb.id, cb.sid, cb.status, cb.error_code, cb.received_at)
+    ).all()
+
+
+def _apply(rows) -> int:
+    """Move the messages of these claimed callbacks forward, lowest status first; return how many moved."""
+    groups = defaultdict(list)
+    for row in sorted(rows, key=lambda row: (STATUS_RANK[row.status], row.id)):
+        groups[(row.status, row.error_code)].append(row)
+    events, now = [], utcnow()
+    for (status, code), group in groups.items():
+        received_at = {row.sid: row.received_at for row in group}
+        for message_id, sid in _move(list(received_at), status, code, now):
+            events.append({"message_id": message_id, "status": status, "error_code": code, "at": received_at[sid]})
+    _insert_events(events)
+    return len(events)
+
+
+def _move(sids: list[str], status: str, error_code: int | None, now) -> list[tuple[int, str]]:
+    """Set `status` on the messages with these sids that are behind it; return their (id, sid)."""
+    m = message_table.c
+    behind = [name for name, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    values = {"status": status, "updated_at": now}
+    if status in FAILED_STATUSES:
+        values.update(error_code=error_code, error_message=explain_error(error_code))
+    return db.session.execute(
+        update(message_table).where(m.sid.in_(sids), m.status.in_(behind)).values(**values).returning(m.id, m.sid)
+    ).all()
+
+
+def _apply_status(sid: str, status: str, error_code: int | None) -> bool | None:
+    """Move message `sid` forward to `status` (what Twilio's lookup says): True if it moved, None if no such sid."""
+    moved = _move([sid], status, error_code, utcnow())
+    if not moved:
+        return (
+            False if db.session.execute(select(message_table.c.id).where(message_table.c.sid == sid)).first() else None
+        )
+    _insert_events([{"message_id": moved[0][0], "status": status, "error_code": error_code, "at": utcnow()}])
+    return True
+
+
+def _drop_stale_parked() -> None:
+    """Forget parked callbacks too old for their sid ever to be stored here."""
+    cb = status_callback_table.c
+    dropped = db.session.execute(delete(status_callback_table).where(cb.received_at < utcnow() - PARKED_FOR)).rowcount
+    db.session.commit()
+    if dropped:
+        current_app.logger.warning(
+            "dropped %d status callbacks parked over %s: no message of ours has their sid", dropped, PARKED_FOR
+        )
 
 
 def _as_code(value) -> int | None:

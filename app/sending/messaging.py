@@ -30,10 +30,10 @@ its journey contact moves on (`StaleRecovery.accepted`, for
 to `queued`. When Twilio cannot be asked, nothing is resent: the rows wait
 for the next sweep. So a crash never sends a message twice.
 
-Status callbacks (`record_status`) only move a message forward (queued <
-sending < sent < delivered/undelivered/failed < read). A callback can beat the
-job's own UPDATE that stores the sid; it is then kept in Redis for an hour and
-applied as soon as the sid is stored.
+Status callbacks (`app.sending.callbacks`) only move a message forward
+(queued < sending < sent < delivered/undelivered/failed < read). A callback
+can beat the job's own UPDATE that stores the sid; it is then parked in the
+database and applied as soon as the sid is stored.
 """
 
 import logging

@@ -43,6 +43,7 @@ def requeue_orphans(now: datetime, force: bool = False) -> int:
             m.status == "queued",
             m.updated_at < cutoff,
             or_(m.next_attempt_at.is_(None), m.next_attempt_at < cutoff),
+            or_(m.not_before.is_(None), m.not_before <= now),  # held for a schedule or window: not yet
         )
         .order_by(m.id)
         .limit(SCAN_LIMIT)

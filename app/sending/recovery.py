@@ -83,55 +83,12 @@ def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
     now = utcnow()
     older_than = older_than or stale_after(current_app.config)
     cutoff = now - older_than
-    m = message_table.c
-    live = live_workers(now)
-    stranded = or_(
-        m.updated_at < cutoff,
-        and_(m.claimed_by.is_(None), m.updated_at < now - LOOKUP_AFTER),
-        and_(m.claimed_by.not_in(live) if live else m.claimed_by.is_not(None), m.updated_at < now - DEAD_CLAIM_MIN_AGE),
-    )
-    stuck = db.session.execute(
-        select(
-            m.id,
-            m.participation_id,
-            m.campaign_id,
-            m.to_phone,
-            m.channel,
-            m.body,
-            m.content_sid,
-            m.attempts,
-            m.created_at,
-            m.updated_at,
-            m.from_address,
-            m.claimed_by,
-        )
-        .where(m.status == "sending", m.sid.is_(None), stranded)
-        .order_by(m.id)
-    ).all()
+    stranded = _stranded(now, cutoff)
+    stuck = _stuck_rows(stranded)
     db.session.commit()  # no transaction stays open while Twilio is asked
     accepted, unknown, unresolved = _reconcile(stuck, older_than) if stuck else ([], [], [])
-    requeued = (
-        db.session.execute(
-            update(message_table)
-            .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), stranded)
-            .values(status="queued", next_attempt_at=now, claimed_by=None, updated_at=now)
-            .returning(m.id)
-        )
-        .scalars()
-        .all()
-        if unknown
-        else []
-    )
-    overdue = (
-        db.session.execute(
-            update(message_table)
-            .where(m.status == "queued", m.next_attempt_at < cutoff)
-            .values(next_attempt_at=now, updated_at=now)
-            .returning(m.id)
-        )
-        .scalars()
-        .all()
-    )
+    requeued = _back_to_queued(unknown, stranded, now)
+    overdue = _restamp_overdue(cutoff, now)
     db.session.commit()
     ids = [*requeued, *overdue]
     if stuck or ids:
@@ -149,6 +106,55 @@ def requeue_stale(older_than: timedelta | None = None) -> StaleRecovery:
     _enqueue_split(ids)
     orphans = requeue_orphans(now)
     return StaleRecovery(requeued=len(ids) + orphans, accepted=tuple(accepted), unresolved=len(unresolved))
+
+
+def _stranded(now: datetime, cutoff: datetime):
+    """A claim no live job holds: old, released after an unknown outcome, or held by a worker with no heartbeat."""
+    m = message_table.c
+    live = live_workers(now)
+    return or_(
+        m.updated_at < cutoff,
+        and_(m.claimed_by.is_(None), m.updated_at < now - LOOKUP_AFTER),
+        and_(m.claimed_by.not_in(live) if live else m.claimed_by.is_not(None), m.updated_at < now - DEAD_CLAIM_MIN_AGE),
+    )
+
+
+def _stuck_rows(stranded) -> list:
+    m = message_table.c
+    columns = (m.id, m.participation_id, m.campaign_id, m.to_phone, m.channel, m.body, m.content_sid, m.attempts)
+    return db.session.execute(
+        select(*columns, m.created_at, m.updated_at, m.from_address, m.claimed_by)
+        .where(m.status == "sending", m.sid.is_(None), stranded)
+        .order_by(m.id)
+    ).all()
+
+
+def _back_to_queued(unknown: list[int], stranded, now: datetime) -> list[int]:
+    """Rows Twilio does not know go back to `queued` (only if still stranded: a late answer may have come)."""
+    if not unknown:
+        return []
+    m = message_table.c
+    return list(
+        db.session.execute(
+            update(message_table)
+            .where(m.id.in_(unknown), m.status == "sending", m.sid.is_(None), stranded)
+            .values(status="queued", next_attempt_at=now, claimed_by=None, updated_at=now)
+            .returning(m.id)
+        ).scalars()
+    )
+
+
+def _restamp_overdue(cutoff: datetime, now: datetime) -> list[int]:
+    """Retries overdue by the stale time (their scheduled job was lost), stamped so the next sweep waits."""
+    m = message_table.c
+    return list(
+        db.session.execute(
+            update(message_table)
+            .where(m.status == "queued", m.next_attempt_at < cutoff)
+            .values(next_attempt_at=now, updated_at=now)
+            .returning(m.id)
+        ).scalars()
+    )
 
 
 def _some(ids: list[int], most: int = 20) -> str:

@@ -10,10 +10,14 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from app.campaigns import service
-from app.campaigns.service import CampaignError
+from app.campaigns import inputs, service
+from app.campaigns import schedule as campaign_schedule
+from app.campaigns.inputs import CampaignError
+from app.campaigns.preflight import campaign_preflight
+from app.engine.windows import DAYS
 from app.extensions import db
 from app.models import Message
+from app.runs.schedule import starts_in
 from app.sending.channels import CHANNELS
 from app.web import htmx
 from app.web.message_log import STATUSES, log_page, wants_log_fragment
@@ -67,15 +71,15 @@ def upload():
     form = {key: request.form.get(key, "") for key in ("name", "body", "channel", "phone_column")}
     file = request.files.get("file")
     errors, columns, rejected, result = {}, [], [], None
-    body = _checked(errors, service.check_body, form["body"])
-    channel = _checked(errors, service.check_channel, form["channel"])
+    body = _checked(errors, inputs.check_body, form["body"])
+    channel = _checked(errors, inputs.check_channel, form["channel"])
     source = Path(file.filename).stem if file is not None and file.filename else None
-    name = _checked(errors, service.check_name, form["name"], service.default_name(source))
+    name = _checked(errors, inputs.check_name, form["name"], inputs.default_name(source))
     if source is None:
         errors["file"] = "no file was uploaded: choose a CSV file"
     else:
         try:
-            result = service.read_csv(file.read(), form["phone_column"])
+            result = inputs.read_csv(file.read(), form["phone_column"])
             columns = result.columns
         except CampaignError as error:
             errors[error.field] = error.message
@@ -109,7 +113,7 @@ def columns():
     columns, found, error = [], None, None
     if file is not None and file.filename:
         try:
-            result = service.read_csv(file.read())
+            result = inputs.read_csv(file.read())
             columns, found = result.columns, result.phone_column
         except CampaignError as failure:
             columns, error = failure.columns, failure.message
@@ -123,15 +127,23 @@ def preview(campaign_id: int):
     campaign = _campaign_or_404(campaign_id)
     if campaign.status != "draft":
         return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-    return _preview_page(campaign, {"name": campaign.name, "body": campaign.body, "channel": campaign.channel})
+    return _preview_page(
+        campaign, {"name": campaign.name, "body": campaign.body, "channel": campaign.channel, "window_days": []}
+    )
 
 
 def _preview_page(campaign, form: dict, errors: dict | None = None):
     """The preview page of a draft for the name, template and channel in `form`."""
     channel = form["channel"] if form["channel"] in CHANNELS else campaign.channel
-    preview = service.preview(service.draft_recipients(campaign), form["body"], channel, campaign.columns)
+    recipients = service.draft_recipients(campaign)
+    preview = service.preview(recipients, form["body"], channel, campaign.columns)
+    errors = dict(errors or {})
+    start_at, send_window = campaign_schedule.schedule_from_form(form, errors)
     return render_template(
         "campaigns/preview.html",
+        preflight=campaign_preflight(campaign, recipients, form["body"], channel, start_at, send_window),
+        start_at=start_at,
+        days=DAYS,
         campaign=campaign,
         channels=sorted(CHANNELS),
         form=form,
@@ -151,11 +163,22 @@ def rerender(campaign_id: int):
         return htmx.redirect(url_for("campaigns.detail", campaign_id=campaign.id))
     channel = request.form.get("channel") if request.form.get("channel") in CHANNELS else campaign.channel
     recipients = service.draft_recipients(campaign)
-    return render_template(
+    form, errors = campaign_schedule.form_values(request.form), {}
+    start_at, send_window = campaign_schedule.schedule_from_form(form, errors)
+    preview_html = render_template(
         "campaigns/_partials/preview.html",
         campaign=campaign,
         channel=channel,
         preview=service.preview(recipients, request.form.get("body", ""), channel, campaign.columns),
+    )
+    preflight = campaign_preflight(campaign, recipients, form["body"], channel, start_at, send_window)
+    return preview_html + render_template(  # the pre-flight follows the template, channel and schedule too
+        "campaigns/_partials/preflight.html",
+        oob=True,
+        campaign=campaign,
+        preflight=preflight,
+        start_at=start_at,
+        errors=errors,
     )
 
 
@@ -166,16 +189,30 @@ def send(campaign_id: int):
     if campaign.status != "draft":
         flash("This campaign was already sent.", "info")
         return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
-    form = {key: request.form.get(key, "") for key in ("name", "body", "channel")}
+    form = campaign_schedule.form_values(request.form)
+    schedule_errors: dict = {}
+    start_at, send_window = campaign_schedule.schedule_from_form(form, schedule_errors)
+    if schedule_errors:
+        return _preview_page(campaign, form, schedule_errors)
+    recipients = service.draft_recipients(campaign)
+    channel = form["channel"] if form["channel"] in CHANNELS else campaign.channel
+    blockers = campaign_preflight(campaign, recipients, form["body"], channel, start_at, send_window)["blockers"]
+    if blockers:
+        return _preview_page(campaign, form, {"preflight": "The pre-flight found blockers: " + "; ".join(blockers)})
     try:
-        body, channel = service.check_body(form["body"]), service.check_channel(form["channel"])
-        name = service.check_name(form["name"], campaign.name)
-        queued = service.send_draft(campaign, name=name, body=body, channel=channel)
+        body, channel = inputs.check_body(form["body"]), inputs.check_channel(form["channel"])
+        name = inputs.check_name(form["name"], campaign.name)
+        queued = service.send_draft(
+            campaign, name=name, body=body, channel=channel, start_at=start_at, send_window=send_window
+        )
     except CampaignError as error:
         if error.field == "campaign":
             return redirect(url_for("campaigns.detail", campaign_id=campaign_id))
         return _preview_page(_campaign_or_404(campaign_id), form, {error.field: error.message})
-    flash(f"{queued} messages queued.", "success")
+    if start_at:
+        flash(f"{queued} messages scheduled: the campaign starts in {starts_in(start_at)}.", "success")
+    else:
+        flash(f"{queued} messages queued.", "success")
     return redirect(url_for("campaigns.detail", campaign_id=campaign_id))
 
 
@@ -197,8 +234,23 @@ def detail(campaign_id: int):
         counts=counts,
         finished=service.is_finished(campaign, counts),
         rejected_shown=REJECTED_SHOWN,
+        starts_in=starts_in,
         **log_context,
     )
+
+
+@bp.route("/<int:campaign_id>/start-now", methods=["GET", "POST"])
+def start_now(campaign_id: int):
+    """GET asks for confirmation; POST sends a scheduled campaign now (its window, if any, still holds)."""
+    campaign = _campaign_or_404(campaign_id)
+    if campaign.status != "scheduled":
+        flash(f"This campaign is not scheduled: it is {campaign.status}.", "info")
+        return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
+    if request.method == "GET":
+        return render_template("campaigns/start_now.html", campaign=campaign, starts_in=starts_in(campaign.start_at))
+    campaign_schedule.start_now(campaign)
+    flash("The campaign starts now.", "success")
+    return redirect(url_for("campaigns.detail", campaign_id=campaign.id))
 
 
 @bp.get("/<int:campaign_id>/_progress")

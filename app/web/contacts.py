@@ -13,7 +13,8 @@ from app.contacts import manage, profile, replies
 from app.contacts import search as contact_search
 from app.extensions import db
 from app.models import ACTIVE_STATES, Contact, User, utcnow
-from app.runs import inbound
+from app.runs import operator_replies
+from app.web import htmx
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -23,8 +24,7 @@ def index():
     query = (request.args.get("q") or "").strip()
     page = max(1, request.args.get("page", 1, type=int))
     found = contact_search.search(query, page, region=current_app.config["DEFAULT_REGION"])
-    template = "contacts/_partials/results.html" if request.headers.get("HX-Request") else "contacts/index.html"
-    return render_template(template, query=query, found=found)
+    return htmx.page_or_fragment("contacts/index.html", "contacts/_partials/results.html", query=query, found=found)
 
 
 @bp.get("/<int:contact_id>")
@@ -55,10 +55,10 @@ def _page_context(contact: Contact, **extra) -> dict:
 
 def _reply_as_context(contact: Contact) -> dict | None:
     """The run the contact waits in, if any: an operator may answer for it ("Reply as the contact")."""
-    participation = inbound.waiting_for_reply([contact.id]).get(contact.id) if not contact.erased_at else None
+    participation = operator_replies.waiting_for_reply([contact.id]).get(contact.id) if not contact.erased_at else None
     if participation is None:
         return None
-    return {"participation": participation, "choices": inbound.reply_choices(participation)}
+    return {"participation": participation, "choices": operator_replies.reply_choices(participation)}
 
 
 def _shown(value) -> str:
@@ -171,11 +171,11 @@ def send_message(contact_id: int):
         reply = replies.send_reply(contact, **values, key=form.get("key"))
     except replies.ReplyRefused as error:
         context = _reply_context(contact, **values, error=error)
-        if request.headers.get("HX-Request"):
+        if htmx.wants_fragment():
             return render_template("contacts/_partials/reply_form.html", reply=context)
         flash(error.message, "error")
         return redirect(url_for(".show", contact_id=contact.id))
-    if request.headers.get("HX-Request"):
+    if htmx.wants_fragment():
         return render_template("contacts/_partials/reply_form.html", reply=_reply_context(contact, sent=reply.message))
     flash(f"Message queued (#{reply.message.id}).", "success")
     return redirect(url_for(".show", contact_id=contact.id))

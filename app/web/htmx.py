@@ -25,10 +25,13 @@ def page_or_fragment(page: str, fragment: str, target: str | None = None, **cont
     return render_template(fragment if wants_fragment(target) else page, **context)
 
 
-def redirect(url: str) -> Response:
-    """HTMX follows `HX-Redirect` (a full page load); a plain form post gets a 303."""
+def redirect(url: str, htmx_status: int = 204) -> Response:
+    """HTMX follows `HX-Redirect` (a full page load); a plain form post gets a 303.
+
+    `htmx_status` 401 tells a swap that its session ended (HTMX still follows the redirect to the login).
+    """
     if request.htmx:
-        return make_response("", 204, redirect=url)
+        return make_response("", htmx_status, redirect=url)
     return flask_redirect(url, 303)
 
 

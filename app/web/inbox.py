@@ -12,7 +12,7 @@ from app.contacts import inbox
 from app.extensions import db
 from app.models import InboundMessage
 from app.models.vocabulary import INBOUND_OUTCOMES, RECEIVED
-from app.runs import inbound
+from app.runs import operator_replies
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox")
 
@@ -65,8 +65,10 @@ def row(inbound_id: int):
 
 def reply_targets(rows: list[inbox.InboxRow]) -> dict[int, dict]:
     """For each contact on the page that is waiting in a run: its participation and the answers it expects."""
-    waiting = inbound.waiting_for_reply([row.contact.id for row in rows if row.contact and not row.contact.erased_at])
+    waiting = operator_replies.waiting_for_reply(
+        [row.contact.id for row in rows if row.contact and not row.contact.erased_at]
+    )
     return {
-        contact_id: {"participation": participation, "choices": inbound.reply_choices(participation)}
+        contact_id: {"participation": participation, "choices": operator_replies.reply_choices(participation)}
         for contact_id, participation in waiting.items()
     }

@@ -28,8 +28,8 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.journeys.diagram import render_svg
 from app.journeys.versions import journey_for_version
-from app.models import LIVE_RUN_STATUSES, STATES, Audience, Participation, Run, User, utcnow
-from app.runs import inbound, lifecycle, runner
+from app.models import LIVE_RUN_STATUSES, SCHEDULED, STATES, Audience, Participation, Run, User, utcnow
+from app.runs import lifecycle, operator_replies, preflight, runner, schedule
 from app.runs import prune as run_prune
 from app.runs.export import export_csv
 from app.runs.read_models import contacts as run_contacts
@@ -79,15 +79,23 @@ def start():
         errors["audience_id"] = "Choose an audience to run it for."
     elif not audience.total:
         errors["audience_id"] = f"Audience “{audience.name}” has no contacts."
+    start_at = context["start_at"]
+    if context["start_at_error"]:
+        errors["start_at"] = context["start_at_error"]
+    elif context["preflight"] and context["preflight"]["blockers"] and not errors and not context["problems"]:
+        errors["preflight"] = "The pre-flight found blockers: fix them before starting."
     if not errors:
         try:
-            run = lifecycle.start_run(journey, audience_id=audience.id, user=current_user)
+            run = lifecycle.start_run(journey, audience_id=audience.id, user=current_user, start_at=start_at)
         except journeys.InvalidJourney as error:
             errors["journey_id"] = f"The journey cannot run: {error}. Fix it in the designer first."
         except LookupError as error:
             errors["audience_id"] = str(error)
         else:
-            flash(f"Run started: {audience.total:,} contacts are being added.", "success")
+            if start_at:
+                flash(f"Run scheduled: it starts in {schedule.starts_in(start_at)}.", "success")
+            else:
+                flash(f"Run started: {audience.total:,} contacts are being added.", "success")
             return redirect(url_for(".show", run_id=run.id))
     context["errors"] = errors
     return render_template("runs/new.html", **context), 400
@@ -110,12 +118,23 @@ def _start_context(values) -> dict:
         "status": None,
         "problems": [],
         "next_version": None,
+        "start_at_local": values.get("start_at_local") or "",
+        "tz_offset": values.get("tz_offset") or "",
+        "start_at": None,
+        "start_at_error": None,
+        "preflight": None,
     }
     if journey is not None:
         status = journeys.status_of(journey)
         context["status"] = status
         context["problems"] = journeys.problems_of(journey.draft)
         context["next_version"] = (status.version or 0) + (0 if status.status == "published" else 1)
+    try:
+        context["start_at"] = schedule.start_at_from_form(context["start_at_local"], context["tz_offset"])
+    except schedule.StartAtError as error:
+        context["start_at_error"] = str(error)
+    if journey is not None and audience is not None:
+        context["preflight"] = preflight.run_preflight(journey, audience_id=audience.id, start_at=context["start_at"])
     return context
 
 
@@ -171,7 +190,11 @@ def _live_context(run: Run) -> dict:
         edge_counts=stats.edges,
         link_template=url_for(".contacts", run_id=run.id) + "?node={id}",
     )
+    waiting_for_window, window_opens = schedule.window_waits(run.id)
     return {
+        "waiting_for_window": waiting_for_window,
+        "window_opens": window_opens,
+        "starts_in": schedule.starts_in(run.start_at, now) if run.status == SCHEDULED else None,
         "stats": stats,
         "signature": _signature(run, stats),
         "diagram": diagram,
@@ -256,8 +279,8 @@ def _timeline_context(run: Run, participation: Participation, **extra) -> dict:
         "now": utcnow(),
         "entries": run_contacts.contact_timeline(participation),
         "limit": run_contacts.TIMELINE_LIMIT,
-        "entered_by": inbound.operator_replies(participation.id),
-        "reply_choices": inbound.reply_choices(participation),
+        "entered_by": operator_replies.operator_replies(participation.id),
+        "reply_choices": operator_replies.reply_choices(participation),
         **extra,
     }
 
@@ -294,7 +317,7 @@ def reply_as_contact(run_id: int, participation_id: int):
     if not text:
         notice = ("error", "Type a reply, or choose one of the buttons.")
     else:
-        row = inbound.reply_as_contact(participation, text, payload, current_user.id)
+        row = operator_replies.reply_as_contact(participation, text, payload, current_user.id)
         db.session.refresh(participation)
         notice = ("success" if row.outcome == "matched" else "info", _reply_outcome(row.outcome, text, participation))
     if not htmx.wants_fragment():
@@ -323,13 +346,27 @@ def _reply_outcome(outcome: str, text: str, participation: Participation) -> str
 def stop(run_id: int):
     """GET asks for confirmation; POST stops every contact not yet finished and cancels queued messages."""
     run = _run_or_404(run_id)
-    if run.status not in LIVE_RUN_STATUSES:
+    if run.status not in (SCHEDULED, *LIVE_RUN_STATUSES):
         flash(f"This run is already {run.status}.", "info")
         return redirect(url_for(".show", run_id=run.id))
     if request.method == "GET":
         return render_template("runs/stop.html", run=run, states=state_counts(run.id))
     stopped = lifecycle.stop_run(run)
     flash(f"Run stopped: {stopped:,} contacts were stopped; their queued messages will not be sent.", "success")
+    return redirect(url_for(".show", run_id=run.id))
+
+
+@bp.route("/<int:run_id>/start-now", methods=["GET", "POST"])
+def start_now(run_id: int):
+    """GET asks for confirmation; POST starts a scheduled run at once (the sweeper fires it within a second)."""
+    run = _run_or_404(run_id)
+    if run.status != SCHEDULED:
+        flash(f"This run is not scheduled: it is {run.status}.", "info")
+        return redirect(url_for(".show", run_id=run.id))
+    if request.method == "GET":
+        return render_template("runs/start_now.html", run=run, starts_in=schedule.starts_in(run.start_at))
+    schedule.start_now(run)
+    flash("The run starts now: its contacts are being added.", "success")
     return redirect(url_for(".show", run_id=run.id))
 
 

@@ -17,6 +17,7 @@ from flask_login import current_user
 
 from app.extensions import db
 from app.models import ApiToken, utcnow
+from app.web import htmx
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def enforce_access():
     if request.blueprint == "api":
         return _check_api_token()
     if not current_user.is_authenticated:
-        if request.headers.get("HX-Request"):
-            return "", 401, {"HX-Redirect": url_for("auth.login")}
+        if request.htmx:
+            return htmx.redirect(url_for("auth.login"), htmx_status=401)
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     role = required_role()
     if not current_user.can(role):

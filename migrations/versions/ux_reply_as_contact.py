@@ -1,14 +1,14 @@
 """inbound_message.entered_by_id: replies an operator typed on a contact's behalf
 
 Revision ID: ux
-Revises: runs
+Revises: sched
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "ux"
-down_revision = "runs"
+down_revision = "sched"
 branch_labels = None
 depends_on = None
 

@@ -16,7 +16,7 @@ from app.contacts import audiences
 from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Campaign, Contact, Participation
-from app.runs import inbound, lifecycle
+from app.runs import lifecycle, operator_replies
 from tests.browser.conftest import drain_in_thread, login
 from tests.browser.pages import VIEWPORTS, axe_violations, candidate_urls, clipped, full_pages, sideways_overflow
 
@@ -52,7 +52,7 @@ def one_of_each(app, api, user):
     drain_in_thread(app)
     ids["campaign_id"] = db.session.scalar(select(Campaign.id))
     # A reply nothing matches: the inbox has a row whose contact still waits (it offers "Reply as the contact").
-    inbound.reply_as_contact(db.session.get(Participation, ids["participation_id"]), "maybe", None, user.id)
+    operator_replies.reply_as_contact(db.session.get(Participation, ids["participation_id"]), "maybe", None, user.id)
     drain_in_thread(app)
     ids["node_id"] = "hello"
     ids["index"] = 0

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from flask import abort, g, jsonify, request
 
-from app.campaigns import service
-from app.campaigns.service import CampaignError
+from app.campaigns import inputs, schedule, service
+from app.campaigns.inputs import CampaignError
 from app.extensions import db
 from app.web.api import bp
 
@@ -56,24 +56,27 @@ def send_campaign():
     try:
         idempotency_key = _idempotency_key()
         if "messages" in payload:
-            channel = service.check_channel(payload.get("channel"))
-            recipients, rejected = service.recipients_from_messages(payload["messages"], channel)
+            channel = inputs.check_channel(payload.get("channel"))
+            recipients, rejected = inputs.recipients_from_messages(payload["messages"], channel)
             bodies = {recipient.body for recipient in recipients}
             channels = {recipient.channel for recipient in recipients}
             body = bodies.pop() if len(bodies) == 1 else ""
             channel = channels.pop() if len(channels) == 1 else channel
             columns = ["to", "body", "channel", "vars"]
         elif "rows" in payload:
-            body = service.check_body(payload.get("body"))
-            channel = service.check_channel(payload.get("channel"))
-            recipients, rejected, columns = service.recipients_from_rows(payload["rows"])
+            body = inputs.check_body(payload.get("body"))
+            channel = inputs.check_channel(payload.get("channel"))
+            recipients, rejected, columns = inputs.recipients_from_rows(payload["rows"])
         else:
             raise CampaignError("messages", "give either messages (one body each) or body and rows")
         if not recipients:
             items = "messages" if "messages" in payload else "rows"
             raise CampaignError(items, f"no {items[:-1]} has a usable phone number", rejected=rejected)
-        name = service.check_name(payload.get("name"), service.default_name("API"))
+        name = inputs.check_name(payload.get("name"), inputs.default_name("API"))
+        start_at, send_window = schedule.read_schedule(payload.get("start_at"), payload.get("send_window"))
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,
@@ -94,15 +97,20 @@ def upload_campaign():
     file = request.files.get("file")
     try:
         idempotency_key = _idempotency_key()
-        body = service.check_body(request.form.get("body"))
-        channel = service.check_channel(request.form.get("channel"))
+        body = inputs.check_body(request.form.get("body"))
+        channel = inputs.check_channel(request.form.get("channel"))
         if file is None or not file.filename:
             raise CampaignError("file", "no file was uploaded: send the CSV as the multipart field 'file'")
         source = Path(file.filename).stem
-        name = service.check_name(request.form.get("name"), service.default_name(source))
-        result = service.read_csv(file.read(), request.form.get("phone_column"))
-        recipients, rejected = service.recipients_from_csv(result)
+        name = inputs.check_name(request.form.get("name"), inputs.default_name(source))
+        result = inputs.read_csv(file.read(), request.form.get("phone_column"))
+        recipients, rejected = inputs.recipients_from_csv(result)
+        start_at, send_window = schedule.read_schedule(
+            request.form.get("start_at"), schedule.window_from_text(request.form.get("send_window"))
+        )
         campaign = service.create_and_send(
+            start_at=start_at,
+            send_window=send_window,
             name=name,
             body=body,
             channel=channel,

@@ -12,14 +12,50 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Run
 from app.models.vocabulary import iso_z
-from app.runs import lifecycle
+from app.runs import lifecycle, preflight, schedule
 from app.runs.read_models import summary as run_answers
 from app.web.api import bp
 
 
+@bp.post("/journeys/<int:journey_id>/runs/preview")
+def preview_run(journey_id: int):
+    """The pre-flight of starting a run with this body (same as starting one); nothing is started."""
+    journey, audience_id, contacts, start_at = _start_request(journey_id)
+    try:
+        return jsonify(preflight.run_preflight(journey, audience_id, contacts, start_at))
+    except LookupError as error:
+        abort(404, str(error))
+
+
 @bp.post("/journeys/<int:journey_id>/runs")
 def start_run(journey_id: int):
-    """Start a run for `{"audience_id": …}` or `{"contacts": [{"phone": …}, …]}`: 202 `{"run_id"}`."""
+    """Start a run for `{"audience_id": …}` or `{"contacts": [{"phone": …}, …]}`, optional `start_at`: 202."""
+    journey, audience_id, contacts, start_at = _start_request(journey_id)
+    if not journeys.problems_of(journey.draft):
+        try:
+            blockers = preflight.run_preflight(journey, audience_id, contacts, start_at)["blockers"]
+        except LookupError as error:
+            abort(404, str(error))
+        if blockers:
+            return jsonify(error="the pre-flight found blockers: " + "; ".join(blockers), blockers=blockers), 409
+    try:
+        run = lifecycle.start_run(
+            journey, audience_id=audience_id, contacts=contacts, user=g.api_user, start_at=start_at
+        )
+    except journeys.InvalidJourney as error:
+        return jsonify(
+            error=f"journey {journey_id} has errors: fix them before starting a run",
+            problems=[journeys.problem_json(problem) for problem in error.problems],
+        ), 422
+    except LookupError as error:
+        abort(404, str(error))
+    except ValueError as error:
+        abort(400, f"contacts: {error}")
+    return jsonify(run_id=run.id, status=run.status), 202
+
+
+def _start_request(journey_id: int):
+    """The journey and the checked body of a start or preview: (journey, audience_id, contacts, start_at)."""
     journey = journeys.get(journey_id)
     if journey is None:
         abort(404, f"no journey {journey_id}")
@@ -34,17 +70,10 @@ def start_run(journey_id: int):
     if contacts is not None:
         _check_contacts(contacts)
     try:
-        run = lifecycle.start_run(journey, audience_id=audience_id, contacts=contacts, user=g.api_user)
-    except journeys.InvalidJourney as error:
-        return jsonify(
-            error=f"journey {journey_id} has errors: fix them before starting a run",
-            problems=[journeys.problem_json(problem) for problem in error.problems],
-        ), 422
-    except LookupError as error:
-        abort(404, str(error))
-    except ValueError as error:
-        abort(400, f"contacts: {error}")
-    return jsonify(run_id=run.id, status=run.status), 202
+        start_at = schedule.parse_start_at(body.get("start_at"))
+    except schedule.StartAtError as error:
+        abort(400, str(error))
+    return journey, audience_id, contacts, start_at
 
 
 @bp.get("/journeys/<int:journey_id>/runs")

@@ -1,4 +1,4 @@
-"""`flask --app wsgi …` commands of the contract: users, journeys import/export, and the first-run `demo`."""
+"""`flask --app wsgi …` commands (README.md, *Command line*): users, journeys import/export, and the first-run `demo`."""
 
 import json
 import os

@@ -1,6 +1,6 @@
 """Configuration, read in one place from the environment (and `.env`).
 
-Every setting of `shared/contracts/interfaces.md` is read here and nowhere
+Every setting of README.md's *Configuration* table is read here and nowhere
 else; the rest of the app reads `current_app.config` (or the dict this
 returns, for the worker). Nothing is read at import time.
 """

@@ -12,7 +12,7 @@ from app.models.vocabulary import DELIVERED_STATUSES, FAILED_STATUSES, UNSENT
 def campaign_counts(campaign_id: int) -> dict:
     """Exact counts from the message log: total, queued, sent, delivered, failed, canceled.
 
-    Cumulative as in the contract: `sent` is every message Twilio accepted
+    Cumulative as docs/api.md defines them: `sent` is every message Twilio accepted
     (has a sid), including those delivered, read or failed later; `queued` is
     not yet accepted (waiting, retrying or in flight).
     """

@@ -309,7 +309,7 @@ def get_campaign(campaign_id: int) -> Campaign | None:
 
 
 def counts(campaign: Campaign) -> dict:
-    """total, queued, sent, delivered, failed, canceled (cumulative, as the contract defines them)."""
+    """total, queued, sent, delivered, failed, canceled (cumulative, as docs/api.md defines them)."""
     return counts_of([campaign])[campaign.id]
 
 

@@ -1,7 +1,7 @@
 """Pre-flight: what starting a run would do, worked out before anything is sent.
 
 `run_preflight` answers `POST /api/journeys/<id>/runs/preview` and the
-start-run page with the exact keys of the contract: recipients after
+start-run page with the exact keys of docs/api.md: recipients after
 suppression, messages and SMS segments per contact (least and most over the
 journey's paths, bodies rendered with each contact's fields), an estimated
 duration from the global and per-sender rate limits and the send window,

@@ -18,7 +18,7 @@ MAX_PER_PAGE = 1000
 
 
 def run_summary(run: Run) -> dict:
-    """The contract's run answer: id, journey, status, total, states, nodes, messages (plus version)."""
+    """The run answer of docs/api.md: id, journey, status, total, states, nodes, messages (plus version)."""
     states, nodes = node_counts(run)
     return {
         "id": run.id,
@@ -47,7 +47,7 @@ def node_counts(run: Run) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
 
 
 def message_counts(run_id: int) -> dict[str, int]:
-    """Cumulative, as in the contract: `sent` = accepted by Twilio (has a sid) including those later
+    """Cumulative, as docs/api.md defines them: `sent` = accepted by Twilio (has a sid) including those later
     delivered, read or failed; `delivered` = delivered or read; `failed` = failed or undelivered at any
     stage; `queued` = not yet accepted. `canceled` (never sent: run stopped, contact opted out) is extra."""
     counts = {"queued": 0, "sent": 0, "delivered": 0, "failed": 0, "canceled": 0}

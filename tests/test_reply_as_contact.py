@@ -123,7 +123,8 @@ def test_in_a_dry_run_an_editor_may_reply_and_a_viewer_never(app, waiting):
     assert response.status_code == 200 and "it is now" in response.text
     viewer = as_role(app, "viewer")
     page = viewer.get(f"/runs/{run.id}/contacts/{second.id}").text
-    assert 'name="quick_text"' not in page and "Send as the contact" not in page
+    assert 'name="quick_text"' not in page and "Send as the contact" not in page and "read-only access" in page
+    assert "reply-link" not in viewer.get(f"/runs/{run.id}").text
     assert viewer.post(reply_url(run, second), data={"text": "yes"}).status_code == 403
     db.session.expire_all()
     assert db.session.get(Participation, second.id).state == "waiting"

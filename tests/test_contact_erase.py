@@ -82,7 +82,8 @@ def test_an_erased_number_imported_again_is_never_messaged(app, api, fake_twilio
     journey = create_journey(ASK)
     run = api.post(f"/api/journeys/{journey.id}/runs", json={"audience_id": audience_id})
     assert run.status_code == 202
-    inline = start(api, journey.id, [{"phone": ANA, "name": "Inline"}])
+    refused = api.post(f"/api/journeys/{journey.id}/runs", json={"contacts": [{"phone": ANA, "name": "Inline"}]})
+    assert refused.status_code == 409 and "opted out" in refused.json["error"]  # the pre-flight says why
     campaign = api.post("/api/campaign/send", json={"body": "Sale!", "rows": [{"phone": ANA}, {"phone": BIA}]})
     assert campaign.status_code == 202
     settle()
@@ -90,10 +91,10 @@ def test_an_erased_number_imported_again_is_never_messaged(app, api, fake_twilio
     assert bodies_to(fake_twilio, ANA) == []
     assert sorted(bodies_to(fake_twilio, BIA)) == ["Happy, Bia? YES/NO", "Sale!"]
     failed = db.session.scalars(select(Message).where(Message.to_phone == ANA)).all()
-    assert len(failed) == 3 and {m.status for m in failed} == {"failed"}
+    assert len(failed) == 2 and {m.status for m in failed} == {"failed"}
     assert {m.error_message for m in failed} == {suppression.SUPPRESSED_REASON}
     # The run says why: the contact failed with the suppression as its reason.
-    summary = api.get(f"/api/runs/{inline}").json
+    summary = api.get(f"/api/runs/{run.json['run_id']}").json
     assert summary["states"]["failed"] == 1
     db.session.expire_all()
     reasons = {p.error for p in db.session.scalars(select(Participation).where(Participation.contact_id == again_id))}

@@ -63,10 +63,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     _mount_rq_dashboard(app)
 
     from app import cli
-    from app.web import jinja
+    from app.web import errors, jinja
 
     cli.register(app)
     jinja.register(app)
+    errors.register(app)
     return app
 
 

@@ -1,4 +1,5 @@
-// Journey designer: zoom for the diagram (buttons, and a first fit for diagrams wider than their box).
+// Journey designer: zoom for the diagram (buttons, and a first fit for diagrams larger than their box).
+// Fit fits both the width and the height of the box, so the whole diagram is in view.
 (function () {
   "use strict";
   let zoom = 1;
@@ -16,7 +17,12 @@
     const box = document.getElementById("diagram");
     const svg = box && box.querySelector("svg");
     if (!svg) return;
-    zoom = Math.max(smallest, Math.min(1, (box.clientWidth - 8) / Number(svg.getAttribute("width"))));
+    const style = window.getComputedStyle(box);
+    const maxHeight = parseFloat(style.maxHeight);
+    const height = Number.isFinite(maxHeight) ? maxHeight : window.innerHeight - box.getBoundingClientRect().top;
+    const byWidth = (box.clientWidth - 8) / Number(svg.getAttribute("width"));
+    const byHeight = (height - 8) / Number(svg.getAttribute("height"));
+    zoom = Math.max(smallest, Math.min(1, byWidth, byHeight));
     applyZoom();
   }
 
@@ -31,6 +37,6 @@
   });
 
   document.addEventListener("htmx:afterSettle", applyZoom);
-  // A diagram wider than its box starts zoomed out to fit, down to half size (it still scrolls beyond).
-  document.addEventListener("DOMContentLoaded", function () { fit(0.5); });
+  // A diagram larger than its box starts zoomed out to fit, down to 40 % (it still scrolls beyond).
+  document.addEventListener("DOMContentLoaded", function () { fit(0.4); });
 })();

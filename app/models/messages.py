@@ -75,6 +75,8 @@ class InboundMessage(db.Model):
     participation_id = db.Column(db.Integer, db.ForeignKey("participation.id", ondelete="SET NULL"))
     outcome = db.Column(db.String(32), nullable=False, default=RECEIVED)
     received_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # Set when an operator typed the reply on the contact's behalf (reply as a contact), else Twilio sent it.
+    entered_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
     # Media Twilio received with it (MMS, WhatsApp): [{"url", "content_type"}, …] in Twilio's order; None if none.
     media = db.Column(JSON)
 

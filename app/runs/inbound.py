@@ -52,15 +52,19 @@ STALE_AFTER = timedelta(seconds=10)
 STALE_BATCH = 200
 
 
-def handle_received(inbound_id: int) -> str | None:
-    """Handle a stored inbound message once: opt out or in on a keyword, else route it as a reply; return its outcome."""
+def handle_received(inbound_id: int, prefer: int | None = None) -> str | None:
+    """Handle a stored inbound message once: opt out or in on a keyword, else route it as a reply; return its outcome.
+
+    `prefer` (an operator replying as the contact from a run's page) is tried first among the contact's waiting
+    participations; the sweeper, retrying later, routes as for any reply.
+    """
     row = db.session.get(InboundMessage, inbound_id)
     if row is None or row.outcome != RECEIVED:
         return row.outcome if row is not None else None
     keyword = re.sub(r"[\W_]+", "", row.body or "").upper()
     if keyword in OPT_OUT_WORDS or keyword in OPT_IN_WORDS:
         return _apply_keyword(row, OPTED_OUT if keyword in OPT_OUT_WORDS else OPTED_IN)
-    return handle_inbound(inbound_id)
+    return handle_inbound(inbound_id, prefer)
 
 
 def handle_stale_received(now: datetime | None = None, limit: int = STALE_BATCH) -> int:
@@ -117,7 +121,7 @@ def _set_outcome(inbound_id: int, outcome: str, contact_id: int | None, particip
     )
 
 
-def handle_inbound(inbound_id: int) -> str | None:
+def handle_inbound(inbound_id: int, prefer: int | None = None) -> str | None:
     """Route a stored inbound message to the contact's waiting participation; return its outcome.
 
     Outcomes: `matched` (an edge was taken, `fallback` included), `unmatched`
@@ -140,7 +144,10 @@ def handle_inbound(inbound_id: int) -> str | None:
     if contact_id is not None:
         outcome, participation_id = NOT_WAITING, _latest_participation(contact_id)
         reply = events.Reply(inbound.body or "", inbound.payload)
-        for candidate in _waiting_participations(contact_id, inbound.channel):
+        candidates = _waiting_participations(contact_id, inbound.channel)
+        if prefer in candidates:
+            candidates.insert(0, candidates.pop(candidates.index(prefer)))
+        for candidate in candidates:
             results = _step([candidate], lambda row, state: _claim_reply(inbound_id, row.id, state, reply))
             if candidate in results:
                 moved = any(entry.get("kind") == "edge" for entry in results[candidate].trail)

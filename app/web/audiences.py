@@ -12,12 +12,13 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from app.contacts import audiences
 from app.contacts.csv_import import rejected_rows_csv
 from app.extensions import db
-from app.models import Audience, AudienceContact, Contact
+from app.models import Audience, AudienceContact, Contact, Run
 from app.web import htmx
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
 
 CONTACTS_PER_PAGE = 50
+RUNS_SHOWN = 20
 
 
 @bp.get("/")
@@ -40,6 +41,9 @@ def new():
 def show(audience_id: int):
     audience = db.get_or_404(Audience, audience_id)
     context = {"audience": audience, "contacts": _contacts_page(audience), "columns": _extra_columns(audience)}
+    context["runs"] = db.session.scalars(
+        db.select(Run).where(Run.audience_id == audience.id).order_by(Run.id.desc()).limit(RUNS_SHOWN)
+    ).all()
     return htmx.page_or_fragment(
         "audiences/show.html", "audiences/_partials/contacts.html", target="contacts", **context
     )

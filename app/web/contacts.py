@@ -13,6 +13,7 @@ from app.contacts import manage, profile, replies
 from app.contacts import search as contact_search
 from app.extensions import db
 from app.models import ACTIVE_STATES, Contact, User, utcnow
+from app.runs import operator_replies
 from app.web import htmx
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -47,8 +48,17 @@ def _page_context(contact: Contact, **extra) -> dict:
         "timeline_limit": profile.TIMELINE_LIMIT,
         "users": users,
         "reply": _reply_context(contact),
+        "reply_as": _reply_as_context(contact),
         **extra,
     }
+
+
+def _reply_as_context(contact: Contact) -> dict | None:
+    """The run the contact waits in, if any: an operator may answer for it ("Reply as the contact")."""
+    participation = operator_replies.waiting_for_reply([contact.id]).get(contact.id) if not contact.erased_at else None
+    if participation is None:
+        return None
+    return {"participation": participation, "choices": operator_replies.reply_choices(participation)}
 
 
 def _shown(value) -> str:

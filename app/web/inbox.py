@@ -12,6 +12,7 @@ from app.contacts import inbox
 from app.extensions import db
 from app.models import InboundMessage
 from app.models.vocabulary import INBOUND_OUTCOMES, RECEIVED
+from app.runs import operator_replies
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox")
 
@@ -28,6 +29,7 @@ def index():
         outcomes=INBOUND_OUTCOMES,
         live=found.newer is None,
         newest=found.rows[0].message.id if found.rows else 0,
+        reply_as=reply_targets(found.rows),
     )
 
 
@@ -45,6 +47,7 @@ def newer():
         rows=found.rows,
         newest=found.rows[0].message.id,
         total=inbox.count(filters),
+        reply_as=reply_targets(found.rows),
     )
 
 
@@ -57,4 +60,15 @@ def row(inbound_id: int):
     if message.outcome == RECEIVED and request.args.get("seen") == RECEIVED:
         return "", 204
     rows = inbox.with_links([message])
-    return render_template("inbox/_partials/row.html", row=rows[0])
+    return render_template("inbox/_partials/row.html", row=rows[0], reply_as=reply_targets(rows))
+
+
+def reply_targets(rows: list[inbox.InboxRow]) -> dict[int, dict]:
+    """For each contact on the page that is waiting in a run: its participation and the answers it expects."""
+    waiting = operator_replies.waiting_for_reply(
+        [row.contact.id for row in rows if row.contact and not row.contact.erased_at]
+    )
+    return {
+        contact_id: {"participation": participation, "choices": operator_replies.reply_choices(participation)}
+        for contact_id, participation in waiting.items()
+    }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from flask import request, url_for
 
 from app.extensions import db
-from app.models import Message
+from app.models import Message, Participation
 from app.models.vocabulary import MESSAGE_STATUSES
 from app.sending.channels import CHANNELS
 from app.web import htmx
@@ -55,12 +55,16 @@ def log_page(endpoint: str, endpoint_args: dict, *conditions, searchable: bool =
         "status": request.args.get("status", "") if request.args.get("status") in STATUSES else "",
         "channel": request.args.get("channel", "") if searchable and request.args.get("channel") in CHANNELS else "",
         "q": request.args.get("q", "").strip() if searchable else "",
+        "run": request.args.get("run", "") if searchable and request.args.get("run", "").isdecimal() else "",
     }
     query = db.select(Message).where(*conditions)
     if filters["status"]:
         query = query.where(Message.status == filters["status"])
     if filters["channel"]:
         query = query.where(Message.channel == filters["channel"])
+    if filters["run"]:
+        in_run = db.select(Participation.id).where(Participation.run_id == int(filters["run"]))
+        query = query.where(Message.participation_id.in_(in_run))
     digits = re.sub(r"\D", "", filters["q"])
     if filters["q"]:
         query = query.where(Message.to_phone.contains(digits or filters["q"], autoescape=True))

@@ -7,10 +7,13 @@ pagination) and a contact's timeline. Numbers come from `app.runs.read_models.li
 counts and a per-run tally, never the participations themselves, so an open page costs little.
 """
 
+import hashlib
+
 from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -26,7 +29,7 @@ from app.journeys import store as journeys
 from app.journeys.diagram import render_svg
 from app.journeys.versions import journey_for_version
 from app.models import LIVE_RUN_STATUSES, SCHEDULED, STATES, Audience, Participation, Run, User, utcnow
-from app.runs import lifecycle, preflight, runner, schedule
+from app.runs import lifecycle, operator_replies, preflight, runner, schedule
 from app.runs import prune as run_prune
 from app.runs.export import export_csv
 from app.runs.read_models import contacts as run_contacts
@@ -102,8 +105,10 @@ def _start_context(values) -> dict:
     journey = journeys.get(values.get("journey_id")) if values.get("journey_id") else None
     audience_id = values.get("audience_id", type=int)
     audience = db.session.get(Audience, audience_id) if audience_id else None
+    every_journey = journeys.all_journeys()
     context = {
-        "journeys": journeys.all_journeys(),
+        "journeys": every_journey,
+        "journey_statuses": {item.id: journeys.status_of(item) for item in every_journey},
         "audiences": db.session.scalars(
             select(Audience).order_by(Audience.created_at.desc(), Audience.id.desc())
         ).all(),
@@ -146,23 +151,33 @@ def show(run_id: int):
     filters = _filters()
     created_by = db.session.get(User, run.created_by_id) if run.created_by_id else None
     live_context = _live_context(run)
-    contacts_page = _contacts_page(run, filters, total=sum(live_context["stats"].states.values()))
+    # A moving run's tally may trail its rows by a moment: count the rows then, so the page agrees with itself.
+    known_total = None if live_context["live"] else sum(live_context["stats"].states.values())
     return render_template(
         "runs/show.html",
         run=run,
         created_by=created_by,
         filters=filters,
         nodes=_node_ids(run),
-        contacts=contacts_page,
+        contacts=_contacts_page(run, filters, total=known_total),
+        cursor=_cursor(),
         **live_context,
     )
+
+
+def _cursor() -> dict:
+    return {key: request.args[key] for key in ("after", "before") if request.args.get(key, "").isdecimal()}
 
 
 @bp.get("/<int:run_id>/_partials/live")
 def live(run_id: int):
     """htmx, every second while the run moves: the live block, rendered without its trigger once finished."""
     run = _run_or_404(run_id)
-    return render_template("runs/_partials/live.html", run=run, **_live_context(run))
+    context = _live_context(run)
+    response = Response(render_template("runs/_partials/live.html", run=run, **context))
+    if request.args.get("seen") != context["signature"]:
+        response.headers["HX-Trigger"] = "run-changed"  # the contacts table refreshes with the counters
+    return response
 
 
 def _live_context(run: Run) -> dict:
@@ -181,6 +196,7 @@ def _live_context(run: Run) -> dict:
         "window_opens": window_opens,
         "starts_in": schedule.starts_in(run.start_at, now) if run.status == SCHEDULED else None,
         "stats": stats,
+        "signature": _signature(run, stats),
         "diagram": diagram,
         "now": now,
         "live": run.status in LIVE_RUN_STATUSES,
@@ -193,19 +209,30 @@ def _live_context(run: Run) -> dict:
     }
 
 
+def _signature(run: Run, stats: run_live.LiveStats) -> str:
+    """A short fingerprint of where the contacts are: it changes whenever the contacts table would."""
+    parts = [run.status, *map(str, stats.states.values())]
+    parts += [
+        f"{node}:{counts.get('here', 0)}:{counts.get('visits', 0)}" for node, counts in sorted(stats.nodes.items())
+    ]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
 @bp.get("/<int:run_id>/contacts")
 def contacts(run_id: int):
     """htmx: the contacts table with its filters and page; a plain request opens the run page on it."""
     run = _run_or_404(run_id)
     filters = _filters()
     if not htmx.wants_fragment():
-        return redirect(url_for(".show", run_id=run.id, **filters.as_args()) + "#contacts")
+        return redirect(url_for(".show", run_id=run.id, **filters.as_args(), **_cursor()) + "#contacts")
+    template = "contacts_results" if request.args.get("part") == "results" else "contacts"
     return render_template(
-        "runs/_partials/contacts.html",
+        f"runs/_partials/{template}.html",
         run=run,
         filters=filters,
         nodes=_node_ids(run),
         contacts=_contacts_page(run, filters),
+        cursor=_cursor(),
         now=utcnow(),
     )
 
@@ -238,21 +265,81 @@ def _node_ids(run: Run) -> list[str]:
     return [node.id for node in journey_for_version(run.version_id).nodes]
 
 
-@bp.get("/<int:run_id>/contacts/<int:participation_id>")
-def timeline(run_id: int, participation_id: int):
-    """A contact's timeline: a panel of the run page (htmx) or a page of its own."""
-    run = _run_or_404(run_id)
+def _participation_or_404(run: Run, participation_id: int) -> Participation:
     participation = db.session.get(Participation, participation_id)
     if participation is None or participation.run_id != run.id:
         abort(404)
-    context = {
+    return participation
+
+
+def _timeline_context(run: Run, participation: Participation, **extra) -> dict:
+    return {
         "run": run,
         "participation": participation,
         "now": utcnow(),
         "entries": run_contacts.contact_timeline(participation),
         "limit": run_contacts.TIMELINE_LIMIT,
+        "entered_by": operator_replies.operator_replies(participation.id),
+        "reply_choices": operator_replies.reply_choices(participation),
+        **extra,
     }
+
+
+@bp.get("/<int:run_id>/contacts/<int:participation_id>")
+def timeline(run_id: int, participation_id: int):
+    """A contact's timeline: a panel of the run page (htmx) or a page of its own."""
+    run = _run_or_404(run_id)
+    context = _timeline_context(run, _participation_or_404(run, participation_id))
     return htmx.page_or_fragment("runs/contact.html", "runs/_partials/timeline.html", **context)
+
+
+@bp.app_template_global()
+def may_reply_as_contact() -> bool:
+    """Editors reply as a contact in a dry run; with real Twilio only admins (testing on a colleague's phone).
+
+    Viewers never: a reply moves the contact on.
+    """
+    if not current_user.is_authenticated or not current_user.can("editor"):
+        return False
+    return bool(current_app.config.get("DRY_RUN")) or current_user.can("admin")
+
+
+@bp.post("/<int:run_id>/contacts/<int:participation_id>/reply")
+def reply_as_contact(run_id: int, participation_id: int):
+    """An operator answers for a waiting contact: stored and routed exactly as a reply from Twilio."""
+    run = _run_or_404(run_id)
+    participation = _participation_or_404(run, participation_id)
+    if not may_reply_as_contact():
+        abort(403, "Only admins may reply as a contact while messages really go out through Twilio.")
+    form = request.form
+    payload = (form.get("quick_payload") or "").strip() or None
+    text = payload if payload is not None else (form.get("quick_text") or form.get("text") or "").strip()[:1600]
+    if not text:
+        notice = ("error", "Type a reply, or choose one of the buttons.")
+    else:
+        row = operator_replies.reply_as_contact(participation, text, payload, current_user.id)
+        db.session.refresh(participation)
+        notice = ("success" if row.outcome == "matched" else "info", _reply_outcome(row.outcome, text, participation))
+    if not htmx.wants_fragment():
+        flash(notice[1], notice[0])
+        target = form.get("next", "")
+        if not (target.startswith("/") and not target.startswith("//")):
+            target = url_for(".timeline", run_id=run.id, participation_id=participation.id)
+        return redirect(target)
+    context = _timeline_context(run, participation, reply_notice=notice)
+    status = 422 if notice[0] == "error" else 200
+    return render_template("runs/_partials/timeline.html", **context), status, {"HX-Trigger": "run-changed"}
+
+
+def _reply_outcome(outcome: str, text: str, participation: Participation) -> str:
+    where = participation.node_id or "the end"
+    return {
+        "matched": f"Replied “{text}” as the contact: it is now {participation.state.replace('_', ' ')} at {where}.",
+        "unmatched": f"Replied “{text}” as the contact: it matched no edge, so the contact still waits at {where}.",
+        "not_waiting": f"Replied “{text}” as the contact: it was not waiting, so the reply is recorded but not used.",
+        "opted_out": "Replied STOP as the contact: it is opted out and its journeys end.",
+        "opted_in": "Replied START as the contact: it may be messaged again.",
+    }.get(outcome, f"Replied “{text}” as the contact ({outcome}).")
 
 
 @bp.route("/<int:run_id>/stop", methods=["GET", "POST"])

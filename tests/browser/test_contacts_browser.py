@@ -12,8 +12,8 @@ from app.journeys import store as journeys
 from app.models import Contact
 from app.runs import lifecycle
 from tests.browser.conftest import drain_in_thread
-from tests.test_contacts import ASK
-from tests.test_runs_helpers import reply
+from tests.contacts.test_contacts import ASK
+from tests.runs.test_runs_helpers import reply
 
 ANA, BIA, STRANGER = "+15005550601", "+15005550602", "+15005550699"
 

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey
 from app.runs import lifecycle
 from tests.browser.conftest import drain_in_thread
-from tests.test_run_stats import build_run
+from tests.runs.test_run_stats import build_run
 
 HELLO = {
     "format": "journey/v1",

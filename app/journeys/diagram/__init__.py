@@ -29,12 +29,16 @@ def render_svg(
     edge_counts: dict[int, int] | None = None,
     path: list[str] | None = None,
     link_template: str | None = None,
+    path_edges: list[int] | None = None,
 ) -> str:
     """The SVG of `doc`.
 
     `node_counts` ({node_id: {"here", "visits"}}) and `edge_counts` ({edge
     index: n}) annotate a run; `path` (node ids in visiting order) highlights
-    what a simulated contact went through, its last node as the current one;
+    what a simulated contact went through, its last node as the current one,
+    and `path_edges` (edge indexes, as taken) the edges it took: only those are
+    highlighted, so of two edges between the same nodes only the one taken is
+    (without it, every edge between consecutive path nodes is);
     `link_template` ("/journeys/3/nodes/{id}") makes each node a focusable
     link that also carries `hx-get`, so HTMX opens it in the page's target.
     """
@@ -47,6 +51,7 @@ def render_svg(
         width += 40
     width = max(width, 240)
     visited_pairs = set(zip(path or [], (path or [])[1:]))
+    taken = set(path_edges) if path_edges is not None else None
     visited = set(path or [])
     current = path[-1] if path else None
     out = [
@@ -59,7 +64,7 @@ def render_svg(
     texts = {edge.index: edge_text(edge, edge_counts) for edge in edges}
     spots = place_labels(edges, routes, texts)
     for edge in edges:
-        on_path = (edge.source, edge.target) in visited_pairs
+        on_path = edge.index in taken if taken is not None else (edge.source, edge.target) in visited_pairs
         count = (edge_counts or {}).get(edge.index)
         out.append(edge_svg(edge, routes[edge.index][0], spots.get(edge.index), texts[edge.index], count, on_path))
     for key, node in nodes.items():

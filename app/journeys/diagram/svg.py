@@ -141,14 +141,12 @@ def node_svg(node, item, selected, node_counts, visited, current, link_template)
     subtitle = truncate(f"{kind}: {summary}" if kind else summary, 26)
     parts = [f'<g class="{" ".join(classes)}" data-node="{escape(key)}" id="diagram-node-{escape(key)}">']
     accessible = f"{title} ({kind}): {summary}"
+    # The tooltip stays on the group: a link is named by its visible text (heading, subtitle, badges).
+    parts.append(f"<title>{escape(accessible)}</title>")
     if link_template:
         href = escape(link_template.replace("{id}", key))
-        parts.append(
-            # An SVG <a> is no HTMLAnchorElement, so htmx would not cancel its navigation: the link does.
-            f'<a href="{href}" hx-get="{href}" aria-label="{escape(accessible)}" class="node-link" '
-            f'onclick="event.preventDefault()">'
-        )
-    parts.append(f"<title>{escape(accessible)}</title>")
+        # An SVG <a> is no HTMLAnchorElement, so htmx would not cancel its navigation: static/app.js does.
+        parts.append(f'<a href="{href}" hx-get="{href}" class="node-link">')
     if key == selected:
         parts.append(
             f'<rect x="{left - 6}" y="{top - 8}" width="{NODE_WIDTH + 12}" height="{NODE_HEIGHT + 16}" rx="12" '

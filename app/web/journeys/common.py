@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app import engine
 from app.engine.conditions import OPS
 from app.extensions import db
-from app.journeys import diagram, editing
+from app.journeys import diagram, editing, samples
 from app.journeys import store as journeys
 from app.journeys.kinds import CONDITION_KINDS, NODE_KINDS, allowed_conditions, condition_kind_name, node_kind
 from app.journeys.settings import SECTIONS, trigger_keywords
@@ -143,7 +143,8 @@ def editor_context(journey, *, selected: str | None, edge_open: int | None = Non
 def svg(journey, doc, selected, simulation) -> Markup:
     link = url_for("journeys.node_panel", journey_id=journey.id, node_id="NODE").replace("NODE", "{id}")
     path = simulation.path if simulation else None
-    return Markup(diagram.render_svg(doc, selected=selected, path=path, link_template=link))
+    taken = simulation.edges if simulation else None
+    return Markup(diagram.render_svg(doc, selected=selected, path=path, path_edges=taken, link_template=link))
 
 
 def current_simulation(journey):
@@ -186,21 +187,15 @@ def store_sample(journey, fields: dict) -> None:
 
 
 def sample_of(journey) -> dict:
+    """The sample contact chosen by this user (kept in Redis), else the first audience contact with the journey's fields."""
     stored = get_redis().get(sample_key(journey))
-    return json.loads(stored) if stored else {}
-
-
-def contact_fields(contact: Contact) -> dict:
-    fields = {key: value for key, value in (contact.fields or {}).items() if value not in (None, "")}
-    fields["phone"] = contact.phone
-    if contact.name:
-        fields["name"] = contact.name
-    return fields
+    return json.loads(stored) if stored is not None else samples.default_sample(journey.draft)
 
 
 def sample_context(journey) -> dict:
-    audience_id = request.values.get("audience_id", type=int)
     audiences = db.session.execute(select(Audience.id, Audience.name).order_by(Audience.id.desc())).all()
+    # The newest audience's contacts are listed at once: picking a sample contact is one choice.
+    audience_id = request.values.get("audience_id", type=int) or (audiences[0].id if audiences else None)
     contacts = []
     if audience_id:
         contacts = db.session.execute(

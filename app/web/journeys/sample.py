@@ -6,10 +6,11 @@ from flask import render_template, request
 
 from app.extensions import db
 from app.journeys.forms import Refused, pairs
+from app.journeys.samples import contact_fields
 from app.models import Contact
 from app.web import htmx
 from app.web.journeys import bp
-from app.web.journeys.common import contact_fields, load_journey, sample_context, store_sample
+from app.web.journeys.common import load_journey, sample_context, store_sample
 
 
 @bp.post("/<int:journey_id>/sample")

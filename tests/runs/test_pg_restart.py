@@ -36,9 +36,9 @@ from app.sending import liveness, messaging, recovery
 from tests.conftest import TEST_AUTH_TOKEN, TEST_REDIS_URL, drain, worker_env
 from tests.databases import PrivatePostgres
 from tests.fake_twilio import sign, status_callback_params
-from tests.test_runs_helpers import linear_journey, phones
-from tests.test_webhook_faults import free_port, served
-from tests.test_webhooks import INBOUND, STATUS, inbound
+from tests.runs.test_runs_helpers import linear_journey, phones
+from tests.sending.test_webhook_faults import free_port, served
+from tests.sending.test_webhooks import INBOUND, STATUS, inbound
 
 CONTACTS = 200
 BODIES = ("first <<name>>", "second <<name>>")

@@ -22,7 +22,7 @@ from app.web.jinja import ago, plural, span_text, time_tag
 from tests.conftest import drain
 from tests.runs.test_run_pages import make_audience
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def demo_doc() -> dict:

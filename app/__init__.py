@@ -41,8 +41,10 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     from app.logging_setup import configure_logging
     from app.web import security
+    from app.web.status_lane import StatusCallbackLane
 
     configure_logging(app)
+    app.wsgi_app = StatusCallbackLane(app, app.wsgi_app)  # status callbacks are answered before Flask's machinery
     security.init_app(app)  # login, roles, tokens and /rq for every route (before CSRF); security headers
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))

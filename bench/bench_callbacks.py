@@ -3,7 +3,7 @@
 Prints figures; asserts nothing. Stores N sent messages (a campaign), then
 C concurrent keep-alive clients (aiohttp) post a signed `sent` and a signed
 `delivered` callback for each, in random order, against the app under
-gunicorn (the Procfile's `web` settings: `--workers W --threads 4`, access
+gunicorn (the Procfile's `web` settings: `--workers W --threads 32`, access
 log on) with one worker process running (its sweeper applies the stored
 callbacks), then the same clients against a bare Flask app under the same
 gunicorn settings that only checks the signature. Prints callbacks/s and
@@ -41,7 +41,7 @@ AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 ACCOUNT_SID = "AC" + "b" * 32
 STATUS_PATH = "/webhooks/twilio/status"
 WARM_UP = 300
-THREADS = int(os.environ.get("WEB_THREADS", 4))  # as the Procfile's web
+THREADS = int(os.environ.get("WEB_THREADS", 32))  # as the Procfile's web
 
 
 def bare_app():

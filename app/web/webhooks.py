@@ -1,4 +1,4 @@
-"""Twilio webhooks: inbound messages and status callbacks, each refused unless Twilio signed it.
+"""Twilio's inbound-message webhook, refused unless Twilio signed it (status callbacks: `status_lane`).
 
 The signature is checked against the public URL (`PUBLIC_BASE_URL` + path,
 or the request's own URL when unset). With no `TWILIO_AUTH_TOKEN` nothing can
@@ -7,11 +7,10 @@ an unsigned endpoint would let anyone opt contacts out or fake deliveries.
 
 What arrived is stored before the answer, and only that: one INSERT with
 bounded lock waits, so a busy database is answered within seconds (503 when
-the row could not be stored: Twilio retries those). Applying it comes after
-the store: status callbacks in bulk by the workers' sweeper
-(`callbacks.apply_pending`); an inbound message right after its commit,
-with bounded waits too, or by the sweeper if that failed (the answer is 200
-either way: the message is stored). Nothing here needs Redis to succeed.
+the row could not be stored: Twilio retries those). The message is handled
+right after its commit, with bounded waits too, or by the sweeper if that
+failed (the answer is 200 either way: the message is stored). Nothing here
+needs Redis to succeed.
 """
 
 from flask import Blueprint, Response, current_app, request
@@ -25,7 +24,6 @@ from app.models.vocabulary import RECEIVED
 from app.models.waits import bounded_waits
 from app.models.waits import init_app as init_bounded_waits
 from app.runs import inbound as reply_routing
-from app.sending import callbacks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
 bp.record_once(lambda state: init_bounded_waits(state.app))
@@ -74,22 +72,6 @@ def _not_stored(what: str, sid: str) -> Response:
     """The row could not be stored (database busy or down): 503, so Twilio tries again."""
     current_app.logger.error("could not store Twilio %s %s; answered 503 so that Twilio retries", what, sid)
     return Response("could not store the webhook now; try again", 503, {"Retry-After": "5"})
-
-
-@bp.post("/status")
-def status():
-    """A status callback: stored (with those of concurrent requests, in one commit) and answered.
-
-    The sweeper applies it to the message log.
-    """
-    form = request.form
-    sid = form.get("MessageSid", "").strip()
-    row = callbacks.callback_row(sid, form.get("MessageStatus", ""), form.get("ErrorCode"))
-    if row is not None:
-        writer = callbacks.CallbackWriter.for_app(current_app._get_current_object(), STORE_SECONDS)
-        if not writer.store(row):
-            return _not_stored("status callback", sid)
-    return _twiml()
 
 
 @bp.post("/inbound")

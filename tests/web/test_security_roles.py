@@ -119,3 +119,19 @@ def test_admins_reach_users_and_rq(client):
     assert client.get("/users/").status_code == 200
     assert client.get("/users/tokens").status_code == 200
     assert client.get("/rq/").status_code == 200
+
+
+def test_webhooks_in_the_url_map_and_the_status_lane_in_front_of_it_refuse_unsigned_posts(app):
+    """The status callback is answered by a WSGI lane before Flask's routing, so the walk names it too."""
+    from app.sending.messaging import STATUS_CALLBACK_PATH
+
+    urls = [url for endpoint, _, url in routes(app, public=True) if endpoint.startswith("webhooks.")]
+    assert STATUS_CALLBACK_PATH not in urls
+    client = app.test_client()
+    for token in ("", "a-token-we-hold"):
+        app.config["TWILIO_AUTH_TOKEN"] = token
+        for url in [*urls, STATUS_CALLBACK_PATH]:
+            response = client.post(url, data={"MessageSid": "SM1", "MessageStatus": "delivered", "From": "+1"})
+            assert response.status_code == 403, (token, url, response.status_code)
+            forged = client.post(url, data={"MessageSid": "SM1"}, headers={"X-Twilio-Signature": "forged"})
+            assert forged.status_code == 403, (token, url, forged.status_code)

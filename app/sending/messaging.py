@@ -101,7 +101,13 @@ def enqueue_messages(message_ids: Iterable[int], bulk: bool = False) -> int:
     size = batch_size(current_app.config, bulk)
     queue = get_queue(BULK_QUEUE if bulk else CONVERSATIONAL_QUEUE)
     jobs = [
-        queue.prepare_data(SEND_JOB, args=(ids[start : start + size],), timeout=SEND_JOB_TIMEOUT, **JOB_DEFAULTS)
+        queue.prepare_data(
+            SEND_JOB,
+            args=(ids[start : start + size],),
+            kwargs={} if bulk else {"gather": True},
+            timeout=SEND_JOB_TIMEOUT,
+            **JOB_DEFAULTS,
+        )
         for start in range(0, len(ids), size)
     ]
     with get_redis().pipeline() as pipe:
@@ -117,6 +123,35 @@ def batch_size(config, bulk: bool = False) -> int:
     if rate > 0:
         size = min(size, int(rate * (SECONDS_PER_BULK_JOB if bulk else SECONDS_PER_LIMITED_JOB)))
     return max(1, size)
+
+
+def with_waiting_conversations(message_ids: list[int]) -> list[int]:
+    """These ids and, up to a batch in all, the other conversational messages due and waiting, oldest first.
+
+    A conversational job sends them too: a burst of replies then leaves as one
+    concurrent batch instead of one job after another behind a single worker
+    (each job of a single message waits a whole Twilio round trip). The jobs
+    that named the others find them sent and finish at once; a message is
+    claimed once whoever sends it.
+    """
+    room = batch_size(current_app.config) - len(message_ids)
+    if room <= 0:
+        return list(message_ids)
+    m, now = message_table.c, utcnow()
+    waiting = db.session.scalars(
+        select(m.id)
+        .where(
+            m.campaign_id.is_(None),
+            m.status == "queued",
+            m.not_before.is_(None),
+            or_(m.next_attempt_at.is_(None), m.next_attempt_at <= now),
+            m.id.not_in(message_ids),
+        )
+        .order_by(m.id)
+        .limit(room)
+    ).all()
+    db.session.commit()
+    return [*message_ids, *waiting]
 
 
 # -- sending -------------------------------------------------------------------

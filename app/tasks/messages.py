@@ -6,8 +6,13 @@ from app.tasks import job
 
 
 @job
-def send_batch(message_ids: list[int]) -> int:
-    """Send one batch (`messaging.deliver`); returns how many messages Twilio accepted."""
+def send_batch(message_ids: list[int], gather: bool = False) -> int:
+    """Send one batch (`messaging.deliver`); returns how many messages Twilio accepted.
+
+    `gather` (conversational jobs): the other conversational messages waiting now go in the same batch.
+    """
+    if gather:
+        message_ids = messaging.with_waiting_conversations(message_ids)
     outcomes = messaging.deliver(message_ids)
     advancing.on_message_outcomes(outcomes)  # journey messages move their contacts on (app.runs.runner)
     return sum(outcome.ok for outcome in outcomes)

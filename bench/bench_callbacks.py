@@ -42,6 +42,8 @@ ACCOUNT_SID = "AC" + "b" * 32
 STATUS_PATH = "/webhooks/twilio/status"
 WARM_UP = 300
 THREADS = int(os.environ.get("WEB_THREADS", 32))  # as the Procfile's web
+CPU_KINDS = ("web", "database", "applier", "clients")
+CPU_MARKS = (("web", "gunicorn"), ("applier", "app.worker"), ("database", "postgres"))  # by command line
 
 
 def bare_app():
@@ -213,8 +215,32 @@ def figures(latencies: list[float], wall: float) -> dict:
 
 
 def load(port: int, sids: list[str], warm_sids: list[str], clients: int) -> dict:
+    """The figures of posting every callback, with the CPU each kind of process spent per callback."""
     asyncio.run(post_all(port, signed_callbacks(warm_sids, port), clients))
-    return figures(*asyncio.run(post_all(port, signed_callbacks(sids, port), clients)))
+    before = cpu_seconds()
+    result = figures(*asyncio.run(post_all(port, signed_callbacks(sids, port), clients)))
+    after = cpu_seconds()
+    calls = 2 * len(sids)
+    result.update({f"cpu_{kind}": (after[kind] - before[kind]) * 1000 / calls for kind in CPU_KINDS})
+    return result
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of the gunicorn processes, PostgreSQL, our worker and this process."""
+    totals = dict.fromkeys(CPU_KINDS, 0.0)
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = next(
+            (kind for kind, mark in CPU_MARKS if mark in command), "clients" if int(pid) == os.getpid() else None
+        )
+        if kind:
+            totals[kind] += (int(fields[11]) + int(fields[12])) / ticks
+    return totals
 
 
 # -- scenarios -------------------------------------------------------------------
@@ -272,7 +298,8 @@ def report(name: str, result: dict) -> None:
     line += f"   p99 {result['p99']:6.1f} ms"
     if "applied_after" in result:
         line += f"   all applied {result['applied_after']:.2f} s after the last answer"
-    print(line, flush=True)
+    cpu = ", ".join(f"{kind} {result[f'cpu_{kind}']:.3f}" for kind in CPU_KINDS if result[f"cpu_{kind}"] >= 0.001)
+    print(f"{line}\n{'':<28} CPU ms per callback: {cpu}", flush=True)
 
 
 def bench(database_url: str, args) -> None:
@@ -291,7 +318,8 @@ def bench(database_url: str, args) -> None:
         report(f"median bare, {web_workers} web", bare_figures)
         print(
             f"  ratio: rate {app_figures['rate'] / bare_figures['rate']:.0%} of bare (goal >= 85%), "
-            f"p95 {app_figures['p95'] / bare_figures['p95']:.2f}x bare (goal <= 1.5x)",
+            f"p95 {app_figures['p95'] / bare_figures['p95']:.2f}x bare (goal <= 1.5x); "
+            f"web tier CPU per callback {app_figures['cpu_web'] / bare_figures['cpu_web']:.2f}x bare's",
             flush=True,
         )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)

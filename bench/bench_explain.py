@@ -109,9 +109,9 @@ def build_data(app, participations: int) -> tuple[int, int]:
                SELECT p.id, p.run_id, k.kind, k.node, json_build_object('visit', 1), p.started_at
                FROM participation p CROSS JOIN (VALUES ('enter', 'hello'), ('edge', 'hello'), ('message', 'hello'))
                     AS k(kind, node)""",
-            """INSERT INTO message (participation_id, node_id, idempotency_key, contact_id, to_phone, channel, body,
+            """INSERT INTO message (participation_id, run_id, node_id, idempotency_key, contact_id, to_phone, channel, body,
                                     status, sid, attempts, dry_run, created_at, updated_at, sent_at)
-               SELECT p.id, 'hello', p.id || ':hello:1', p.contact_id, '+1415' || lpad(p.contact_id::text, 7, '0'),
+               SELECT p.id, p.run_id, 'hello', p.id || ':hello:1', p.contact_id, '+1415' || lpad(p.contact_id::text, 7, '0'),
                       'sms', 'Hi there', CASE WHEN p.state = 'sending' THEN 'queued'
                                               WHEN p.state = 'failed' THEN 'failed' ELSE 'delivered' END,
                       CASE WHEN p.state = 'sending' THEN NULL ELSE 'SM' || md5(p.id::text) END,

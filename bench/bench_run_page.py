@@ -194,6 +194,7 @@ def synthesise(contacts: int, seed: int = 7) -> int:
                     {
                         "id": message_id,
                         "participation_id": n,
+                        "run_id": run.id,
                         "node_id": node,
                         "idempotency_key": f"{n}:{node}:{visits[node]}",
                         "contact_id": n,
@@ -427,9 +428,7 @@ def add_activity(run_id: int, steps: int = 5000, events: int = 2000) -> tuple[in
         ],
     )
     sent = db.session.scalars(
-        select(Message.id)
-        .join(Participation, Participation.id == Message.participation_id)
-        .where(Participation.run_id == run_id, Message.status == "sent")
+        select(Message.id).where(Message.run_id == run_id, Message.status == "sent")
         .limit(events)
     ).all()
     _bulk(MessageEvent.__table__, [{"message_id": message_id, "status": "delivered", "at": now} for message_id in sent])

@@ -12,6 +12,8 @@ class Message(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     campaign_id = db.Column(db.Integer, db.ForeignKey("campaign.id", ondelete="CASCADE"))
     participation_id = db.Column(db.Integer, db.ForeignKey("participation.id", ondelete="SET NULL"))
+    # The run of a journey message (its participation's): a run's message counts read an index, not the log.
+    run_id = db.Column(db.Integer, db.ForeignKey("run.id", ondelete="SET NULL"))
     node_id = db.Column(db.String(64))
     idempotency_key = db.Column(db.String(120), unique=True)
     contact_id = db.Column(db.Integer, db.ForeignKey("contact.id", ondelete="SET NULL"))
@@ -41,6 +43,7 @@ class Message(db.Model):
     __table_args__ = (
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_participation", "participation_id"),
+        Index("ix_message_run_status", "run_id", "status"),
         Index("ix_message_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_message_from_sent", "from_address", "sent_at"),
         Index("ix_message_not_before", "not_before"),

@@ -52,6 +52,7 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime, held: dic
 def _message_row(row, effect, held: dict, dry_run: bool, now: datetime) -> dict:
     return {
         "participation_id": row.id,
+        "run_id": row.run_id,
         "node_id": effect.node_id,
         "idempotency_key": idempotency_key(row.id, effect.node_id, effect.visit),
         "contact_id": row.contact_id,

@@ -104,6 +104,7 @@ class RunBuilder:
         accepted = any(status != "failed" for status in statuses)
         message = Message(
             participation_id=participation.id,
+            run_id=participation.run_id,
             node_id=node,
             contact_id=participation.contact_id,
             idempotency_key=f"{participation.id}:{node}:1",

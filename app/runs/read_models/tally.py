@@ -22,7 +22,7 @@ from sqlalchemy.orm import aliased
 
 from app import engine
 from app.extensions import db
-from app.models import Message, MessageEvent, Participation, Run, Step
+from app.models import Message, MessageEvent, Run, Step
 from app.models.vocabulary import DELIVERED_STATUSES, FAILED_STATUSES
 from app.queues import get_redis
 
@@ -192,7 +192,7 @@ def _event_tally(run_id: int, after: int, upto: int | None = None) -> Tally:
 def _event_counts(run_id: int, after: int, upto: int | None = None, *leading):
     """(`leading`…, status, read without a delivered event, error code, count) of the run's events in
     (after, upto]."""
-    e, m, p = MessageEvent, Message, Participation
+    e, m = MessageEvent, Message
     delivered_too = aliased(MessageEvent)
     # A message read without a `delivered` callback (they can come out of order) was delivered too.
     read_only = case(
@@ -205,8 +205,7 @@ def _event_counts(run_id: int, after: int, upto: int | None = None, *leading):
     return (
         select(*leading, e.status, read_only, e.error_code, func.count())
         .join(m, m.id == e.message_id)
-        .join(p, p.id == m.participation_id)
-        .where(_in_window(e.id, p.run_id, run_id, after, upto))
+        .where(_in_window(e.id, m.run_id, run_id, after, upto))
         .group_by(e.status, read_only, e.error_code)
     )
 
@@ -226,12 +225,11 @@ def _events_up_to(run_id: int, mark: int) -> Tally:
     say which events it had; the events after `mark` are then taken off. Both are read in one
     statement, so they see the same moment.
     """
-    m, p = Message, Participation
+    m = Message
     no_sid = m.sid.is_(None)
     current = (
         select(literal_column("1"), m.status, no_sid, m.error_code, func.count())
-        .join(p, p.id == m.participation_id)
-        .where(p.run_id == run_id)
+        .where(m.run_id == run_id)
         .group_by(m.status, no_sid, m.error_code)
     )
     newer = _event_counts(run_id, mark, None, literal_column("0"))

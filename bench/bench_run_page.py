@@ -428,8 +428,7 @@ def add_activity(run_id: int, steps: int = 5000, events: int = 2000) -> tuple[in
         ],
     )
     sent = db.session.scalars(
-        select(Message.id).where(Message.run_id == run_id, Message.status == "sent")
-        .limit(events)
+        select(Message.id).where(Message.run_id == run_id, Message.status == "sent").limit(events)
     ).all()
     _bulk(MessageEvent.__table__, [{"message_id": message_id, "status": "delivered", "at": now} for message_id in sent])
     db.session.execute(update(Message).where(Message.id.in_(sent)).values(status="delivered"))

@@ -101,7 +101,7 @@ def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path
                 if time.monotonic() - started > args.timeout:
                     raise TimeoutError(f"run {run_id} did not complete in {args.timeout} s")
                 pump.reply_to(waiting_for_reply(run_id))
-                calls = requests.get(f"{twilio_url}/_fake/stats", timeout=5).json()["calls"]
+                calls = requests.get(f"{twilio_url}/_fake/count", timeout=5).json()["calls"]
                 if kill and killed_at is None and calls >= args.contacts:
                     groups[0].kill_9()
                     killed_at = time.monotonic()

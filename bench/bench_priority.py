@@ -128,12 +128,12 @@ def wait_for(condition, timeout: float, what: str) -> None:
 def measure(bench: Bench, web_url: str, args) -> None:
     fake = bench.fake
     phones = bench.start_conversations(args.replies)
-    wait_for(lambda: len(fake.calls) >= len(phones), 300, "the first message to every contact")
+    wait_for(lambda: fake.call_count >= len(phones), 300, "the first message to every contact")
     time.sleep(2)  # they reach their wait
     fake.reset()
     fake.set_latency(args.latency)
     bench.send_campaign(args.campaign)
-    wait_for(lambda: len(fake.calls) >= args.limit * 2, 120, "the campaign to send at its limit")
+    wait_for(lambda: fake.call_count >= args.limit * 2, 120, "the campaign to send at its limit")
     replied: dict[str, float] = {}
     session = requests.Session()
     with no_garbage_collection():

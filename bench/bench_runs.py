@@ -136,7 +136,7 @@ def worker_processes(database_url: str, twilio_url: str, public_url: str | None,
 
 
 def fake_calls(twilio_url: str) -> int:
-    return requests.get(f"{twilio_url}/_fake/stats", timeout=5).json()["calls"]
+    return requests.get(f"{twilio_url}/_fake/count", timeout=5).json()["calls"]
 
 
 def wait_until(condition, timeout: float = 1800, interval: float = 0.05) -> float:

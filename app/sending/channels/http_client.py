@@ -7,7 +7,7 @@ the host name: that is how tests and benchmarks reach the fake Twilio server.
 
 import base64
 from functools import lru_cache
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -47,6 +47,11 @@ class PooledAsyncHttpClient(AsyncTwilioHttpClient):
         if auth is not None:
             # A ready-made header instead of aiohttp's deprecated BasicAuth, built once per credentials.
             headers = {**(headers or {}), "Authorization": _basic_authorization(*auth)}
+        if isinstance(data, dict):
+            # The form encoded here, as aiohttp would: its FormData also builds a multipart writer (and a random
+            # boundary from os.urandom) for every request, a few percent of a sending worker's time.
+            data = urlencode(data, doseq=True).encode()
+            headers = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
         # aiohttp reads timeout=None as "no timeout at all", so always pass ours.
         return await super().request(
             method,

@@ -10,7 +10,8 @@ pauses (a `delay`) and sends a last message. Replies arrive through the signed i
 Scenario 1: the run completes exactly with both hosts up. Scenario 2: the same, but host A is killed
 (`kill -9` of its whole process group) once a third of the messages are out; host B finishes alone.
 For each: seconds to complete, messages, lost, doubled (Twilio accepted more than were recorded),
-contacts advanced twice, the busiest second at Twilio against `MESSAGE_RATE_LIMIT`, and how long host B
+contacts advanced twice, the busiest second at Twilio against `MESSAGE_RATE_LIMIT` (and per sender of a pool of two, against
+`SENDER_RATE_LIMIT`), and how long host B
 took after the kill.
 
     .venv/bin/python -m bench.bench_multihost [--contacts 20000] [--rate-limit 400] [--replies-per-second 200]
@@ -49,14 +50,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "https://app.example.com"
 
 
-def settings(database_url: str, redis_url: str, twilio_url: str, rate_limit: int) -> dict:
+SECOND_SENDER = "+15005550002"
+
+
+def settings(database_url: str, redis_url: str, twilio_url: str, rate_limit: int, sender_limit: int) -> dict:
     return {
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_FROM": SMS_FROM,
+        "TWILIO_FROM": f"{SMS_FROM},{SECOND_SENDER}",  # a pool of two senders, each with its own limit
+        "SENDER_RATE_LIMIT": str(sender_limit),
         "TWILIO_API_BASE_URL": twilio_url,
         "PUBLIC_BASE_URL": PUBLIC_URL,
         "DRY_RUN": "0",
@@ -112,6 +117,7 @@ def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path
         figures.update(
             seconds=round(finished - started, 1),
             busiest_second=stats["max_per_second"],
+            busiest_second_per_sender=stats["per_sender_max_per_second"],
             replies=len(pump.sent),
             reply_failures=len(pump.failures),
             busiest_reply_second=max(pump.window_counts.values(), default=0),
@@ -127,7 +133,8 @@ def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=20_000)
-    parser.add_argument("--rate-limit", type=int, default=400)
+    parser.add_argument("--rate-limit", type=int, default=400, help="MESSAGE_RATE_LIMIT")
+    parser.add_argument("--sender-rate-limit", type=int, default=250, help="SENDER_RATE_LIMIT, for each of 2 senders")
     parser.add_argument("--replies-per-second", type=float, default=200)
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
@@ -138,7 +145,7 @@ def main() -> None:
         fake_twilio_process(0.05) as twilio_url,
         tempfile.TemporaryDirectory() as log_dir,
     ):
-        env = settings(database_url, redis_url, twilio_url, args.rate_limit)
+        env = settings(database_url, redis_url, twilio_url, args.rate_limit, args.sender_rate_limit)
         app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "bench"})
         with app.app_context():
             upgrade()
@@ -156,7 +163,8 @@ def main() -> None:
             for kill in (False, True):
                 figures = scenario(app, api, env, twilio_url, f"http://127.0.0.1:{port}", args, kill, Path(log_dir))
                 title = "host A killed (kill -9 of its group) mid-run" if kill else "both hosts up"
-                print(f"\n{args.contacts:,} contacts, limit {args.rate_limit}/s, {title}:")
+                limits = f"limit {args.rate_limit}/s, {args.sender_rate_limit}/s per sender"
+                print(f"\n{args.contacts:,} contacts, {limits}, {title}:")
                 for key, value in figures.items():
                     print(f"  {key}: {value}")
         finally:

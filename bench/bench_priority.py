@@ -188,7 +188,7 @@ def stages(bench: Bench) -> tuple[float, float]:
 
 
 def run(database: str, database_url: str, args) -> None:
-    with FakeTwilio(latency=args.latency, callbacks=args.callbacks) as fake:
+    with FakeTwilio(latency=args.latency, callbacks=not args.no_callbacks) as fake:
         bench = Bench(database_url, fake, args.limit)
         with ExitStack() as stack:
             web_url = stack.enter_context(web_process(bench.env))
@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=50, help="MESSAGE_RATE_LIMIT")
     parser.add_argument("--replies", type=int, default=100, help="waiting contacts, one reply each, every 100 ms")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per fake Twilio call")
-    parser.add_argument("--callbacks", action="store_true", help="the fake posts status callbacks too")
+    parser.add_argument("--no-callbacks", action="store_true", help="the fake Twilio posts no status callbacks")
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     args = parser.parse_args()
     print(f"bench_priority; {load_line()}", flush=True)

@@ -210,7 +210,7 @@ def exercise(app, recorder: Recorder, live_run: int) -> None:
             )
         )
         with recorder.recording("message claim and send (dry run)"):
-            messaging.deliver(message_ids)
+            messaging.deliver(messaging.with_waiting_conversations(message_ids[:1]) + message_ids[1:])
         phone = "+1415" + f"{waiting.contact_id:07d}"
         row = InboundMessage(sid="SMexplain", from_phone=phone, channel="sms", body="yes", outcome="received")
         db.session.add(row)

@@ -85,6 +85,7 @@ class InboundMessage(db.Model):
 
     __table_args__ = (
         Index("ix_inbound_from_phone", "from_phone"),
+        Index("ix_inbound_participation", "participation_id"),
         # The inbox lists a chosen outcome newest first; the sweeper looks for those left `received`.
         Index("ix_inbound_outcome_id", "outcome", "id"),
     )

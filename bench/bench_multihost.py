@@ -3,16 +3,16 @@
 Two worker "hosts" (`tests.worker_groups.WorkerGroup`: `python -m app.worker --processes 2` each, in a
 session and environment of its own) share a scratch PostgreSQL database (`jd_bench_multihost_<pid>`) and
 a private `redis-server`; the web tier is gunicorn (the Procfile's command) on a free port; the fake
-Twilio runs in its own process. A journey asks each contact a question, waits for the reply, thanks them,
-pauses (a `delay`) and sends a last message. Replies arrive through the signed inbound webhook at
-`--replies-per-second`, from each contact once it waits at the question.
+Twilio runs in its own process and posts status callbacks (`--no-callbacks`: none). A journey asks
+each contact a question, waits for the reply, thanks them, pauses (a `delay`) and sends a last
+message. Replies arrive through the signed inbound webhook at `--replies-per-second`, from each
+contact once it waits at the question.
 
 Scenario 1: the run completes exactly with both hosts up. Scenario 2: the same, but host A is killed
 (`kill -9` of its whole process group) once a third of the messages are out; host B finishes alone.
 For each: seconds to complete, messages, lost, doubled (Twilio accepted more than were recorded),
-contacts advanced twice, the busiest second at Twilio against `MESSAGE_RATE_LIMIT` (and per sender of a pool of two, against
-`SENDER_RATE_LIMIT`), and how long host B
-took after the kill.
+contacts advanced twice, the busiest second at Twilio against `MESSAGE_RATE_LIMIT` (and per sender of
+a pool of two, against `SENDER_RATE_LIMIT`), and how long host B took after the kill.
 
     .venv/bin/python -m bench.bench_multihost [--contacts 20000] [--rate-limit 400] [--replies-per-second 200]
 """
@@ -47,13 +47,12 @@ from tests.worker_groups import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_URL = "https://app.example.com"
 
 
 SECOND_SENDER = "+15005550002"
 
 
-def settings(database_url: str, redis_url: str, twilio_url: str, rate_limit: int, sender_limit: int) -> dict:
+def settings(database_url: str, redis_url: str, twilio_url: str, web_url: str, args) -> dict:
     return {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -61,11 +60,11 @@ def settings(database_url: str, redis_url: str, twilio_url: str, rate_limit: int
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_FROM": f"{SMS_FROM},{SECOND_SENDER}",  # a pool of two senders, each with its own limit
-        "SENDER_RATE_LIMIT": str(sender_limit),
+        "SENDER_RATE_LIMIT": str(args.sender_rate_limit),
         "TWILIO_API_BASE_URL": twilio_url,
-        "PUBLIC_BASE_URL": PUBLIC_URL,
+        "PUBLIC_BASE_URL": web_url,  # where the fake Twilio posts status callbacks, and what webhooks are signed for
         "DRY_RUN": "0",
-        "MESSAGE_RATE_LIMIT": str(rate_limit),
+        "MESSAGE_RATE_LIMIT": str(args.rate_limit),
         "SECRET_KEY": "bench",
         # Dead work is noticed in seconds, not the defaults' minutes (the send pipeline's heartbeat may do better).
         "RUNNER_LEASE_SECONDS": "15",
@@ -76,7 +75,7 @@ def settings(database_url: str, redis_url: str, twilio_url: str, rate_limit: int
 def web_server(env: dict, port: int, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "2", "--threads", "8"]
+            [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "2", "--threads", "32"]
             + ["--bind", f"127.0.0.1:{port}", "wsgi:app"],
             cwd=PROJECT_ROOT,
             env=env,
@@ -89,7 +88,7 @@ def web_server(env: dict, port: int, log: Path) -> subprocess.Popen:
 def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path) -> dict:
     requests.post(f"{twilio_url}/_fake/reset", timeout=5)
     groups = [WorkerGroup(name, env, log_dir) for name in ("a", "b")]
-    pump = ReplyPump(web_url, f"{PUBLIC_URL}/webhooks/twilio/inbound", AUTH_TOKEN, args.replies_per_second)
+    pump = ReplyPump(web_url, f"{web_url}/webhooks/twilio/inbound", AUTH_TOKEN, args.replies_per_second)
     for group in groups:
         group.start()
     time.sleep(3)
@@ -137,15 +136,18 @@ def main() -> None:
     parser.add_argument("--sender-rate-limit", type=int, default=250, help="SENDER_RATE_LIMIT, for each of 2 senders")
     parser.add_argument("--replies-per-second", type=float, default=200)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--no-callbacks", action="store_true", help="the fake Twilio posts no status callbacks")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
     with (
         private_redis() as redis_url,
         scratch_postgres(f"jd_bench_multihost_{os.getpid()}") as database_url,
-        fake_twilio_process(0.05) as twilio_url,
+        fake_twilio_process(0.05, callbacks=not args.no_callbacks) as twilio_url,
         tempfile.TemporaryDirectory() as log_dir,
     ):
-        env = settings(database_url, redis_url, twilio_url, args.rate_limit, args.sender_rate_limit)
+        port = free_port()
+        web_url = f"http://127.0.0.1:{port}"
+        env = settings(database_url, redis_url, twilio_url, web_url, args)
         app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "bench"})
         with app.app_context():
             upgrade()
@@ -156,12 +158,11 @@ def main() -> None:
             db.session.commit()
         api = app.test_client()
         api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-        port = free_port()
         web = web_server(env, port, Path(log_dir) / "web.log")
         time.sleep(3)
         try:
             for kill in (False, True):
-                figures = scenario(app, api, env, twilio_url, f"http://127.0.0.1:{port}", args, kill, Path(log_dir))
+                figures = scenario(app, api, env, twilio_url, web_url, args, kill, Path(log_dir))
                 title = "host A killed (kill -9 of its group) mid-run" if kill else "both hosts up"
                 limits = f"limit {args.rate_limit}/s, {args.sender_rate_limit}/s per sender"
                 print(f"\n{args.contacts:,} contacts, {limits}, {title}:")

@@ -12,12 +12,14 @@ Scenario 1: the run completes exactly with both hosts up. Scenario 2: the same, 
 (`kill -9` of its whole process group) once a third of the messages are out; host B finishes alone.
 For each: seconds to complete, messages, lost, doubled (Twilio accepted more than were recorded),
 contacts advanced twice, the busiest second at Twilio against `MESSAGE_RATE_LIMIT` (and per sender of
-a pool of two, against `SENDER_RATE_LIMIT`), and how long host B took after the kill.
+a pool of two, against `SENDER_RATE_LIMIT`), how long host B took after the kill, and how many of host A's
+messages were in flight (claimed, `sending`) when it died and how soon host B had taken them over.
 
     .venv/bin/python -m bench.bench_multihost [--contacts 20000] [--rate-limit 400] [--replies-per-second 200]
 """
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,11 +29,12 @@ from pathlib import Path
 
 import requests
 from flask_migrate import upgrade
+from sqlalchemy import func, or_, select
 
 from app import create_app
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import ApiToken, User
+from app.models import ApiToken, User, message_table
 from bench.bench_explain import private_redis
 from bench.bench_sender import fake_twilio_process, free_port
 from tests.databases import scratch_postgres
@@ -85,6 +88,27 @@ def web_server(env: dict, port: int, log: Path) -> subprocess.Popen:
         )
 
 
+def processes_of(group: WorkerGroup) -> list[int]:
+    """The pids of a group's processes (its session), read before it is killed."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if os.getsid(int(pid)) == group.process.pid:
+                pids.append(int(pid))
+    return pids
+
+
+def claimed_by(pids: list[int]) -> int:
+    """Messages still `sending` under a claim of one of these processes (`liveness.worker_id` holds the pid)."""
+    if not pids:
+        return 0
+    m = message_table.c
+    owned = or_(*(m.claimed_by.like(f"%:{pid}:%") for pid in pids))
+    count = db.session.scalar(select(func.count()).where(m.status == "sending", owned))
+    db.session.rollback()
+    return count
+
+
 def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path) -> dict:
     requests.post(f"{twilio_url}/_fake/reset", timeout=5)
     groups = [WorkerGroup(name, env, log_dir) for name in ("a", "b")]
@@ -99,7 +123,7 @@ def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path
         started = time.monotonic()
         answer = api.post(f"/api/journeys/{journey_id}/runs", json={"contacts": contacts})
         assert answer.status_code == 202, answer.text[:300]
-        run_id, killed_at = answer.json["run_id"], None
+        run_id, killed_at, orphans = answer.json["run_id"], None, None
         with app.app_context():
             while not run_completed(run_id):
                 if time.monotonic() - started > args.timeout:
@@ -107,8 +131,12 @@ def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path
                 pump.reply_to(waiting_for_reply(run_id))
                 calls = requests.get(f"{twilio_url}/_fake/count", timeout=5).json()["calls"]
                 if kill and killed_at is None and calls >= args.contacts:
+                    dead = processes_of(groups[0])
                     groups[0].kill_9()
                     killed_at = time.monotonic()
+                    orphans = {"left_sending": claimed_by(dead), "taken_over_after": None}
+                if orphans and orphans["taken_over_after"] is None and not claimed_by(dead):
+                    orphans["taken_over_after"] = round(time.monotonic() - killed_at, 1)
                 time.sleep(0.2)
             finished = time.monotonic()
             stats = requests.get(f"{twilio_url}/_fake/stats", timeout=5).json()
@@ -121,6 +149,8 @@ def scenario(app, api, env, twilio_url, web_url, args, kill: bool, log_dir: Path
             reply_failures=len(pump.failures),
             busiest_reply_second=max(pump.window_counts.values(), default=0),
             host_b_after_kill=round(finished - killed_at, 1) if killed_at else None,
+            host_a_messages_in_flight_at_kill=orphans and orphans["left_sending"],
+            host_a_messages_taken_over_after=orphans and orphans["taken_over_after"],
         )
         return figures
     finally:

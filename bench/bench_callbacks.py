@@ -235,9 +235,10 @@ def cpu_seconds() -> dict[str, float]:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        kind = next(
-            (kind for kind, mark in CPU_MARKS if mark in command), "clients" if int(pid) == os.getpid() else None
-        )
+        if int(pid) == os.getpid():
+            kind = "clients"  # first: this script's own command line names --postgres
+        else:
+            kind = next((kind for kind, mark in CPU_MARKS if mark in command), None)
         if kind:
             totals[kind] += (int(fields[11]) + int(fields[12])) / ticks
     return totals

@@ -1,22 +1,25 @@
-"""The global send rate (`MESSAGE_RATE_LIMIT`): one moving window in Redis shared by every worker.
+"""The send rates (`MESSAGE_RATE_LIMIT`, `SENDER_RATE_LIMIT`): moving windows in Redis shared by every worker.
 
-Built on the `limits` library (moving-window strategy, Redis storage): its
-atomic Lua `hit` guarantees that no one-second window of *taken capacity* ever
-holds more than the limit, whichever process asks. What Twilio counts,
-though, is when calls *arrive*, a few milliseconds after the capacity was
-taken and not always the same few: a chunk taken exactly one second after an
-earlier one that left late would land inside the earlier one's second. So a
-chunk is only taken when the window over `1 s + GUARD_SECONDS` has room too
-(read with the storage's own moving-window query; `limits` cannot make the
-window itself a fraction longer, as its Redis `EXPIRE` takes whole seconds).
+A window is a Redis list of the times its places were taken, newest first.
+One Lua script checks every window a chunk needs (its sender's and the
+global one) and takes its places in all of them at once, or in none, so a
+limit is never exceeded whichever process or host asks. Times come from
+Redis's own clock (`TIME`), not the asking process's: a list is then in
+the order the server ran the script, and neither a host whose clock is off
+nor a process paused between reading its clock and asking (a busy machine)
+can make fresh places look old and let more through. (The `limits` library
+stamps each place with the client's clock, which is why this is our own.)
 
-The guard covers the usual spread (p99 ~16 ms at 200/s on 2 busy cores,
-measured with `bench/bench_campaign.py`) and costs ~3 % of the rate: 50/s
-and 200/s sent at ~97 % of the limit with the busiest second at the fake
-Twilio exactly at the limit. Two larger delays are removed at their source:
-the worker freezes its startup objects out of the garbage collector (a full
-collection paused it ~80 ms), and senders are warmed up before they take
-capacity (`messaging._SenderPool`).
+What Twilio counts, though, is when calls *arrive*, a few milliseconds after
+the places were taken and not always the same few: a chunk taken exactly one
+window after an earlier one that left late would land inside the earlier
+one's window. So the check looks at the window plus `GUARD_SECONDS`: it
+covers the usual spread (p99 ~16 ms at 200/s on 2 busy cores, measured with
+`bench/bench_campaign.py`) and costs ~3 % of the rate (50/s and 200/s sent
+at ~97 % of the limit with the busiest second at the fake Twilio exactly at
+the limit). Two larger delays are removed at their source: the worker
+freezes its startup objects out of the garbage collector (a full collection
+paused it ~80 ms), and senders are warmed up before they take capacity.
 """
 
 import random
@@ -24,9 +27,6 @@ import threading
 import time
 from fractions import Fraction
 
-from limits import RateLimitItemPerSecond
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 
 GUARD_SECONDS = 0.03
@@ -37,6 +37,37 @@ KEY = "messages"
 # A waiting priority caller refreshes its flag this often, and the flag lapses this long after its last refresh.
 PRIORITY_POLL = 0.01
 PRIORITY_FLAG_MS = 60
+MICROSECONDS = 1_000_000
+
+# KEYS: the windows; ARGV: cost, then (places, span in µs) per window. Returns 0 once taken, else the µs to wait.
+TAKE_PLACES = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local cost = tonumber(ARGV[1])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local places, span = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local oldest_needed = redis.call('LINDEX', key, places - cost)
+  if oldest_needed and tonumber(oldest_needed) > now - span then
+    wait = math.max(wait, tonumber(oldest_needed) + span - now)
+  end
+end
+if wait > 0 then
+  return wait
+end
+local stamp = clock[1] .. string.format('%06d', tonumber(clock[2]))
+local stamps = {}
+for n = 1, cost do
+  stamps[n] = stamp
+end
+for i, key in ipairs(KEYS) do
+  local places, span = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  redis.call('LPUSH', key, unpack(stamps))
+  redis.call('LTRIM', key, 0, places - 1)
+  redis.call('EXPIRE', key, math.ceil(span / 1000000) + 1)
+end
+return 0
+"""
 
 
 def window_for(per_second: float) -> tuple[int, int]:
@@ -67,47 +98,41 @@ class SendRateLimiter:
         amount, seconds = window_for(per_second)
         self.per_second_configured = per_second
         self.per_second = amount / seconds
-        self.item = RateLimitItemPerSecond(amount, seconds)
+        self.amount, self.seconds = amount, seconds
         self.key = key
         self.redis = redis
-        self.storage = RedisStorage("redis://", connection_pool=redis.connection_pool, key_prefix="jd-limits")
-        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.window_key = f"jd-limits:window:{key}"
+        self.span_us = int((seconds + GUARD_SECONDS) * MICROSECONDS)
         self.chunk_size = max(1, amount // CHUNKS_PER_WINDOW)
         self.priority_flag = f"jd-limits:priority-waiting:{key}"
+        self.take_places = redis.register_script(TAKE_PLACES)
         self._lock = threading.Lock()
         self._next_chunk_at = 0.0
 
     def __repr__(self) -> str:
-        return f"<SendRateLimiter {self.key} {self.item} chunk={self.chunk_size}>"
+        return f"<SendRateLimiter {self.key} {self.amount} per {self.seconds} s chunk={self.chunk_size}>"
 
     def acquire(self, cost: int, priority: bool = False) -> None:
         """Wait until `cost` sends fit in the window (and its guard margin), then take them."""
         acquire_all([self], cost, priority)
 
     def used(self) -> int:
-        """Sends taken in the current window (for pages and benchmarks)."""
-        return self.storage.get_moving_window(self.item.key_for(self.key), self.item.amount, self.item.get_expiry())[1]
-
-    def _room_at(self, cost: int) -> float:
-        """When `cost` sends fit in the window plus its guard (now or later, as `time.time()`)."""
-        oldest, used = self.storage.get_moving_window(
-            self.item.key_for(self.key), self.item.amount, self.item.get_expiry() + GUARD_SECONDS
-        )
-        return time.time() if used + cost <= self.item.amount else oldest + self.item.get_expiry() + GUARD_SECONDS
+        """Sends taken in the current window, on Redis's clock (for pages and benchmarks)."""
+        seconds, microseconds = self.redis.time()
+        since = seconds * MICROSECONDS + microseconds - self.seconds * MICROSECONDS
+        return sum(int(stamp) > since for stamp in self.redis.lrange(self.window_key, 0, self.amount - 1))
 
 
 def acquire_all(limiters: list[SendRateLimiter], cost: int, priority: bool = False) -> None:
     """Take `cost` sends from every one of these windows at the same moment (a sender's and the global one).
 
     Taking them one after the other would let a wait on the second push the
-    calls late, bunched against the first window's next places; so capacity
-    is only taken once all of them have room. A lost race (another process
-    took the room meanwhile) can leave a place taken in an earlier window:
-    that only slows sending a little, it never exceeds a limit.
+    calls late, bunched against the first window's next places; so the script
+    takes them only when all of them have room, in one step.
     """
     for limiter in limiters:
-        if cost > limiter.item.amount:
-            raise ValueError(f"cannot take {cost} sends at once from a limit of {limiter.item}")
+        if cost > limiter.amount:
+            raise ValueError(f"cannot take {cost} sends at once from a limit of {limiter!r}")
     locks = sorted(limiters, key=lambda limiter: limiter.key)
     for limiter in locks:
         limiter._lock.acquire()
@@ -123,20 +148,16 @@ def acquire_all(limiters: list[SendRateLimiter], cost: int, priority: bool = Fal
 
 
 def _take_all(limiters: list[SendRateLimiter], cost: int, priority: bool) -> None:
+    keys = [limiter.window_key for limiter in limiters]
+    arguments = [cost, *(value for limiter in limiters for value in (limiter.amount, limiter.span_us))]
     while True:
         if not priority and any(limiter.redis.exists(limiter.priority_flag) for limiter in limiters):
             time.sleep(PRIORITY_POLL + random.uniform(0, 0.002))
             continue
-        wake_at = max(limiter._room_at(cost) for limiter in limiters)
-        if wake_at <= time.time():
-            taken = 0
-            for limiter in limiters:
-                if not limiter.limiter.hit(limiter.item, limiter.key, cost=cost):
-                    break
-                taken += 1
-            if taken == len(limiters):
-                return
-        pause = max(wake_at - time.time(), 0.001)
+        wait = int(limiters[0].take_places(keys=keys, args=arguments)) / MICROSECONDS
+        if wait <= 0:
+            return
+        pause = max(wait, 0.001)
         if priority:
             for limiter in limiters:
                 limiter.redis.set(limiter.priority_flag, "1", px=PRIORITY_FLAG_MS)

@@ -15,12 +15,12 @@ to Flask untouched.
 
 import logging
 
-from twilio.request_validator import RequestValidator
 from werkzeug.wrappers import Request, Response
 
 from app.sending import callbacks
 from app.sending.messaging import STATUS_CALLBACK_PATH
-from app.web.webhooks import EMPTY_TWIML, STORE_SECONDS
+from app.web import twilio_requests
+from app.web.twilio_requests import STORE_SECONDS
 
 log = logging.getLogger("app.web.webhooks")
 
@@ -37,41 +37,13 @@ class StatusCallbackLane:
         return self.answer(Request(environ))(environ, start_response)
 
     def answer(self, request: Request) -> Response:
-        refusal = self.refusal(request)
-        if refusal is not None:
-            return refusal
+        refused = twilio_requests.refusal(request, self.flask_app.config)
+        if refused is not None:
+            return refused
         form = request.form
         sid = form.get("MessageSid", "").strip()
         row = callbacks.callback_row(sid, form.get("MessageStatus", ""), form.get("ErrorCode"))
         if row is not None and not callbacks.CallbackWriter.for_app(self.flask_app, STORE_SECONDS).store(row):
-            log.error("could not store Twilio status callback %s; answered 503 so that Twilio retries", sid)
-            return Response("could not store the webhook now; try again", 503, {"Retry-After": "5"})
+            return twilio_requests.not_stored("status callback", sid)
         log.debug("status callback %s %s stored", sid, row and row["status"])
-        return Response(EMPTY_TWIML, 200, mimetype="text/xml")
-
-    def refusal(self, request: Request) -> Response | None:
-        """403 unless Twilio signed the request for our public URL (and we hold the token to check it)."""
-        token = self.flask_app.config.get("TWILIO_AUTH_TOKEN")
-        if not token:
-            log.warning("refused Twilio webhook %s: TWILIO_AUTH_TOKEN is not set", request.path)
-            return Response("webhook signatures cannot be checked: TWILIO_AUTH_TOKEN is not set", 403)
-        url = self.public_url(request)
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if signature and RequestValidator(token).validate(url, request.form, signature):
-            return None
-        log.warning(
-            "refused Twilio webhook %s from %s: bad or missing X-Twilio-Signature (checked against %s)",
-            request.path,
-            request.remote_addr,
-            url,
-            extra={"message_sid": request.form.get("MessageSid")},
-        )
-        return Response("invalid X-Twilio-Signature", 403)
-
-    def public_url(self, request: Request) -> str:
-        """The URL Twilio signed: ours as the outside world sees it."""
-        base = self.flask_app.config.get("PUBLIC_BASE_URL")
-        if not base:
-            return request.url
-        query = request.query_string.decode()
-        return base.rstrip("/") + request.path + (f"?{query}" if query else "")
+        return twilio_requests.twiml()

@@ -1,9 +1,5 @@
-"""Twilio's inbound-message webhook, refused unless Twilio signed it (status callbacks: `status_lane`).
-
-The signature is checked against the public URL (`PUBLIC_BASE_URL` + path,
-or the request's own URL when unset). With no `TWILIO_AUTH_TOKEN` nothing can
-be verified, so every webhook is refused (403) and logged, dry run or not:
-an unsigned endpoint would let anyone opt contacts out or fake deliveries.
+"""Twilio's inbound-message webhook, refused unless Twilio signed it (`twilio_requests`; status callbacks:
+`status_lane`).
 
 What arrived is stored before the answer, and only that: one INSERT with
 bounded lock waits, so a busy database is answered within seconds (503 when
@@ -15,7 +11,6 @@ needs Redis to succeed.
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
-from twilio.request_validator import RequestValidator
 
 from app.contacts import phones
 from app.extensions import db
@@ -24,13 +19,12 @@ from app.models.vocabulary import RECEIVED
 from app.models.waits import bounded_waits
 from app.models.waits import init_app as init_bounded_waits
 from app.runs import inbound as reply_routing
+from app.web import twilio_requests
+from app.web.twilio_requests import STORE_SECONDS, not_stored, twiml
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks/twilio")
 bp.record_once(lambda state: init_bounded_waits(state.app))
 
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-# How long storing what arrived may wait for the database: well inside Twilio's 15 s, and our 5 s promise.
-STORE_SECONDS = 3.0
 # How long handling a stored inbound message may wait for locks before it is left to the sweeper (5 s in all).
 HANDLE_SECONDS = 1.5
 MAX_MEDIA = 10  # Twilio attaches at most 10 media to a message
@@ -38,40 +32,7 @@ MAX_MEDIA = 10  # Twilio attaches at most 10 media to a message
 
 @bp.before_request
 def _verify_signature():
-    token = current_app.config.get("TWILIO_AUTH_TOKEN")
-    if not token:
-        current_app.logger.warning("refused Twilio webhook %s: TWILIO_AUTH_TOKEN is not set", request.path)
-        return Response("webhook signatures cannot be checked: TWILIO_AUTH_TOKEN is not set", 403)
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not RequestValidator(token).validate(_public_url(), request.form, signature):
-        current_app.logger.warning(
-            "refused Twilio webhook %s from %s: bad or missing X-Twilio-Signature (checked against %s)",
-            request.path,
-            request.remote_addr,
-            _public_url(),
-            extra={"message_sid": request.form.get("MessageSid")},
-        )
-        return Response("invalid X-Twilio-Signature", 403)
-    return None
-
-
-def _public_url() -> str:
-    """The URL Twilio signed: ours as the outside world sees it."""
-    base = current_app.config.get("PUBLIC_BASE_URL")
-    if not base:
-        return request.url
-    query = request.query_string.decode()
-    return base.rstrip("/") + request.path + (f"?{query}" if query else "")
-
-
-def _twiml() -> Response:
-    return Response(EMPTY_TWIML, 200, mimetype="text/xml")
-
-
-def _not_stored(what: str, sid: str) -> Response:
-    """The row could not be stored (database busy or down): 503, so Twilio tries again."""
-    current_app.logger.error("could not store Twilio %s %s; answered 503 so that Twilio retries", what, sid)
-    return Response("could not store the webhook now; try again", 503, {"Retry-After": "5"})
+    return twilio_requests.refusal(request, current_app.config)
 
 
 @bp.post("/inbound")
@@ -89,10 +50,10 @@ def inbound():
     except SQLAlchemyError as error:
         db.session.rollback()
         current_app.logger.error("inbound message %s: %s", sid, error)
-        return _not_stored("inbound message", sid)
+        return not_stored("inbound message", sid)
     if inbound_id is not None:  # None: a repeat of a message already stored
         _handle_stored(inbound_id)
-    return _twiml()
+    return twiml()
 
 
 def _handle_stored(inbound_id: int) -> None:

@@ -116,12 +116,6 @@ class SendRateLimiter:
         """Wait until `cost` sends fit in the window (and its guard margin), then take them."""
         acquire_all([self], cost, priority)
 
-    def used(self) -> int:
-        """Sends taken in the current window, on Redis's clock (for pages and benchmarks)."""
-        seconds, microseconds = self.redis.time()
-        since = seconds * MICROSECONDS + microseconds - self.seconds * MICROSECONDS
-        return sum(int(stamp) > since for stamp in self.redis.lrange(self.window_key, 0, self.amount - 1))
-
 
 def acquire_all(limiters: list[SendRateLimiter], cost: int, priority: bool = False) -> None:
     """Take `cost` sends from every one of these windows at the same moment (a sender's and the global one).

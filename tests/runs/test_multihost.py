@@ -23,11 +23,13 @@ CONTACTS = 200
 RATE_LIMIT = 100
 # Six worker processes, the web app, the reply pump and the fake Twilio share two cores here (with another
 # pytest worker's tests beside them in the suite): the fake counts a call when its event loop gets to it, so
-# calls admitted a second apart can be counted in one burst. Alone this test reads exactly 100 at 100/s; in
-# the whole suite it has read 113. The windows themselves are atomic on Redis's clock (app/sending/limiter.py)
-# and the exact limit is asserted where the fake is not starved (tests/sending/test_rate_limit.py); here the
-# counted limit must hold within 15 %.
-ARRIVAL_JITTER = 1.15
+# calls admitted a second apart can be counted in one burst (1 s windows have read 113 and 138 at 100/s in the
+# whole suite; alone, exactly 100). So the limit is checked over 5 s windows, where a stall of a few hundred
+# milliseconds is a few percent, not a third (a limiter letting much more through still fails). The windows are
+# atomic on Redis's clock (app/sending/limiter.py) and the exact 1 s limit is asserted where the fake is not
+# starved (tests/sending/test_rate_limit.py).
+LIMIT_WINDOW_SECONDS = 5
+ARRIVAL_JITTER = 1.1
 REPLIES_PER_SECOND = 200
 
 
@@ -61,16 +63,18 @@ def test_two_worker_hosts_one_killed_mid_run(app, api, fake_twilio, live_server,
         finished_after_kill = time.monotonic() - killed_at
         figures = exactness(run_id, len(fake_twilio.calls))
         busiest = fake_twilio.max_in_any_window(1.0)
+        busiest_stretch = fake_twilio.max_in_any_window(LIMIT_WINDOW_SECONDS)
         with capsys.disabled():
             print(
                 f"\n[multi-host] {figures}; host A killed, host B finished {finished_after_kill:.1f} s later; "
-                f"busiest 1 s window at Twilio {busiest} (limit {RATE_LIMIT}); replies posted {len(pump.sent)}, "
+                f"busiest 1 s window at Twilio {busiest} (limit {RATE_LIMIT}), busiest {LIMIT_WINDOW_SECONDS} s "
+                f"{busiest_stretch}; replies posted {len(pump.sent)}, "
                 f"busiest reply second {max(pump.window_counts.values())}"
             )
         assert figures["states"] == {"completed": CONTACTS}
         assert figures["messages_by_node"] == {"ask": CONTACTS, "thanks": CONTACTS, "later": CONTACTS}
         assert figures["lost"] == 0 and figures["doubled"] == 0 and figures["advanced_twice"] == 0
-        assert busiest <= RATE_LIMIT * ARRIVAL_JITTER and not pump.failures
+        assert busiest_stretch <= RATE_LIMIT * LIMIT_WINDOW_SECONDS * ARRIVAL_JITTER and not pump.failures
         assert finished_after_kill < 90
     finally:
         pump.close()

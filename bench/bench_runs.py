@@ -48,7 +48,7 @@ from twilio.rest import Client
 from app import create_app
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import ApiToken, Audience, AudienceContact, Contact, Run, User, message_table
+from app.models import ApiToken, Audience, AudienceContact, Contact, Run, User, bulk, message_table
 from app.models.vocabulary import DELIVERED_STATUSES
 from bench.bench_sender import fake_twilio_process
 from bench.web_server import load_line, web_process
@@ -282,6 +282,7 @@ def make_audience(app, count: int) -> int:
             ids = db.session.execute(insert(Contact).returning(Contact.id), rows[start : start + 10000]).scalars().all()
             db.session.execute(insert(AudienceContact), [{"audience_id": audience.id, "contact_id": i} for i in ids])
         db.session.commit()
+        bulk.refresh_statistics(Contact.__table__, AudienceContact.__table__)  # as importing an audience does
         return audience.id
 
 

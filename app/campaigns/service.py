@@ -34,7 +34,7 @@ from app.engine.placeholders import (
     template_problems,
 )
 from app.extensions import db
-from app.models import Campaign, Message, utcnow
+from app.models import Campaign, Message, bulk, utcnow
 from app.models.vocabulary import iso_z
 from app.sending import log, messaging
 
@@ -278,6 +278,8 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
     db.session.execute(insert(Message.__table__), rows)
     campaign.total, campaign.rejected, campaign.draft = len(rows), rejected, None
     db.session.commit()
+    if len(rows) >= bulk.REFRESH_STATISTICS_AFTER:
+        bulk.refresh_statistics(Message.__table__)
     ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id).order_by(Message.id)).all()
     db.session.commit()
     if campaign.start_at is not None or campaign.send_window:

@@ -25,7 +25,7 @@ from app.contacts.csv_import import CsvImportError, RejectedRow, import_contacts
 from app.contacts.search import fold
 from app.contacts.suppression import any_suppressed, suppressed
 from app.extensions import db
-from app.models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Run, contact_table, utcnow
+from app.models import FINISHED_RUN_STATUSES, Audience, AudienceContact, Run, bulk, contact_table, utcnow
 
 CHUNK_SIZE = 1000
 NAME_MAX = 200
@@ -68,6 +68,8 @@ def import_audience(
     except Exception:
         db.session.rollback()
         raise
+    if len(ids) >= bulk.REFRESH_STATISTICS_AFTER:
+        bulk.refresh_statistics(contact_table, membership_table)
     return audience, result.rejected
 
 

@@ -1,11 +1,59 @@
-"""Bulk-insert helpers that work the same on SQLite and PostgreSQL."""
+"""Bulk-write helpers that work the same on SQLite and PostgreSQL."""
 
+import json
+
+from sqlalchemy import JSON
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 
+# After writing this many rows at once, PostgreSQL's statistics are refreshed at once (see refresh_statistics).
+REFRESH_STATISTICS_AFTER = 10_000
+
+
+def _on_postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
 
 def insert_ignore(table, index_elements: list[str]):
     """INSERT … ON CONFLICT DO NOTHING for the session's database."""
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if _on_postgresql() else sqlite
     return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def insert_rows(table, rows: list[dict]) -> None:
+    """Insert many rows (all with the same keys) in the session's transaction; nothing is returned.
+
+    On PostgreSQL this is one `COPY … FROM STDIN`: the server parses one
+    stream instead of a statement per row, which made step rows (about nine
+    per contact) the cheapest write of a journey instead of the dearest.
+    Elsewhere it is a Core executemany. JSON columns are written as JSON text.
+    """
+    if not rows:
+        return
+    if not _on_postgresql():
+        db.session.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    json_columns = {name for name in names if isinstance(table.c[name].type, JSON)}
+    quoted = ", ".join(f'"{name}"' for name in names)
+    cursor = db.session.connection().connection.driver_connection.cursor()
+    with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[name]) if name in json_columns else row[name] for name in names])
+
+
+def refresh_statistics(*tables) -> None:
+    """On PostgreSQL, ANALYZE these tables now (call after writing `REFRESH_STATISTICS_AFTER` rows or more).
+
+    The planner picks indexes from statistics that autovacuum refreshes only
+    after a share of the table changed and up to a minute later. Until then a
+    bulk write leaves them describing the table before it: 100,000 fresh
+    `queued` messages looked like 70, and claiming 200 of them by id scanned
+    every queued row of the status index (100-500 ms a batch instead of 1 ms).
+    """
+    if not _on_postgresql():
+        return
+    for table in tables:
+        db.session.execute(db.text(f'ANALYZE "{table.name}"'))
+    db.session.commit()

@@ -58,6 +58,7 @@ from app.models import (
     Contact,
     JourneyVersion,
     Run,
+    bulk,
     participation_table,
     step_table,
     utcnow,
@@ -185,8 +186,7 @@ def _store_batch(ids: list[int], decide) -> _Batch | None:
         return None
     contact_fields.save(work.contact_values)
     work.steps += _insert_messages(work.sends, work.batch, now, work.held)
-    if work.steps:
-        db.session.execute(step_table.insert(), work.steps)
+    bulk.insert_rows(step_table, work.steps)
     db.session.commit()
     return work.batch
 

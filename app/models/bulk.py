@@ -37,8 +37,8 @@ def insert_rows(table, rows: list[dict]) -> None:
     names = list(rows[0])
     json_columns = {name for name in names if isinstance(table.c[name].type, JSON)}
     quoted = ", ".join(f'"{name}"' for name in names)
-    cursor = db.session.connection().connection.driver_connection.cursor()
-    with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+    statement = f'COPY "{table.name}" ({quoted}) FROM STDIN'
+    with db.session.connection().connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([json.dumps(row[name]) if name in json_columns else row[name] for name in names])
 

@@ -1,15 +1,27 @@
-"""Bulk-write helpers (`app.models.bulk`) on both databases: COPY on PostgreSQL, executemany elsewhere,
-and statistics refreshed after a bulk write so the planner keeps reading queued messages by primary key."""
+"""Bulk-write helpers (`app.models.bulk`) on both databases: COPY and `unnest` statements on PostgreSQL,
+executemany elsewhere, and statistics refreshed after a bulk write so that the planner keeps reading
+queued messages by primary key."""
 
 import json
 from datetime import datetime
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import JSON, insert, select, text, update
 
 from app.contacts import audiences
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import Journey, JourneyVersion, Message, Participation, Run, bulk, step_table, utcnow
+from app.models import (
+    Journey,
+    JourneyVersion,
+    Message,
+    Participation,
+    Run,
+    bulk,
+    event_table,
+    participation_table,
+    step_table,
+    utcnow,
+)
 from app.models.contacts import Contact
 from app.runs import lifecycle
 from app.sending import messaging
@@ -122,3 +134,40 @@ def test_big_imports_and_run_preparations_refresh_their_tables_statistics(app, m
     run = lifecycle.start_run(journey, audience_id=audience.id)
     assert lifecycle.prepare_run(run.id) == 40
     assert refreshed[1:] == [{"participation"}]
+
+
+def test_per_row_updates_each_row_with_its_own_values_in_one_statement(app):
+    participation = _participation()
+    p = participation_table.c
+    updates = bulk.PerRow(
+        {"b_id": p.id.type, "b_version": p.lock_version.type, "b_state": p.state.type, "b_engine_state": JSON()},
+        lambda row: (
+            update(participation_table)
+            .where(p.id == row.b_id, p.lock_version == row.b_version)
+            .values(state=row.b_state, engine_state=row.b_engine_state, lock_version=p.lock_version + 1)
+        ),
+    )
+    fresh = {"b_id": participation.id, "b_version": 0, "b_state": "waiting", "b_engine_state": AWKWARD_DETAIL}
+    stale = {"b_id": participation.id + 1000, "b_version": 0, "b_state": "failed", "b_engine_state": None}
+    assert updates.execute([fresh, stale]).rowcount == 1  # only the row whose id and version match
+    assert updates.execute([fresh]).rowcount == 0  # its version moved on: the compare-and-set fails
+    db.session.commit()
+    stored = db.session.execute(select(p.state, p.engine_state, p.lock_version).where(p.id == participation.id)).one()
+    assert tuple(stored) == ("waiting", AWKWARD_DETAIL, 1)
+
+
+def test_insert_ignore_rows_keeps_what_is_there_and_adds_the_rest(app):
+    participation = _participation()
+    now = utcnow()
+    events = bulk.InsertIgnoreRows(event_table, ["message_id", "status"], ["message_id", "status", "error_code", "at"])
+    message = Message(participation_id=participation.id, to_phone="+15005550006", channel="sms", body="hi")
+    db.session.add(message)
+    db.session.commit()
+    events.execute([{"message_id": message.id, "status": "sent", "error_code": None, "at": now}])
+    again = {"message_id": message.id, "status": "sent", "error_code": 1, "at": now}
+    failed = {"message_id": message.id, "status": "failed", "error_code": 30008, "at": now}
+    events.execute([again, failed])
+    db.session.commit()
+    e = event_table.c
+    stored = db.session.execute(select(e.status, e.error_code).order_by(e.id)).all()
+    assert [tuple(row) for row in stored] == [("sent", None), ("failed", 30008)]

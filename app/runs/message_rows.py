@@ -38,7 +38,7 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime, held: dic
     }
     # No RETURNING: with many rows it is several times slower on PostgreSQL than one SELECT after. Rows
     # this INSERT wrote carry its `created_at`; an older one was there before (a replayed step).
-    db.session.execute(bulk.insert_ignore(message_table, ["idempotency_key"]), list(rows.values()))
+    _MESSAGE_INSERTS.execute(list(rows.values()))
     inserted = _sort_existing(rows, batch, now, held)
     batch.send += [mid for key, mid in inserted.items() if rows[key]["participation_id"] not in held]
     steps = []
@@ -47,6 +47,32 @@ def _insert_messages(sends: list[tuple], batch: _Batch, now: datetime, held: dic
         if key in inserted:
             steps.append(_message_step(row, effect, inserted[key], held, now))
     return steps
+
+
+# The columns of `_message_row`, inserted in one statement per batch; a key already there is left alone.
+_MESSAGE_INSERTS = bulk.InsertIgnoreRows(
+    message_table,
+    ["idempotency_key"],
+    [
+        "participation_id",
+        "run_id",
+        "node_id",
+        "idempotency_key",
+        "contact_id",
+        "to_phone",
+        "channel",
+        "body",
+        "content_sid",
+        "content_variables",
+        "media_url",
+        "status",
+        "not_before",
+        "attempts",
+        "dry_run",
+        "created_at",
+        "updated_at",
+    ],
+)
 
 
 def _message_row(row, effect, held: dict, dry_run: bool, now: datetime) -> dict:

@@ -47,7 +47,7 @@ from typing import Any
 
 from flask import current_app
 from rq import Queue, Retry
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
 from app import engine
 from app.engine import effects, events
@@ -230,22 +230,35 @@ def _step_row(work: _StepWork, row, state, decision, clock) -> None:
 
 
 def _save_participations(updates: list[dict]) -> bool:
-    """One executemany UPDATE with compare-and-set on `lock_version`; False when any row lost the race."""
+    """One UPDATE of the batch with compare-and-set on `lock_version`; False when any row lost the race."""
+    return _PARTICIPATION_UPDATES.execute(updates).rowcount == len(updates)
+
+
+def _participation_update(row):
     p = participation_table.c
-    statement = (
+    return (
         update(participation_table)
-        .where(p.id == bindparam("b_id"), p.lock_version == bindparam("b_version"))
+        .where(p.id == row.b_id, p.lock_version == row.b_version)
         .values(
-            state=bindparam("b_state"),
-            node_id=bindparam("b_node_id"),
-            engine_state=bindparam("b_engine_state"),
-            wake_at=bindparam("b_wake_at"),
-            error=bindparam("b_error"),
-            updated_at=bindparam("b_updated_at"),
+            state=row.b_state,
+            node_id=row.b_node_id,
+            engine_state=row.b_engine_state,
+            wake_at=row.b_wake_at,
+            error=row.b_error,
+            updated_at=row.b_updated_at,
             lock_version=p.lock_version + 1,
         )
     )
-    return db.session.execute(statement, updates).rowcount == len(updates)
+
+
+_PARTICIPATION_UPDATES = bulk.PerRow(
+    {
+        f"b_{name}": participation_table.c[name].type
+        for name in ("id", "state", "node_id", "engine_state", "wake_at", "error", "updated_at")
+    }
+    | {"b_version": participation_table.c.lock_version.type},
+    _participation_update,
+)
 
 
 def _load(ids: list[int]):

@@ -1,12 +1,12 @@
-"""The message log's bookkeeping: status events, finished campaigns, cancelling queued messages."""
+"""The message log's bookkeeping: send results, status events, finished campaigns, cancelling queued messages."""
 
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db
 from app.models import campaign_table, event_table, message_table, utcnow
-from app.models.bulk import insert_ignore
+from app.models.bulk import InsertIgnoreRows, PerRow
 from app.models.vocabulary import UNSENT
 
 
@@ -32,9 +32,12 @@ def _complete_campaigns(campaign_ids: set[int]) -> None:
     db.session.commit()
 
 
+_EVENTS = InsertIgnoreRows(event_table, ["message_id", "status"], ["message_id", "status", "error_code", "at"])
+
+
 def _insert_events(events: list[dict]) -> None:
     if events:
-        db.session.execute(insert_ignore(event_table, ["message_id", "status"]), events)
+        _EVENTS.execute(events)
 
 
 def cancel_messages(*criteria, commit: bool = True) -> int:
@@ -68,3 +71,39 @@ def cancel_for_participations(participation_ids: Iterable[int], commit: bool = T
     if not ids:
         return 0
     return cancel_messages(message_table.c.participation_id.in_(ids), commit=commit)
+
+
+def write_results(updates: list[dict]) -> None:
+    """One statement for the results. An acceptance is also recorded on a row recovery had put back to
+    `queued` meanwhile (its worker looked dead): the send that happened wins, and the row is not sent again."""
+    _RESULTS.execute(updates)
+
+
+def _result_update(row):
+    m = message_table.c
+    accepted_late = and_(row.b_status == "sent", m.status == "queued", m.sid.is_(None))
+    return (
+        update(message_table)
+        .where(m.id == row.b_id, or_(m.status == "sending", accepted_late))
+        .values(
+            status=row.b_status,
+            sid=row.b_sid,
+            error_code=row.b_error_code,
+            error_message=row.b_error_message,
+            sent_at=row.b_sent_at,
+            next_attempt_at=row.b_next_attempt_at,
+            dry_run=row.b_dry_run,
+            attempts=row.b_attempts,
+            from_address=row.b_from,
+            claimed_by=None,
+            updated_at=row.b_updated_at,
+        )
+    )
+
+
+_RESULT_COLUMNS = ("id", "status", "sid", "error_code", "error_message", "sent_at", "next_attempt_at", "dry_run")
+_RESULTS = PerRow(
+    {f"b_{name}": message_table.c[name].type for name in (*_RESULT_COLUMNS, "attempts", "updated_at")}
+    | {"b_from": message_table.c.from_address.type},
+    _result_update,
+)

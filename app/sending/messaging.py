@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import String, and_, bindparam, or_, select, update
+from sqlalchemy import or_, select, update
 
 from app.contacts import suppression
 from app.contacts.optout import _set_opted_out
@@ -55,7 +55,7 @@ from app.sending.callbacks import _apply_early_statuses
 from app.sending.channels import OutboundMessage, SenderSettings, SendResult, explain_error
 from app.sending.dispatch import send
 from app.sending.liveness import worker_id
-from app.sending.log import _complete_campaigns, _insert_events
+from app.sending.log import _complete_campaigns, _insert_events, write_results
 from app.sending.senders_pool import sender_for
 
 logger = logging.getLogger("app.sending.messaging")
@@ -420,7 +420,7 @@ def _record_results(claimed, results, senders, dry_run, config, hold_until, retr
         if result.error_code == 21610:
             unsubscribed.append(row.to_phone)
         outcomes.append(outcome)
-    _write_results(updates)
+    write_results(updates)
     _insert_events(events)
     if unsubscribed:
         _set_opted_out(unsubscribed, True)
@@ -455,31 +455,6 @@ def _failure(row, result: SendResult, update_row: dict, backoff, hold_until, now
     )
     return Outcome(
         row.id, row.participation_id, ok=False, final=not retry, error_code=result.error_code, error_message=message
-    )
-
-
-def _write_results(updates: list[dict]) -> None:
-    """One executemany for the results. An acceptance is also recorded on a row recovery had put back to
-    `queued` meanwhile (its worker looked dead): the send that happened wins, and the row is not sent again."""
-    m = message_table.c
-    accepted_late = and_(bindparam("b_status", type_=String) == "sent", m.status == "queued", m.sid.is_(None))
-    db.session.execute(
-        update(message_table)
-        .where(m.id == bindparam("b_id"), or_(m.status == "sending", accepted_late))
-        .values(
-            status=bindparam("b_status"),
-            sid=bindparam("b_sid"),
-            error_code=bindparam("b_error_code"),
-            error_message=bindparam("b_error_message"),
-            sent_at=bindparam("b_sent_at"),
-            next_attempt_at=bindparam("b_next_attempt_at"),
-            dry_run=bindparam("b_dry_run"),
-            attempts=bindparam("b_attempts"),
-            from_address=bindparam("b_from"),
-            claimed_by=None,
-            updated_at=bindparam("b_updated_at"),
-        ),
-        updates,
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from app.extensions import db
 from app.models import Campaign, Message, utcnow
 from app.queues import get_redis
-from app.sending import breaker, messaging, orphans, recovery
+from app.sending import breaker, log, messaging, orphans, recovery
 from tests.conftest import drain, worker_env
 from tests.runs.test_runs_helpers import phones
 
@@ -245,7 +245,7 @@ def test_an_acceptance_recorded_after_a_requeue_wins(app):
     result = {"b_id": message.id, "b_status": "sent", "b_sid": "SM" + "1" * 32, "b_error_code": None}
     result |= {"b_error_message": None, "b_sent_at": now, "b_next_attempt_at": None, "b_dry_run": False}
     result |= {"b_attempts": 1, "b_from": None, "b_updated_at": now}
-    messaging._write_results([result])
+    log.write_results([result])
     db.session.commit()
     db.session.expire_all()
     assert (message.status, message.sid) == ("sent", "SM" + "1" * 32)

@@ -99,6 +99,17 @@ def insert_rows(table, rows: list[dict]) -> None:
             copy.write_row([json.dumps(row[name]) if name in json_columns else row[name] for name in names])
 
 
+def by_key_only(column):
+    """`column` for a condition on rows a statement already finds by primary key (an id list, a batch).
+
+    No index serves the expression, so the planner keeps reading those rows by
+    key instead of walking an index on `column` whose statistics call it
+    selective: after a bulk write they can be stale (100,000 fresh `queued`
+    messages looked like 70), and the walk then covers every such row.
+    """
+    return column.concat("")
+
+
 def refresh_statistics(*tables) -> None:
     """On PostgreSQL, ANALYZE these tables now (call after writing `REFRESH_STATISTICS_AFTER` rows or more).
 

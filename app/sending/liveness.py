@@ -13,10 +13,11 @@ import socket
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import delete, select, update
 
 from app.extensions import db
 from app.models import heartbeat_table, message_table, utcnow
+from app.models.bulk import by_key_only
 
 BEAT_EVERY = timedelta(seconds=3)
 # A worker silent this long is dead (ten missed beats: a busy database or a long pause is not death).
@@ -80,7 +81,12 @@ def release_abandoned() -> int:
     m = message_table.c
     released = db.session.execute(
         update(message_table)
-        .where(and_(m.id.in_(sorted(ids)), m.status == "sending", m.sid.is_(None), m.claimed_by == worker_id()))
+        .where(
+            m.id.in_(sorted(ids)),
+            by_key_only(m.status) == "sending",
+            by_key_only(m.sid).is_(None),
+            m.claimed_by == worker_id(),
+        )
         .values(claimed_by=None)
     ).rowcount
     db.session.commit()

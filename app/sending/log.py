@@ -6,7 +6,7 @@ from sqlalchemy import and_, or_, select, update
 
 from app.extensions import db
 from app.models import campaign_table, event_table, message_table, utcnow
-from app.models.bulk import InsertIgnoreRows, PerRow
+from app.models.bulk import InsertIgnoreRows, PerRow, by_key_only
 from app.models.vocabulary import UNSENT
 
 
@@ -81,10 +81,11 @@ def write_results(updates: list[dict]) -> None:
 
 def _result_update(row):
     m = message_table.c
-    accepted_late = and_(row.b_status == "sent", m.status == "queued", m.sid.is_(None))
+    status = by_key_only(m.status)
+    accepted_late = and_(row.b_status == "sent", status == "queued", by_key_only(m.sid).is_(None))
     return (
         update(message_table)
-        .where(m.id == row.b_id, or_(m.status == "sending", accepted_late))
+        .where(m.id == row.b_id, or_(status == "sending", accepted_late))
         .values(
             status=row.b_status,
             sid=row.b_sid,

@@ -49,6 +49,7 @@ from app.contacts import suppression
 from app.contacts.optout import _set_opted_out
 from app.extensions import db
 from app.models import campaign_table, contact_table, message_table, utcnow
+from app.models.bulk import by_key_only
 from app.queues import BULK_QUEUE, CONVERSATIONAL_QUEUE, JOB_DEFAULTS, get_queue, get_redis
 from app.sending import breaker, liveness
 from app.sending.callbacks import _apply_early_statuses
@@ -252,7 +253,7 @@ def _hold(rows, until, now) -> None:
     ids = [row.id for row in rows]
     db.session.execute(
         update(message_table)
-        .where(m.id.in_(ids), m.status == "sending")
+        .where(m.id.in_(ids), by_key_only(m.status) == "sending")
         .values(status="queued", attempts=m.attempts - 1, claimed_by=None, next_attempt_at=until, updated_at=now)
     )
     db.session.commit()
@@ -294,7 +295,7 @@ def _fail_opted_out(ids: list[int], now):
         update(message_table)
         .where(
             message_table.c.id.in_(ids),
-            message_table.c.status == "queued",
+            by_key_only(message_table.c.status) == "queued",
             message_table.c.to_phone.in_(opted_out_phones),
         )
         .values(status="failed", error_code=None, error_message=OPTED_OUT_REASON, updated_at=now)
@@ -316,13 +317,15 @@ def _fail_suppressed(ids: list[int], now) -> list:
     if not suppression.any_suppressed():
         return []
     m = message_table.c
-    phones = db.session.scalars(select(m.to_phone).where(m.id.in_(ids), m.status == "queued").distinct()).all()
+    phones = db.session.scalars(
+        select(m.to_phone).where(m.id.in_(ids), by_key_only(m.status) == "queued").distinct()
+    ).all()
     blocked = suppression.suppressed(phones)
     if not blocked:
         return []
     return db.session.execute(
         update(message_table)
-        .where(m.id.in_(ids), m.status == "queued", m.to_phone.in_(blocked))
+        .where(m.id.in_(ids), by_key_only(m.status) == "queued", m.to_phone.in_(blocked))
         .values(status="failed", error_code=None, error_message=suppression.SUPPRESSED_REASON, updated_at=now)
         .returning(*_FAILED_COLUMNS)
     ).all()
@@ -333,7 +336,7 @@ def _claim(ids: list[int], now):
     m = message_table.c
     return db.session.execute(
         update(message_table)
-        .where(m.id.in_(ids), m.status == "queued")
+        .where(m.id.in_(ids), by_key_only(m.status) == "queued")
         .values(status="sending", attempts=m.attempts + 1, claimed_by=worker_id(), updated_at=now)
         .returning(
             m.id,

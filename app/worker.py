@@ -75,10 +75,16 @@ def warn_about_settings(app) -> None:
         )
 
 
-def _die_with_parent() -> None:
-    """In RQ's forked scheduler process: end when this worker ends, even by `kill -9` (Linux).
+def _child_worker(*args) -> None:
+    """`run_worker` in a process of `main`'s: it ends with `main` even when `main` is killed (`kill -9`, or
+    a supervisor giving up on a slow shutdown), instead of working on as an orphan."""
+    _die_with_parent()
+    run_worker(*args)
 
-    Otherwise a killed worker leaves its scheduler running as an orphan for good.
+
+def _die_with_parent() -> None:
+    """In a process this worker forked (RQ's scheduler, `main`'s workers): end when its parent ends, even by
+    `kill -9` (Linux). Otherwise a killed worker leaves it running as an orphan for good.
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -130,11 +136,11 @@ def main() -> None:
         run_worker(args.burst)
         return
     children = [
-        multiprocessing.Process(target=run_worker, args=(args.burst, n == 0), name=f"worker-{n}")
+        multiprocessing.Process(target=_child_worker, args=(args.burst, n == 0), name=f"worker-{n}")
         for n in range(args.processes)
     ] + [
         multiprocessing.Process(
-            target=run_worker, args=(args.burst, False, CONVERSATION_QUEUE_NAMES), name=f"conversation-worker-{n}"
+            target=_child_worker, args=(args.burst, False, CONVERSATION_QUEUE_NAMES), name=f"conversation-worker-{n}"
         )
         for n in range(args.conversation_processes)
     ]

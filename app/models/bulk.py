@@ -80,10 +80,10 @@ class InsertIgnoreRows(PerRow):
 def insert_rows(table, rows: list[dict]) -> None:
     """Insert many rows (all with the same keys) in the session's transaction; nothing is returned.
 
-    On PostgreSQL this is one `COPY … FROM STDIN`: the server parses one
-    stream instead of a statement per row, which made step rows (about nine
-    per contact) the cheapest write of a journey instead of the dearest.
-    Elsewhere it is a Core executemany. JSON columns are written as JSON text.
+    On PostgreSQL this is one `COPY … FROM STDIN`: the server reads one
+    stream instead of running a statement per row (step rows: about nine per
+    contact). Elsewhere it is a Core executemany. JSON columns are written as
+    JSON text.
     """
     if not rows:
         return

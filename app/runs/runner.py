@@ -13,7 +13,7 @@ Exactness, the rules every function below keeps:
   reloads and tries again, so two workers never both advance a contact, and a
   step is either wholly stored or not at all.
 - Work is batched (hundreds of contacts per job, bulk inserts, one
-  executemany UPDATE) and falls back to one contact at a time only when a
+  UPDATE of the batch) and falls back to one contact at a time only when a
   compare-and-set fails. A worker job sends the messages its own steps
   created itself (`collecting_sends`, `advancing.send_inline`), so a
   journey's messages need no queue round trip each.

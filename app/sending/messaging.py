@@ -13,7 +13,7 @@ ids, all enqueued in one Redis round trip. Each job runs `deliver(ids)`:
 2. Send what was claimed, many calls in flight (`sender.send_many`), paced by
    the global `MESSAGE_RATE_LIMIT` window (`app.sending.limiter`) in small chunks.
 3. Record the results as they arrive, every `RECORD_EVERY` messages (or
-   each rate-limited chunk): one executemany UPDATE, the `MessageEvent`s, one
+   each rate-limited chunk): one UPDATE of the batch, the `MessageEvent`s, one
    commit; so a crash loses only the answers not recorded yet. Then mark
    campaigns with nothing left to send `completed` and re-enqueue transient
    failures with `RETRY_BACKOFF` (`enqueue_in`).
@@ -387,7 +387,7 @@ def _outbound(row, status_callback: str | None, from_address: str | None) -> Out
 
 
 def _record_results(claimed, results, senders, dry_run, config, hold_until, retry_delays) -> list[Outcome]:
-    """Write every send result with one executemany; return the outcomes (fills `retry_delays`).
+    """Write every send result in one statement; return the outcomes (fills `retry_delays`).
 
     An ambiguous failure (the request may have reached Twilio) stays `sending`, released by its
     worker (`claimed_by` NULL): recovery looks it up at Twilio before anything is resent.

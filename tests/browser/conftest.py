@@ -71,8 +71,16 @@ def _is_favicon(message) -> bool:
 
 
 # The test server (werkzeug in a thread) may drop a kept-alive connection while a poll is in flight when
-# the machine is busy: the browser reports the transport failure, which says nothing about the page.
-TRANSPORT_FAILURES = ("net::ERR_CONNECTION_RESET", "net::ERR_SOCKET_NOT_CONNECTED", "net::ERR_EMPTY_RESPONSE")
+# the machine is busy: the browser reports the transport failure, which says nothing about the page, and
+# htmx logs it too (`htmx:sendError`, with `htmx:afterRequest` as an error, comes only from a request that
+# got no answer at all; an error answer logs `htmx:responseError` and a timeout `htmx:timeout`, still caught).
+TRANSPORT_FAILURES = (
+    "net::ERR_CONNECTION_RESET",
+    "net::ERR_SOCKET_NOT_CONNECTED",
+    "net::ERR_EMPTY_RESPONSE",
+    "htmx:sendError",
+    "htmx:afterRequest",
+)
 
 
 def _is_noise(message) -> bool:

@@ -278,8 +278,7 @@ def _queue(campaign: Campaign, recipients: list[Recipient], key_name: str) -> in
     db.session.execute(insert(Message.__table__), rows)
     campaign.total, campaign.rejected, campaign.draft = len(rows), rejected, None
     db.session.commit()
-    if len(rows) >= bulk.REFRESH_STATISTICS_AFTER:
-        bulk.refresh_statistics(Message.__table__)
+    bulk.refresh_statistics_after(len(rows), Message.__table__)
     ids = db.session.scalars(select(Message.id).where(Message.campaign_id == campaign.id).order_by(Message.id)).all()
     db.session.commit()
     if campaign.start_at is not None or campaign.send_window:

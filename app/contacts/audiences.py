@@ -68,8 +68,7 @@ def import_audience(
     except Exception:
         db.session.rollback()
         raise
-    if len(ids) >= bulk.REFRESH_STATISTICS_AFTER:
-        bulk.refresh_statistics(contact_table, membership_table)
+    bulk.refresh_statistics_after(len(ids), contact_table, membership_table)
     return audience, result.rejected
 
 

@@ -70,7 +70,7 @@ class InsertIgnoreRows(PerRow):
 
     def statement(self, postgres: bool):
         if not postgres:
-            return sqlite.insert(self.table).on_conflict_do_nothing(index_elements=self.index_elements)
+            return insert_ignore(self.table, self.index_elements)
         values = self.unnested()
         rows = select(*(values[name] for name in self.types))
         insert = postgresql.insert(self.table).from_select(list(self.types), rows)
@@ -108,6 +108,12 @@ def by_key_only(column):
     messages looked like 70), and the walk then covers every such row.
     """
     return column.concat("")
+
+
+def refresh_statistics_after(rows: int, *tables) -> None:
+    """`refresh_statistics(*tables)` when a write of `rows` rows at once is big enough to need it."""
+    if rows >= REFRESH_STATISTICS_AFTER:
+        refresh_statistics(*tables)
 
 
 def refresh_statistics(*tables) -> None:

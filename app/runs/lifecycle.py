@@ -121,8 +121,7 @@ def _prepare(run_id: int, contact_ids: list[int]) -> int:
         update(Run).where(Run.id == run_id, Run.status == "preparing").values(status="active", total=total)
     )
     db.session.commit()
-    if inserted >= bulk.REFRESH_STATISTICS_AFTER:
-        bulk.refresh_statistics(participation_table)
+    bulk.refresh_statistics_after(inserted, participation_table)
     complete_runs([run_id])
     return inserted
 

@@ -102,9 +102,22 @@ def _result_update(row):
     )
 
 
-_RESULT_COLUMNS = ("id", "status", "sid", "error_code", "error_message", "sent_at", "next_attempt_at", "dry_run")
 _RESULTS = PerRow(
-    {f"b_{name}": message_table.c[name].type for name in (*_RESULT_COLUMNS, "attempts", "updated_at")}
+    {
+        f"b_{name}": message_table.c[name].type
+        for name in [
+            "id",
+            "status",
+            "sid",
+            "error_code",
+            "error_message",
+            "sent_at",
+            "next_attempt_at",
+            "dry_run",
+            "attempts",
+            "updated_at",
+        ]
+    }
     | {"b_from": message_table.c.from_address.type},
     _result_update,
 )

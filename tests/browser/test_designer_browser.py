@@ -8,6 +8,7 @@ diagram from the keyboard, a narrow window, and two tabs editing at once. Saves 
 """
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,15 @@ from tests.examples import EXAMPLES_DIR
 
 def example(name: str) -> dict:
     return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+
+
+def import_example(page, live_server, name: str) -> None:
+    """Import an example and wait for the editor's `load`: its scripts are deferred, so until then a
+    drawn node link is a plain link and Enter would navigate instead of opening the panel."""
+    page.goto(f"{live_server.url}/journeys/")
+    page.set_input_files("#import-file", str(EXAMPLES_DIR / f"{name}.json"))
+    page.click("button:text('Import')")
+    page.wait_for_url(re.compile(r"/journeys/\d+$"), wait_until="load")
 
 
 def graph_of(doc: dict) -> tuple[dict, dict]:
@@ -184,9 +194,7 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
 def test_imported_examples_draw_every_node(logged_in_page, live_server, name):
     page = logged_in_page
     doc = example(name)
-    page.goto(f"{live_server.url}/journeys/")
-    page.set_input_files("#import-file", str(EXAMPLES_DIR / f"{name}.json"))
-    page.click("button:text('Import')")
+    import_example(page, live_server, name)
     expect(page.locator("h1")).to_have_text(doc["name"])
     expect(page.locator("#diagram g.node")).to_have_count(len(doc["nodes"]))
     expect(page.locator("#diagram g.edge")).to_have_count(len(doc["edges"]))
@@ -213,9 +221,7 @@ def test_imported_examples_draw_every_node(logged_in_page, live_server, name):
 
 def test_two_tabs_do_not_overwrite_each_other(logged_in_page, live_server):
     page = logged_in_page
-    page.goto(f"{live_server.url}/journeys/")
-    page.set_input_files("#import-file", str(EXAMPLES_DIR / "welcome.json"))
-    page.click("button:text('Import')")
+    import_example(page, live_server, "welcome")
     editor_url = page.url
     other = page.context.new_page()
     other.goto(editor_url)

@@ -18,15 +18,17 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 
 from rq import SimpleWorker
 
 from app import create_app
 from app.queues import CONVERSATION_QUEUE_NAMES, QUEUE_NAMES, get_queue, get_redis
 from app.runs import sweeper
-from app.sending import liveness, messaging
+from app.sending import callbacks, liveness, messaging
 
 SWEEP_INTERVAL = 0.5
+APPLY_INTERVAL = 0.1  # between sweeps, how often a worker looks for status callbacks to apply
 PR_SET_PDEATHSIG = 1
 
 
@@ -95,10 +97,17 @@ def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) 
 
     Every worker process runs one; they take turns through a Redis lock, so
     timers fire within about `interval` of their time even if all but one
-    worker are down.
+    worker are down. Between sweeps it looks every `APPLY_INTERVAL` for
+    status callbacks that came and stopped coming (`callbacks.ArrivalWatch`).
     """
+    watch = callbacks.ArrivalWatch()
     pause = interval
-    while not stop.wait(pause):
+    next_sweep = time.monotonic() + pause
+    while not stop.wait(min(APPLY_INTERVAL, max(0.0, next_sweep - time.monotonic()))):
+        if time.monotonic() < next_sweep:
+            if pause == interval:  # not while sweeps fail (the database is down): the sweep logs and backs off
+                _apply_arrived(app, watch)
+            continue
         _beat(app)
         try:
             with app.app_context():
@@ -107,6 +116,16 @@ def sweep_forever(app, stop: threading.Event, interval: float = SWEEP_INTERVAL) 
         except Exception:
             pause = min(max(pause * 2, 1.0), 30.0)  # e.g. the database is down: don't flood the log
             app.logger.exception("runner sweep failed; trying again in %s s", pause)
+        next_sweep = time.monotonic() + pause
+
+
+def _apply_arrived(app, watch: callbacks.ArrivalWatch) -> None:
+    """Apply the callbacks that arrived since the last look; a failure waits for the next sweep, which logs it."""
+    try:
+        with app.app_context():
+            watch.apply_arrived()
+    except Exception:
+        app.logger.debug("applying arrived status callbacks failed; the next sweep tries", exc_info=True)
 
 
 def _beat(app) -> None:

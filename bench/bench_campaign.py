@@ -224,6 +224,7 @@ def run_pipeline(bench: BenchApp, count: int, latency: float, rate_limit: float,
     calls = bench.fake.calls
     sending = calls[-1].at - calls[0].at if len(calls) > 1 else 0.0
     return {
+        "started_clock": started_clock,
         "accepted_seconds": calls[-1].at - started_clock,
         "status_seconds": statuses_at - started_clock if statuses_at else None,
         "callbacks": bench.fake.callback_stats() if bench.fake.callbacks else None,
@@ -376,6 +377,7 @@ def report(database: str, scenario: str, figures: dict) -> None:
         if figures["status_seconds"] is not None:
             callbacks = figures["callbacks"]
             line += (
+                f", last callback answered {callbacks['last_answered_at'] - figures['started_clock']:.2f} s"
                 f", last status recorded {figures['status_seconds']:.2f} s "
                 f"(callbacks {callbacks['answered']}/{callbacks['posted']} answered)"
             )

@@ -23,8 +23,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def web_process(env: dict, workers: int = 2, threads: int = 8):
-    """gunicorn with the app (`env`: DATABASE_URL, REDIS_URL, TWILIO_*, ...); yields its base URL."""
+def web_process(env: dict, workers: int = 2, threads: int | None = None):
+    """gunicorn with the app (`env`: DATABASE_URL, REDIS_URL, TWILIO_*, ...); yields its base URL.
+
+    As the Procfile's `web`: 2 workers, `WEB_THREADS` (default 32) threads each.
+    """
+    threads = threads or int(os.environ.get("WEB_THREADS", 32))
     port = free_port()
     log = tempfile.NamedTemporaryFile("w", prefix="bench-web-", suffix=".log", delete=False)
     command = [

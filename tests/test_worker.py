@@ -55,3 +55,36 @@ def test_killing_the_worker_ends_its_worker_processes(app, fake_twilio, tmp_path
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)  # whatever is left of the group
         log.close()
+
+
+def test_the_sweeper_thread_looks_for_arrived_callbacks_between_sweeps_but_not_while_sweeps_fail(app, monkeypatch):
+    import threading
+
+    from app import worker
+    from app.sending import callbacks
+
+    events = []
+    failing = threading.Event()
+
+    def sweep():
+        events.append("sweep")
+        if failing.is_set():
+            raise RuntimeError("the database is down")
+
+    monkeypatch.setattr(worker.sweeper, "sweep", sweep)
+    monkeypatch.setattr(callbacks.ArrivalWatch, "apply_arrived", lambda self: events.append("look"))
+    monkeypatch.setattr(worker, "_beat", lambda app: None)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.sweep_forever, args=(app, stop, 0.35))
+    thread.start()
+    try:
+        time.sleep(1.2)
+        healthy = list(events)
+        failing.set()
+        time.sleep(1.6)  # a failed sweep backs off to 1 s: no looks meanwhile
+    finally:
+        stop.set()
+        thread.join(5)
+    assert healthy.count("sweep") >= 2 and healthy.count("look") >= healthy.count("sweep")
+    after = events[len(healthy) :]
+    assert "sweep" in after and "look" not in after[after.index("sweep") :], events  # from the first failed sweep on

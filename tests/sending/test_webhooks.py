@@ -67,6 +67,16 @@ def test_bad_or_missing_signature_is_refused(app, path):
     assert inbound_rows() == [] and contact() is None
 
 
+@pytest.mark.parametrize("path", [INBOUND, STATUS])
+def test_a_signature_made_with_the_default_port_is_accepted_and_odd_headers_are_refused(app, path):
+    """Twilio may sign the URL with its port (`:80`, `:443`) or without: both are Twilio's."""
+    params = inbound() if path == INBOUND else status_callback_params("SMport", "delivered")
+    with_port = "http://testserver.local:80" + path
+    assert post_signed(app, path, params, url=with_port).status_code == 200
+    odd = {"X-Twilio-Signature": "é" * 28}  # not base64, not ASCII: refused, not an error
+    assert app.test_client().post(path, data=params, headers=odd).status_code == 403
+
+
 def test_no_auth_token_refuses_every_webhook(app):
     app.config["TWILIO_AUTH_TOKEN"] = None
     assert post_signed(app, INBOUND, inbound(body="STOP")).status_code == 403
@@ -251,6 +261,51 @@ def test_status_callback_is_stored_and_applied_once_by_the_sweeper(app, fake_twi
     assert counts["status_callbacks"] == 2 and stored_callbacks() == []
     assert message(message_id).status == "delivered" and events_of(message_id) == ["delivered", "sent"]
     assert sweeper.sweep()["status_callbacks"] == 0
+
+
+def test_the_writer_stores_concurrent_callbacks_in_shared_batches_and_ignores_repeats(app):
+    """Requests hand rows to one writer; whole batches go in one INSERT (a batch with no error code at all too)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = callbacks.CallbackWriter(db.engine, wait_seconds=3.0)
+    rows = [callbacks.callback_row(f"SMw{n:03d}", "delivered") for n in range(150)]
+    rows += [callbacks.callback_row(f"SMw{n:03d}", "undelivered", "30005") for n in range(0, 150, 3)]
+    rows += [callbacks.callback_row(f"SMw{n:03d}", "delivered") for n in range(0, 150, 5)]  # Twilio repeats itself
+    assert writer._write(rows[:2] + rows[:2])  # a repeat inside one batch
+    with ThreadPoolExecutor(32) as pool:
+        assert all(pool.map(writer.store, rows))
+
+    stored = {(sid, status) for sid, status in stored_callbacks()}
+    assert len(stored) == len(stored_callbacks()) == 200
+    assert stored == {(row["sid"], row["status"]) for row in rows}
+    codes = db.session.execute(select(StatusCallback.status, StatusCallback.error_code)).all()
+    assert {code for status, code in codes if status == "undelivered"} == {30005}
+    assert {code for status, code in codes if status == "delivered"} == {None}
+
+
+def test_callbacks_are_applied_between_sweeps_once_they_stop_arriving_and_an_idle_look_only_reads(app, fake_twilio):
+    from sqlalchemy import event
+
+    _, [first, second] = make_campaign(phones(2))
+    send([first, second])
+    watch = callbacks.ArrivalWatch()
+    callback(app, "SMnot-ours", "delivered", apply=False)  # parked: its sid is not in the log
+    callback(app, message(first).sid, "delivered", apply=False)
+    assert watch.apply_arrived() == 0  # arriving: left to the sweep while more may come
+    assert watch.apply_arrived() == 1 and message(first).status == "delivered"  # then quiet: applied
+
+    statements = []
+    record = lambda conn, cursor, statement, *rest: statements.append(statement.split()[0].upper())  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert watch.apply_arrived() == 0  # nothing new, the parked row included
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert statements == ["SELECT"]
+
+    callback(app, message(second).sid, "delivered", apply=False)
+    assert [watch.apply_arrived(), watch.apply_arrived()] == [0, 1] and message(second).status == "delivered"
+    assert stored_callbacks() == [("SMnot-ours", "delivered")]
 
 
 def test_callbacks_are_applied_in_bulk_whatever_their_order(app, fake_twilio):

@@ -65,10 +65,10 @@ def store_status(sid: str, status: str, error_code=None) -> bool:
 class CallbackWriter:
     """Stores the callbacks of concurrent requests in one INSERT and one commit (a group commit).
 
-    One per process (`for_app`), with its own connection whose lock waits
-    are capped at `wait_seconds`. A request hands its row over and waits
-    until the batch holding it is committed, so it is stored before the
-    answer; a batch that fails (database busy or down) is reported to each
+    One per process (`for_app`), with its own connection. A request hands
+    its row over and waits until the batch holding it is committed, so it is
+    stored before the answer; a batch that fails (database down), or is not
+    committed within `wait_seconds` + 1 (database busy), is reported to each
     of its requests, which answer 503 so that Twilio tries again.
     """
 
@@ -77,7 +77,7 @@ class CallbackWriter:
         self.pending = queue.SimpleQueue()
         self.connection = None
         self.pid = os.getpid()
-        self.insert = _batch_insert(engine.dialect)
+        self.write_batch = _batch_writer(engine.dialect)
         threading.Thread(target=self._write_forever, name="callback-writer", daemon=True).start()
 
     @classmethod
@@ -115,7 +115,7 @@ class CallbackWriter:
     def _write(self, rows: list[dict]) -> bool:
         """One INSERT of every row (a repeated sid and status is ignored); False if it failed."""
         try:
-            (self.connection or self._connect()).exec_driver_sql(*self.insert(rows))
+            self.write_batch(self.connection or self._connect(), rows)
             return True
         except Exception:
             logger.exception("could not store %d status callbacks (answered 503: Twilio retries them)", len(rows))
@@ -125,24 +125,27 @@ class CallbackWriter:
             return False
 
     def _connect(self):
-        """A connection of the writer's own (out of the pool), waiting for a lock at most `wait_seconds`.
+        """A connection of the writer's own (out of the pool), in autocommit: a batch is one statement and
+        its own transaction, one round trip.
 
-        In autocommit mode: a batch is one INSERT statement, its own transaction, one round trip.
+        SQLite's lock waits are capped on it. PostgreSQL's are not: a session
+        setting would leak to other clients through a PgBouncer in
+        transaction mode, and a cap per transaction cost a tenth of the
+        callback rate (BEGIN, the cap and COMMIT around each batch). `store`
+        gives up at `wait_seconds` + 1 either way, and a batch that waited
+        out a lock is stored when the lock goes (Twilio's retry is then a
+        repeat, ignored).
         """
         connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         connection.detach()
-        milliseconds = int(self.wait_seconds * 1000)
-        if self.engine.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SET lock_timeout = {milliseconds}")
-            connection.exec_driver_sql(f"SET statement_timeout = {milliseconds}")
-        else:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+        if self.engine.dialect.name == "sqlite":
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(self.wait_seconds * 1000)}")
         self.connection = connection
         return connection
 
 
-def _batch_insert(dialect):
-    """rows -> (the driver's SQL, its parameters) to INSERT them all at once, repeats of a sid and status ignored.
+def _batch_writer(dialect):
+    """(connection, rows) -> None: INSERT all the rows in one statement, repeats of a sid and status ignored.
 
     PostgreSQL gets the same statement whatever the count, one array per
     column expanded by `unnest`, so psycopg and the server parse and plan it
@@ -153,18 +156,22 @@ def _batch_insert(dialect):
     head = f"INSERT INTO {table.name} ({', '.join(WRITTEN_COLUMNS)}) "
     if dialect.name == "postgresql":
         arrays = ", ".join(f"%s::{table.c[column].type.compile(dialect=dialect)}[]" for column in WRITTEN_COLUMNS)
-        sql = f"{head}SELECT * FROM unnest({arrays}){tail}"
-        return lambda rows: (sql, tuple([row[column] for row in rows] for column in WRITTEN_COLUMNS))
+        insert = f"{head}SELECT * FROM unnest({arrays}){tail}"
+
+        def unnested(connection, rows):
+            connection.exec_driver_sql(insert, tuple([row[column] for row in rows] for column in WRITTEN_COLUMNS))
+
+        return unnested
     processors = [table.c[column].type.bind_processor(dialect) for column in WRITTEN_COLUMNS]
     one_row = "(" + ", ".join("?" * len(WRITTEN_COLUMNS)) + ")"
 
-    def values_list(rows):
+    def values_list(connection, rows):
         values = tuple(
             process(row[column]) if process else row[column]
             for row in rows
             for column, process in zip(WRITTEN_COLUMNS, processors, strict=True)
         )
-        return f"{head}VALUES {', '.join([one_row] * len(rows))}{tail}", values
+        connection.exec_driver_sql(f"{head}VALUES {', '.join([one_row] * len(rows))}{tail}", values)
 
     return values_list
 

@@ -3,8 +3,10 @@
 The webhook only stores a callback and answers: `CallbackWriter.store`
 hands the row to its process's writer thread, which stores the rows of
 all requests waiting at that moment in one INSERT and one commit (repeats
-of a sid and status ignored), so the commit, the costly part, is shared. `apply_pending`, run by the sweeper
-in every worker, applies the stored rows in batches: it claims a batch by
+of a sid and status ignored), so the commit, the costly part, is shared.
+`apply_pending`, run by the sweeper in every worker and between sweeps
+once a burst of callbacks stops (`ArrivalWatch`), applies the stored rows
+in batches: it claims a batch by
 deleting it and applies it in the same transaction, so each callback is
 applied once whoever runs it, and PostgreSQL appliers skip rows another
 holds. A callback whose sid is not in the log yet (Twilio can call back

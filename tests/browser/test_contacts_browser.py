@@ -3,6 +3,8 @@ appears in the open inbox without a reload, a contact's timeline shows messages 
 sent from the page, an operator opts a contact out through the confirmation dialog; and the screenshots
 (1280x800) docs/screenshots/inbox.png, contact.png, contacts.png."""
 
+import re
+
 from playwright.sync_api import expect
 from sqlalchemy import select
 
@@ -52,6 +54,7 @@ def test_inbox_shows_an_unmatched_reply_live_and_a_contact_timeline(app, logged_
     expect(page.locator("#inbox-rows tr")).to_have_count(1)
 
     page.click("#inbox-rows tr[data-outcome=unmatched] a[href*='/contacts/']")
+    page.wait_for_url(re.compile(r"/contacts/\d+$"), wait_until="load")  # its reply form is htmx's once loaded
     expect(page.locator("h1")).to_have_text("Ana Lima")
     timeline = page.locator("#contact-timeline li")
     expect(timeline.nth(0)).to_contain_text("maybe tomorrow")

@@ -94,6 +94,7 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
     page.goto(f"{live_server.url}/journeys/")
     page.fill("#new-name", welcome["name"])
     page.click("button:text('Create')")
+    page.wait_for_url(re.compile(r"/journeys/\d+$"), wait_until="load")  # the editor's htmx is ready
     expect(page.locator("h1")).to_have_text(welcome["name"])
     page.fill("#journey-description", welcome["description"])
     page.click("button:text('Save settings')")

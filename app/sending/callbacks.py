@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.extensions import db
 from app.models import message_table, status_callback_table, utcnow
-from app.models.bulk import insert_ignore
+from app.models.bulk import InsertIgnoreRows, insert_ignore
 from app.models.vocabulary import CALLBACK_STATUSES, FAILED_STATUSES, STATUS_RANK
 from app.sending.channels import explain_error
 from app.sending.log import _insert_events
@@ -149,21 +149,23 @@ class CallbackWriter:
 def _batch_writer(dialect):
     """(connection, rows) -> None: INSERT all the rows in one statement, repeats of a sid and status ignored.
 
-    PostgreSQL gets the same statement whatever the count, one array per
-    column expanded by `unnest`, so psycopg and the server parse and plan it
-    once (a VALUES list per count was parsed afresh each time: a twentieth of
-    a web process's busy time). SQLite gets a VALUES list of that many rows.
+    PostgreSQL gets `bulk.InsertIgnoreRows`'s statement, the same whatever
+    the count (one array per column expanded by `unnest`), compiled once to
+    the driver's SQL: psycopg and the server parse and plan it once (a VALUES
+    list per count was parsed afresh each time: a twentieth of a web
+    process's busy time). SQLite gets a VALUES list of that many rows: one
+    statement, since in autocommit an executemany would commit every row.
     """
     table, tail = status_callback_table, " ON CONFLICT (sid, status) DO NOTHING"
-    head = f"INSERT INTO {table.name} ({', '.join(WRITTEN_COLUMNS)}) "
     if dialect.name == "postgresql":
-        arrays = ", ".join(f"%s::{table.c[column].type.compile(dialect=dialect)}[]" for column in WRITTEN_COLUMNS)
-        insert = f"{head}SELECT * FROM unnest({arrays}){tail}"
+        unnest = InsertIgnoreRows(table, ["sid", "status"], list(WRITTEN_COLUMNS)).statement(postgres=True)
+        insert = str(unnest.compile(dialect=dialect))
 
         def unnested(connection, rows):
-            connection.exec_driver_sql(insert, tuple([row[column] for row in rows] for column in WRITTEN_COLUMNS))
+            connection.exec_driver_sql(insert, {column: [row[column] for row in rows] for column in WRITTEN_COLUMNS})
 
         return unnested
+    head = f"INSERT INTO {table.name} ({', '.join(WRITTEN_COLUMNS)}) "
     processors = [table.c[column].type.bind_processor(dialect) for column in WRITTEN_COLUMNS]
     one_row = "(" + ", ".join("?" * len(WRITTEN_COLUMNS)) + ")"
 

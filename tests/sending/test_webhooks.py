@@ -306,8 +306,8 @@ def test_a_locked_table_is_answered_in_time_stored_once_free_and_the_writer_sets
         holder.close()
     assert writer.store(row) is True and stored_callbacks() == [("SMlocked", "delivered")]  # once
     if postgres:
-        show = writer.connection.exec_driver_sql
-        assert (show("SHOW lock_timeout").scalar(), show("SHOW statement_timeout").scalar()) == ("0", "0")
+        shown = [writer.cursor.execute(f"SHOW {name}").fetchone()[0] for name in ("lock_timeout", "statement_timeout")]
+        assert shown == ["0", "0"]
 
 
 def test_callbacks_are_applied_between_sweeps_once_they_stop_arriving_and_an_idle_look_only_reads(app, fake_twilio):

@@ -365,6 +365,14 @@ def baseline_worker(threads: int) -> None:
 # -- main --------------------------------------------------------------------------
 
 
+def unanswered(callbacks: dict) -> str:
+    """What the fake Twilio got instead of a 2xx, when anything: refused (an answer of 3xx-5xx) and failed posts."""
+    parts = [
+        f"{callbacks[key]} {label}" for key, label in (("refused", "refused"), ("errors", "failed")) if callbacks[key]
+    ]
+    return f"; {', '.join(parts)}" if parts else ""
+
+
 def report(database: str, scenario: str, figures: dict) -> None:
     line = (
         f"{database:<10} {scenario:<34} {figures['sent']:>7} sent {figures['seconds']:>7.2f} s "
@@ -379,7 +387,8 @@ def report(database: str, scenario: str, figures: dict) -> None:
             line += (
                 f", last callback answered {callbacks['last_answered_at'] - figures['started_clock']:.2f} s"
                 f", last status recorded {figures['status_seconds']:.2f} s "
-                f"(callbacks {callbacks['answered']}/{callbacks['posted']} answered)"
+                f"(callbacks {callbacks['answered']}/{callbacks['posted']} answered"
+                f"{unanswered(callbacks)})"
             )
     if figures.get("limit"):
         line += (

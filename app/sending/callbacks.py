@@ -81,7 +81,8 @@ class CallbackWriter:
         self.connection = self.cursor = None
         self.pid = os.getpid()
         self.write_batch = _batch_writer(engine.dialect)
-        threading.Thread(target=self._write_forever, name="callback-writer", daemon=True).start()
+        self.thread = threading.Thread(target=self._write_forever, name="callback-writer", daemon=True)
+        self.thread.start()
 
     @classmethod
     def for_app(cls, app, wait_seconds: float) -> "CallbackWriter":
@@ -101,19 +102,36 @@ class CallbackWriter:
         self.pending.put(handed)
         return handed.done.acquire(timeout=self.wait_seconds + 1) and handed.stored
 
+    def close(self) -> None:
+        """Stop the writer once what was handed over before is written, and close its connection."""
+        self.pending.put(None)
+        self.thread.join(self.wait_seconds + 1)
+
     def _write_forever(self) -> None:
-        while True:
-            batch = [self.pending.get()]
-            time.sleep(GATHER_SECONDS)
-            while len(batch) < WRITE_BATCH:
-                try:
-                    batch.append(self.pending.get_nowait())
-                except queue.Empty:
-                    break
+        while (batch := self._next_batch()) is not None:
             stored = self._write([handed.row for handed in batch])
             for handed in batch:
                 handed.stored = stored
                 handed.done.release()
+        self._disconnect()
+
+    def _next_batch(self) -> list["_Handed"] | None:
+        """The rows handed over by now (after a short gather), at most `WRITE_BATCH`; None once closed."""
+        first = self.pending.get()
+        if first is None:
+            return None
+        time.sleep(GATHER_SECONDS)
+        batch = [first]
+        while len(batch) < WRITE_BATCH:
+            try:
+                handed = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            if handed is None:
+                self.pending.put(None)  # closed: this batch is the last
+                break
+            batch.append(handed)
+        return batch
 
     def _write(self, rows: list[dict]) -> bool:
         """One INSERT of every row (a repeated sid and status is ignored); False if it failed."""
@@ -122,11 +140,14 @@ class CallbackWriter:
             return True
         except Exception:
             logger.exception("could not store %d status callbacks (answered 503: Twilio retries them)", len(rows))
-            if self.connection is not None:
-                with contextlib.suppress(Exception):  # it may be gone already (the database restarted)
-                    self.connection.close()
-                self.connection = self.cursor = None
+            self._disconnect()
             return False
+
+    def _disconnect(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(Exception):  # it may be gone already (the database restarted)
+                self.connection.close()
+            self.connection = self.cursor = None
 
     def _connect(self):
         """A cursor on a driver connection of the writer's own (out of the pool), in autocommit: a batch is

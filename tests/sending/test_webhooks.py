@@ -274,6 +274,8 @@ def test_the_writer_stores_concurrent_callbacks_in_shared_batches_and_ignores_re
     assert writer._write(rows[:2] + rows[:2])  # a repeat inside one batch
     with ThreadPoolExecutor(32) as pool:
         assert all(pool.map(writer.store, rows))
+    writer.close()
+    assert not writer.thread.is_alive() and writer.connection is None
 
     stored = {(sid, status) for sid, status in stored_callbacks()}
     assert len(stored) == len(stored_callbacks()) == 200
@@ -308,6 +310,7 @@ def test_a_locked_table_is_answered_in_time_stored_once_free_and_the_writer_sets
     if postgres:
         shown = [writer.cursor.execute(f"SHOW {name}").fetchone()[0] for name in ("lock_timeout", "statement_timeout")]
         assert shown == ["0", "0"]
+    writer.close()
 
 
 def test_callbacks_are_applied_between_sweeps_once_they_stop_arriving_and_an_idle_look_only_reads(app, fake_twilio):

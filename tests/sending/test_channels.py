@@ -369,18 +369,17 @@ def test_explain_error_in_plain_language():
 
 
 def test_sender_stays_usable_after_a_job_timeout_interrupts_a_batch(fake_twilio):
-    class JobTimeout(Exception):
-        pass
+    from rq.timeouts import JobTimeoutException
 
     def interrupt(signum, frame):
-        raise JobTimeout
+        raise JobTimeoutException("Task exceeded maximum timeout value")
 
     fake_twilio.set_latency(1.0)
     sender = get_sender(settings_for(fake_twilio))
     previous = signal.signal(signal.SIGALRM, interrupt)  # how RQ's SimpleWorker enforces job_timeout
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(JobTimeout):
+        with pytest.raises(JobTimeoutException):
             sender.send_many([sms(str(number)) for number in range(10)])
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -391,3 +390,23 @@ def test_sender_stays_usable_after_a_job_timeout_interrupts_a_batch(fake_twilio)
     sender.close()
 
     assert result.ok
+
+
+def test_a_job_timeout_inside_a_send_stops_the_batch_instead_of_refusing_the_message(fake_twilio, monkeypatch):
+    """RQ's timeout may land anywhere, e.g. in the twilio library's first import (seen under load): a message
+    refused for it would be lost; the job must stop so that recovery looks its messages up."""
+    from rq.timeouts import JobTimeoutException
+
+    from app.sending.channels.channels import CHANNELS
+
+    def time_is_up(*args, **kwargs):
+        raise JobTimeoutException("Task exceeded maximum timeout value")
+
+    monkeypatch.setattr(CHANNELS["sms"], "create_params", time_is_up)
+    sender = get_sender(settings_for(fake_twilio))
+    try:
+        with pytest.raises(JobTimeoutException):
+            sender.send_many([sms("interrupted")])
+    finally:
+        sender.close()
+    assert fake_twilio.calls == []

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from math import ceil
 
 from aiohttp import ClientConnectorError, ClientError
+from rq.timeouts import BaseTimeoutException
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.rest import Client
 
@@ -252,6 +253,8 @@ class TwilioSender:
                 "the message may or may not have been sent.",
                 ambiguous=True,
             )
+        except BaseTimeoutException:
+            raise  # RQ's job timeout, wherever it lands: the job stops and recovery looks its messages up
         except Exception as error:
             logger.exception("unexpected error sending message %s", message.key)
             return _refused(message, f"Unexpected error while sending ({type(error).__name__}: {error}).")
@@ -295,6 +298,8 @@ class TwilioSender:
         since = min(lookup.since for lookup in lookups)
         try:
             records = await self._recent_messages(client, to, sender.get("from_"), since)
+        except BaseTimeoutException:
+            raise
         except Exception as error:  # network, 5xx, a page that does not parse: nothing is known
             reason = _lookup_failure(error, self.settings.timeout)
             return [LookupResult(key=lookup.key, ok=False, error_message=reason) for lookup in lookups]

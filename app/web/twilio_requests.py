@@ -19,22 +19,26 @@ STORE_SECONDS = 3.0
 log = logging.getLogger("app.web.webhooks")
 
 
-def refusal(request: Request, config) -> Response | None:
-    """403 unless Twilio signed the request for our public URL (and we hold the token to check it)."""
+def refusal(request: Request, config, form=None) -> Response | None:
+    """403 unless Twilio signed the request for our public URL (and we hold the token to check it).
+
+    `form`: the request's form when the caller has read it already (else `request.form`).
+    """
+    form = request.form if form is None else form
     token = config.get("TWILIO_AUTH_TOKEN")
     if not token:
         log.warning("refused Twilio webhook %s: TWILIO_AUTH_TOKEN is not set", request.path)
         return Response("webhook signatures cannot be checked: TWILIO_AUTH_TOKEN is not set", 403)
     url = public_url(request, config)
     signature = request.headers.get("X-Twilio-Signature", "")
-    if signature and signed_by_twilio(RequestValidator(token), url, request.form, signature):
+    if signature and signed_by_twilio(RequestValidator(token), url, form, signature):
         return None
     log.warning(
         "refused Twilio webhook %s from %s: bad or missing X-Twilio-Signature (checked against %s)",
         request.path,
         request.remote_addr,
         url,
-        extra={"message_sid": request.form.get("MessageSid")},
+        extra={"message_sid": form.get("MessageSid")},
     )
     return Response("invalid X-Twilio-Signature", 403)
 

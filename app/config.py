@@ -91,6 +91,8 @@ def _sending_settings(env) -> dict:
         # Per sender address (app.sending.senders_pool): a default rate and `ADDRESS=RATE` overrides.
         "SENDER_RATE_LIMIT": float(env("SENDER_RATE_LIMIT") or 0),
         "SENDER_RATE_LIMITS": env("SENDER_RATE_LIMITS") or "",
+        # The margin each rate window keeps for calls that reach Twilio later than they took their place.
+        "RATE_LIMIT_GUARD_MS": max(0, int(env("RATE_LIMIT_GUARD_MS") or 30)),
         "DEFAULT_REGION": (env("DEFAULT_REGION") or "US").upper(),
         "DEFAULT_TIMEZONE": (env("DEFAULT_TIMEZONE") or "UTC").strip(),
         "SEND_BATCH_SIZE": int(env("SEND_BATCH_SIZE") or 200),

@@ -13,13 +13,16 @@ stamps each place with the client's clock, which is why this is our own.)
 What Twilio counts, though, is when calls *arrive*, a few milliseconds after
 the places were taken and not always the same few: a chunk taken exactly one
 window after an earlier one that left late would land inside the earlier
-one's window. So the check looks at the window plus `GUARD_SECONDS`: it
+one's window. So the check looks at the window plus a guard
+(`RATE_LIMIT_GUARD_MS`, default `GUARD_SECONDS`): it
 covers the usual spread (p99 ~16 ms at 200/s on 2 busy cores, measured with
 `bench/bench_campaign.py`) and costs ~3 % of the rate (50/s and 200/s sent
 at ~97 % of the limit with the busiest second at the fake Twilio exactly at
 the limit). Two larger delays are removed at their source: the worker
 freezes its startup objects out of the garbage collector (a full collection
 paused it ~80 ms), and senders are warmed up before they take capacity.
+A host whose calls leave later than that (many processes per core) needs
+a larger guard.
 """
 
 import random
@@ -94,7 +97,7 @@ class SendRateLimiter:
     sends the rest.
     """
 
-    def __init__(self, redis: Redis, per_second: float, key: str = KEY):
+    def __init__(self, redis: Redis, per_second: float, key: str = KEY, guard_seconds: float = GUARD_SECONDS):
         amount, seconds = window_for(per_second)
         self.per_second_configured = per_second
         self.per_second = amount / seconds
@@ -102,7 +105,8 @@ class SendRateLimiter:
         self.key = key
         self.redis = redis
         self.window_key = f"jd-limits:window:{key}"
-        self.span_us = int((seconds + GUARD_SECONDS) * MICROSECONDS)
+        self.guard_seconds = guard_seconds
+        self.span_us = int((seconds + guard_seconds) * MICROSECONDS)
         self.chunk_size = max(1, amount // CHUNKS_PER_WINDOW)
         self.priority_flag = f"jd-limits:priority-waiting:{key}"
         self.take_places = redis.register_script(TAKE_PLACES)

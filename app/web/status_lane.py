@@ -43,6 +43,7 @@ class StatusCallbackLane:
             return self.wsgi_app(environ, start_response)
         form = posted_form(environ)
         if form is None:
+            log.warning("refused a status callback from %s: over %d bytes", environ.get("REMOTE_ADDR"), BODY_LIMIT)
             return Response(f"a status callback is at most {BODY_LIMIT} bytes", 413)(environ, start_response)
         refused = twilio_requests.refusal(Request(environ), self.flask_app.config, form)
         if refused is not None:

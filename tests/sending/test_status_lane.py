@@ -49,12 +49,13 @@ def test_a_multipart_body_reads_as_empty_since_twilio_posts_urlencoded_forms():
     assert posted_form(builder.get_environ()) == {}
 
 
-def test_a_body_over_the_limit_is_refused_unread(app):
+def test_a_body_over_the_limit_is_refused_unread_and_logged(app, caplog):
     params = status_callback_params("SMbig", "delivered")
     params["Padding"] = "x" * BODY_LIMIT
     answer = post_signed(app, STATUS, params)
     assert answer.status_code == 413 and str(BODY_LIMIT) in answer.text
     assert stored_callbacks() == []
+    assert any("refused a status callback" in record.getMessage() for record in caplog.records)
 
 
 def test_a_stored_callback_is_answered_with_empty_twiml(app):

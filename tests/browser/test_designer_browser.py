@@ -80,7 +80,18 @@ def message_body(page, text: str) -> None:
     save_node(page)
 
 
+# True once htmx has no request in flight and has processed what its last swap put in: until then a new
+# button is a plain form's, and a click on it submits nothing htmx would (seen: a lost "Start simulation").
+HTMX_SETTLED = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+
+
+def sim_click(page, label: str) -> None:
+    page.wait_for_function(HTMX_SETTLED)
+    page.click(f"#simulator button:text('{label}')")
+
+
 def sim_reply(page, text: str) -> None:
+    page.wait_for_function(HTMX_SETTLED)
     page.fill("#sim-text", text)
     page.press("#sim-text", "Enter")
     expect(page.locator("#simulator .bubble-contact").last).to_have_text(text)
@@ -158,7 +169,7 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
     screenshot(page, "designer-editor.png")
 
     # Simulator: unclear reply, then YES; then NO; then the timeout.
-    page.click("#simulator button:text('Start simulation')")
+    sim_click(page, "Start simulation")
     expect(page.locator("#simulator .bubble-journey").first).to_contain_text("Hi Ana! Did order A-1001 arrive?")
     sim_reply(page, "maybe")
     expect(page.locator("#simulator .bubble-journey").last).to_contain_text("Please answer YES or NO.")
@@ -169,13 +180,13 @@ def test_build_welcome_through_the_ui_simulate_publish_export(logged_in_page, li
     page.evaluate("window.scrollTo(0, 0)")
     page.locator("#simulator .sim-state").scroll_into_view_if_needed()
     screenshot(page, "designer-simulator.png")
-    page.click("#simulator button:text('New simulation')")
-    page.click("#simulator button:text('Start simulation')")
+    sim_click(page, "New simulation")
+    sim_click(page, "Start simulation")
     sim_reply(page, "não")
     expect(page.locator("#simulator .bubble-journey").last).to_contain_text("Sorry about that!")
-    page.click("#simulator button:text('New simulation')")
-    page.click("#simulator button:text('Start simulation')")
-    page.click("#simulator button:text('Fire the timeout of ask now')")
+    sim_click(page, "New simulation")
+    sim_click(page, "Start simulation")
+    sim_click(page, "Fire the timeout of ask now")
     expect(page.locator("#simulator .bubble-journey").last).to_contain_text("Sorry about that!")
     expect(page.locator("#simulator .sim-state")).to_contain_text("completed")
 

@@ -102,6 +102,16 @@ def page(browser, live_server):
     assert not errors, "browser errors:\n" + "\n".join(errors)
 
 
+# True once htmx has no request in flight and has processed what its last swap put in: until then a new
+# button is a plain form's (a click submits nothing htmx would), and an element about to be swapped out
+# takes a click that is then lost (seen in CI: "Start simulation", a contact's link in the runs table).
+HTMX_SETTLED = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+
+
+def wait_for_htmx(page) -> None:
+    page.wait_for_function(HTMX_SETTLED)
+
+
 def login(page, live_server, email: str = USER_EMAIL, password: str = USER_PASSWORD) -> None:
     """Log in through the real form."""
     page.goto(f"{live_server.url}/login")

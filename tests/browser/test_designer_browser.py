@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import wait_for_htmx
 from tests.examples import EXAMPLES_DIR
 
 
@@ -80,18 +81,13 @@ def message_body(page, text: str) -> None:
     save_node(page)
 
 
-# True once htmx has no request in flight and has processed what its last swap put in: until then a new
-# button is a plain form's, and a click on it submits nothing htmx would (seen: a lost "Start simulation").
-HTMX_SETTLED = "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
-
-
 def sim_click(page, label: str) -> None:
-    page.wait_for_function(HTMX_SETTLED)
+    wait_for_htmx(page)
     page.click(f"#simulator button:text('{label}')")
 
 
 def sim_reply(page, text: str) -> None:
-    page.wait_for_function(HTMX_SETTLED)
+    wait_for_htmx(page)
     page.fill("#sim-text", text)
     page.press("#sim-text", "Enter")
     expect(page.locator("#simulator .bubble-contact").last).to_have_text(text)

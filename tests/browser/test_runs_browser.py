@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from app.extensions import db
 from app.models import Audience, AudienceContact, Contact, Journey
 from app.runs import lifecycle
-from tests.browser.conftest import drain_in_thread
+from tests.browser.conftest import drain_in_thread, wait_for_htmx
 from tests.runs.test_run_stats import build_run
 
 HELLO = {
@@ -80,6 +80,7 @@ def test_start_a_run_watch_it_live_open_a_timeline_and_export(app, logged_in_pag
     assert len(fake_twilio.calls) == 3
 
     page.click("#state-completed")
+    wait_for_htmx(page)
     rows = page.locator("#contacts-table tbody tr")
     expect(rows).to_have_count(3)
     rows.first.locator("a").click()

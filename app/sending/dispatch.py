@@ -23,7 +23,7 @@ from flask import current_app
 
 from app.queues import get_redis
 from app.sending.channels import OutboundMessage, SenderSettings, SendResult, get_sender
-from app.sending.limiter import GUARD_SECONDS, SendRateLimiter, acquire_all
+from app.sending.limiter import SendRateLimiter, acquire_all
 from app.sending.senders_pool import rate_for
 
 # Rate-limited chunks in flight at once in one worker process (each chunk is one concurrent send_many).
@@ -48,7 +48,7 @@ def _cached_limiter(key: str, rate: float) -> SendRateLimiter | None:
     if rate <= 0:
         return None
     limiters = current_app.extensions.setdefault("send_limiters", {})
-    guard = current_app.config.get("RATE_LIMIT_GUARD_MS", GUARD_SECONDS * 1000) / 1000
+    guard = current_app.config["RATE_LIMIT_GUARD_MS"] / 1000
     cached = limiters.get(key)
     if cached is None or (cached.per_second_configured, cached.guard_seconds) != (rate, guard):
         cached = limiters[key] = SendRateLimiter(get_redis(), rate, key=key, guard_seconds=guard)

@@ -40,6 +40,13 @@ def graph_of(doc: dict) -> tuple[dict, dict]:
     return nodes, edges
 
 
+def press(page, selector: str) -> None:
+    """Activate a button from the keyboard once htmx has settled. A click lands where the button was when
+    Playwright checked it, and a delayed swap just above it (the node check, the preview) can move it first."""
+    wait_for_htmx(page)
+    page.locator(selector).press("Enter")
+
+
 def open_node(page, node_id: str) -> None:
     page.click(f"#node-list a:text-is('{node_id}')") if page.locator(
         f"#node-list a:text-is('{node_id}')"
@@ -51,14 +58,14 @@ def add_node(page, kind: str, node_id: str, after: str = "") -> None:
     page.select_option("#add-type", kind)
     page.fill("#add-id", node_id)
     page.select_option("#add-after", after)
-    page.click("#add-node button[type=submit]")
+    press(page, "#add-node button[type=submit]")
     expect(page.locator("#panel-title code")).to_have_text(node_id)
     expect(page.locator(f"#diagram-node-{node_id}")).to_be_visible()
 
 
 def save_node(page) -> None:
     revision = page.input_value("#draft-revision")
-    page.click("#panel .node-form button[type=submit]")
+    press(page, "#panel .node-form button[type=submit]")
     expect(page.locator("#draft-revision")).not_to_have_value(revision)
 
 
@@ -72,7 +79,7 @@ def add_edge(page, to: str, kind: str = "always", keywords: str = "") -> None:
         form.locator("select[name=kind]").select_option(kind)
     if keywords:
         form.locator("input[name=new_keyword]").fill(keywords)
-    form.locator("button:text('Add edge')").click()
+    press(page, "#edge-new button:text('Add edge')")
     expect(page.locator("#draft-revision")).not_to_have_value(revision)
 
 

@@ -16,6 +16,8 @@ class Run(db.Model):
     status = db.Column(db.String(16), nullable=False, default="active")
     kind = db.Column(db.String(16), nullable=False, default="audience", server_default="audience")
     total = db.Column(db.Integer, nullable=False, default=0)
+    # Contacts it left out when it started: active in a run of the same journey then (one run at a time).
+    already_active = db.Column(db.Integer, nullable=False, default=0, server_default="0")
     dry_run = db.Column(db.Boolean, nullable=False, default=False)
     created_by_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"))
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)

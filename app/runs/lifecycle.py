@@ -106,19 +106,24 @@ def prepare_run(run_id: int) -> int:
 
 def _prepare(run_id: int, contact_ids: list[int]) -> int:
     """Insert participations in chunks (one bulk INSERT and commit each), enqueue their first steps,
-    then mark the run `active` with its real total."""
-    inserted, size = 0, step_batch_size()
+    then mark the run `active` with its real total and how many contacts it left out as already active."""
+    journey_id = db.session.scalar(select(Run.journey_id).where(Run.id == run_id))
+    inserted, left_out, size = 0, 0, step_batch_size()
     for chunk in _chunks(contact_ids):
-        ids = _insert_participations(run_id, chunk)
+        ids, busy = _insert_participations(run_id, journey_id, chunk)
         db.session.commit()
-        inserted += len(ids)
+        inserted, left_out = inserted + len(ids), left_out + busy
         if _run_status(run_id) == "stopped":
-            _stop_participations(run_id)
+            _stop_participations(run_id, commit=False)
+            db.session.execute(update(Run).where(Run.id == run_id).values(already_active=left_out))
+            db.session.commit()
             return inserted
         _enqueue("advance", [(ids[i : i + size],) for i in range(0, len(ids), size)])
     total = db.session.scalar(select(func.count()).where(participation_table.c.run_id == run_id))
     db.session.execute(
-        update(Run).where(Run.id == run_id, Run.status == "preparing").values(status="active", total=total)
+        update(Run)
+        .where(Run.id == run_id, Run.status == "preparing")
+        .values(status="active", total=total, already_active=left_out)
     )
     db.session.commit()
     bulk.refresh_statistics_after(inserted, participation_table)
@@ -141,10 +146,25 @@ def step_batch_size() -> int:
     return max(1, min(BATCH_SIZE, messaging.batch_size(current_app.config)))
 
 
-def _insert_participations(run_id: int, contact_ids: list[int]) -> list[int]:
-    """One INSERT … SELECT over these contacts (set-based, not a row of parameters each); returns the ids
-    of the participations it created."""
+def _insert_participations(run_id: int, journey_id: int, contact_ids: list[int]) -> tuple[list[int], int]:
+    """One INSERT … SELECT over these contacts (set-based, not a row of parameters each), leaving out those
+    active in another run of the journey; returns the ids of the participations it created and how many
+    contacts it left out.
+
+    A contact is in one run of a journey at a time, as the pre-flight promised: a second start would send
+    it every message twice. The choice is made inside the INSERT, and the journey's row is locked until the
+    commit (PostgreSQL; SQLite has one writer), so two runs of it starting at once cannot both take a contact.
+    """
     p = participation_table.c
+    db.session.execute(select(Journey.id).where(Journey.id == journey_id).with_for_update())
+    elsewhere = participation_table.alias("elsewhere")
+    active_elsewhere = (
+        select(elsewhere.c.id)
+        .join(Run, Run.id == elsewhere.c.run_id)
+        .where(elsewhere.c.contact_id == Contact.id, elsewhere.c.state.in_(ACTIVE_STATES))
+        .where(Run.journey_id == journey_id, Run.id != run_id)
+        .exists()
+    )
     now = utcnow()
     rows = select(
         literal(run_id),
@@ -155,10 +175,13 @@ def _insert_participations(run_id: int, contact_ids: list[int]) -> list[int]:
         literal(0),
         literal(now),
         literal(now),
-    ).where(Contact.id.in_(contact_ids))
+    ).where(Contact.id.in_(contact_ids), ~active_elsewhere)
     columns = [p.run_id, p.contact_id, p.state, p.engine_state, p.wake_at, p.lock_version, p.started_at, p.updated_at]
     insert = bulk.insert_ignore(participation_table, ["run_id", "contact_id"])
-    return list(db.session.scalars(insert.from_select(columns, rows).returning(p.id)))
+    ids = list(db.session.scalars(insert.from_select(columns, rows).returning(p.id)))
+    in_this_run = select(p.id).where(p.run_id == run_id, p.contact_id == Contact.id).exists()
+    left_out = db.session.scalar(select(func.count(Contact.id)).where(Contact.id.in_(contact_ids), ~in_this_run))
+    return ids, left_out
 
 
 def stop_run(run: Run) -> int:

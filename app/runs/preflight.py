@@ -71,8 +71,10 @@ def run_preflight(journey: Journey, audience_id=None, contacts=None, start_at: d
     else:
         definition = engine.parse({key: value for key, value in journey.draft.items() if key != "id"})
     people, suppressed = _recipients(journey, audience_id, contacts)
-    if not people and not suppressed["already_active"]:
-        blockers.append("nobody can be sent a message: every contact is opted out or invalid")
+    if not people:
+        blockers.append(
+            "nobody can be sent a message: every contact is opted out, invalid or already active in a run of this journey"
+        )
     per_contact = _per_contact(definition, people, warnings) if definition else {"messages": (0, 0), "segments": (0, 0)}
     channels = _channels(definition) if definition else set()
     for channel in sorted(channels):
@@ -86,7 +88,7 @@ def run_preflight(journey: Journey, audience_id=None, contacts=None, start_at: d
     if suppressed["already_active"]:
         warnings.append(
             f"{suppressed['already_active']:,} contact(s) are already active in a run of this journey: "
-            "they are left out of the count, but a new run still adds them"
+            "the new run leaves them out (a contact is in one run of a journey at a time)"
         )
     seconds = _estimate(definition, people, per_contact["messages"][1], start_at or utcnow(), warnings)
     return {

@@ -26,6 +26,7 @@ def run_summary(run: Run) -> dict:
         "version": run.version.number,
         "status": run.status,
         "total": run.total,
+        "already_active": run.already_active,
         "created_at": iso_z(run.created_at),
         "finished_at": iso_z(run.finished_at),
         "states": states,

@@ -110,9 +110,9 @@ def _prepare(run_id: int, contact_ids: list[int]) -> int:
     journey_id = db.session.scalar(select(Run.journey_id).where(Run.id == run_id))
     inserted, left_out, size = 0, 0, step_batch_size()
     for chunk in _chunks(contact_ids):
-        ids, busy = _insert_participations(run_id, journey_id, chunk)
+        ids, chunk_left_out = _insert_participations(run_id, journey_id, chunk)
         db.session.commit()
-        inserted, left_out = inserted + len(ids), left_out + busy
+        inserted, left_out = inserted + len(ids), left_out + chunk_left_out
         if _run_status(run_id) == "stopped":
             _stop_participations(run_id, commit=False)
             db.session.execute(update(Run).where(Run.id == run_id).values(already_active=left_out))
@@ -157,14 +157,7 @@ def _insert_participations(run_id: int, journey_id: int, contact_ids: list[int])
     """
     p = participation_table.c
     db.session.execute(select(Journey.id).where(Journey.id == journey_id).with_for_update())
-    elsewhere = participation_table.alias("elsewhere")
-    active_elsewhere = (
-        select(elsewhere.c.id)
-        .join(Run, Run.id == elsewhere.c.run_id)
-        .where(elsewhere.c.contact_id == Contact.id, elsewhere.c.state.in_(ACTIVE_STATES))
-        .where(Run.journey_id == journey_id, Run.id != run_id)
-        .exists()
-    )
+    active_elsewhere = active_contact_ids(journey_id, other_than_run=run_id).where(p.contact_id.in_(contact_ids))
     now = utcnow()
     rows = select(
         literal(run_id),
@@ -175,13 +168,22 @@ def _insert_participations(run_id: int, journey_id: int, contact_ids: list[int])
         literal(0),
         literal(now),
         literal(now),
-    ).where(Contact.id.in_(contact_ids), ~active_elsewhere)
+    ).where(Contact.id.in_(contact_ids), Contact.id.not_in(active_elsewhere))
     columns = [p.run_id, p.contact_id, p.state, p.engine_state, p.wake_at, p.lock_version, p.started_at, p.updated_at]
     insert = bulk.insert_ignore(participation_table, ["run_id", "contact_id"])
     ids = list(db.session.scalars(insert.from_select(columns, rows).returning(p.id)))
     in_this_run = select(p.id).where(p.run_id == run_id, p.contact_id == Contact.id).exists()
     left_out = db.session.scalar(select(func.count(Contact.id)).where(Contact.id.in_(contact_ids), ~in_this_run))
     return ids, left_out
+
+
+def active_contact_ids(journey_id: int, other_than_run: int | None = None):
+    """SELECT of the contacts a run of this journey (but `other_than_run`) has in a non-final state."""
+    p = participation_table.c
+    query = select(p.contact_id).join(Run, Run.id == p.run_id).where(Run.journey_id == journey_id)
+    if other_than_run is not None:
+        query = query.where(Run.id != other_than_run)
+    return query.where(p.state.in_(ACTIVE_STATES))
 
 
 def stop_run(run: Run) -> int:

@@ -22,8 +22,9 @@ from app.engine.placeholders import render, sms_info
 from app.engine.windows import closing_after, is_open, next_opening
 from app.extensions import db
 from app.journeys import store as journeys
-from app.models import ACTIVE_STATES, Audience, AudienceContact, Contact, InboundMessage, Journey, Run, utcnow
+from app.models import Audience, AudienceContact, Contact, InboundMessage, Journey, utcnow
 from app.models import participation_table as participations
+from app.runs.lifecycle import active_contact_ids
 from app.runs.quiet_hours import window_zone
 
 CHUNK = 5000  # ids or phones per IN list
@@ -175,18 +176,14 @@ def _inline(contacts: list, suppressed: dict) -> list:
 
 def _already_active(journey_id: int, audience_id, contact_ids: list[int]) -> set[int]:
     """Contacts (of the audience, or among these ids) in a non-final state in a run of this journey."""
-    p = participations.c
-    query = (
-        select(func.distinct(p.contact_id))
-        .join(Run, Run.id == p.run_id)
-        .where(Run.journey_id == journey_id, p.state.in_(ACTIVE_STATES))
-    )
+    active = active_contact_ids(journey_id).distinct()
     if audience_id is not None:
         members = select(AudienceContact.contact_id).where(AudienceContact.audience_id == audience_id)
-        return set(db.session.scalars(query.where(p.contact_id.in_(members))))
+        return set(db.session.scalars(active.where(participations.c.contact_id.in_(members))))
     found = set()
     for start in range(0, len(contact_ids), CHUNK):
-        found |= set(db.session.scalars(query.where(p.contact_id.in_(contact_ids[start : start + CHUNK]))))
+        chunk = contact_ids[start : start + CHUNK]
+        found |= set(db.session.scalars(active.where(participations.c.contact_id.in_(chunk))))
     return found
 
 

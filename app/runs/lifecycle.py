@@ -26,6 +26,7 @@ from app.models import (
     utcnow,
 )
 from app.runs import listening
+from app.runs.membership import active_contact_ids
 from app.runs.runner import BATCH_SIZE, _enqueue, _lease, _run_status, complete_runs
 from app.sending import log, messaging
 
@@ -175,15 +176,6 @@ def _insert_participations(run_id: int, journey_id: int, contact_ids: list[int])
     in_this_run = select(p.id).where(p.run_id == run_id, p.contact_id == Contact.id).exists()
     left_out = db.session.scalar(select(func.count(Contact.id)).where(Contact.id.in_(contact_ids), ~in_this_run))
     return ids, left_out
-
-
-def active_contact_ids(journey_id: int, other_than_run: int | None = None):
-    """SELECT of the contacts a run of this journey (but `other_than_run`) has in a non-final state."""
-    p = participation_table.c
-    query = select(p.contact_id).join(Run, Run.id == p.run_id).where(Run.journey_id == journey_id)
-    if other_than_run is not None:
-        query = query.where(Run.id != other_than_run)
-    return query.where(p.state.in_(ACTIVE_STATES))
 
 
 def stop_run(run: Run) -> int:

@@ -33,6 +33,7 @@ from app.models import (
 )
 from app.models.bulk import insert_ignore
 from app.runs import advancing
+from app.runs.membership import active_contact_ids
 from app.runs.runner import _lease, complete_runs
 
 
@@ -89,29 +90,30 @@ def listening_keywords(exclude_journey_id: int | None = None) -> list[tuple[Run,
 
 def start_from_inbound(inbound: InboundMessage, contact_id: int | None) -> tuple[int | None, int | None]:
     """Start the journey a keyword in `inbound` triggers; (participation id or None, contact id)."""
-    run_id, keyword = _triggered_run(inbound.body or "", inbound.channel)
-    if run_id is None:
+    run, keyword = _triggered_run(inbound.body or "", inbound.channel)
+    if run is None:
         return None, contact_id
     if contact_id is None:
         contact_id = audiences.upsert_contacts([{"phone": inbound.from_phone}])[0]
-    elif not _may_start(contact_id):
+    elif not _may_start(contact_id, run):
         return None, contact_id
-    participation_id = _join(run_id, contact_id, inbound, keyword)
+    participation_id = _join(run.id, contact_id, inbound, keyword)
     if participation_id is not None:
         advancing.advance([participation_id])
     return participation_id, contact_id
 
 
-def _triggered_run(text: str, channel: str) -> tuple[int | None, str | None]:
+def _triggered_run(text: str, channel: str) -> tuple[Run | None, str | None]:
     for run, _journey, keywords in listening_keywords():
         keyword = matching_keyword(text, keywords.get(channel, ()))
         if keyword is not None:
-            return run.id, keyword
+            return run, keyword
     return None, None
 
 
-def _may_start(contact_id: int) -> bool:
-    """Not opted out, and not waiting for a reply in any run (a reply there comes first)."""
+def _may_start(contact_id: int, run: Run) -> bool:
+    """Not opted out, not waiting for a reply in any run (a reply there comes first), and not active in
+    another run of this journey (one run of a journey at a time, as for a start)."""
     contact = db.session.get(Contact, contact_id)
     if contact is None or contact.opted_out:
         return False
@@ -120,7 +122,9 @@ def _may_start(contact_id: int) -> bool:
         .where(Participation.contact_id == contact_id, Participation.state == "waiting")
         .limit(1)
     )
-    return waiting is None
+    elsewhere = active_contact_ids(run.journey_id, other_than_run=run.id)
+    busy = db.session.scalar(elsewhere.where(participation_table.c.contact_id == contact_id).limit(1))
+    return waiting is None and busy is None
 
 
 def _join(run_id: int, contact_id: int, inbound: InboundMessage, keyword: str) -> int | None:

@@ -24,7 +24,7 @@ from app.extensions import db
 from app.journeys import store as journeys
 from app.models import Audience, AudienceContact, Contact, InboundMessage, Journey, utcnow
 from app.models import participation_table as participations
-from app.runs.lifecycle import active_contact_ids
+from app.runs.membership import active_contact_ids
 from app.runs.quiet_hours import window_zone
 
 CHUNK = 5000  # ids or phones per IN list

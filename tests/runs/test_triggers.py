@@ -132,6 +132,22 @@ def test_a_contact_who_finished_can_start_again_and_gets_the_message_again(api, 
     assert db.session.get(Run, run_id).total == 1
 
 
+def test_a_contact_active_in_another_run_of_the_journey_is_not_started_by_its_keyword(api, client, fake_twilio):
+    doc = trigger_journey("join", body="Hi <<trigger|there>>")
+    doc["nodes"].insert(-1, {"id": "later", "type": "delay", "duration": "1h"})
+    doc["edges"] = [{"from": "start", "to": "m1"}, {"from": "m1", "to": "later"}, {"from": "later", "to": "done"}]
+    journey = create_journey(doc)
+    listening_id = publish(api, journey.id).json["listening_run_id"]
+    start(api, journey.id, [{"phone": STRANGER}])  # now `delayed` in an audience run of the journey
+    settle()
+
+    sid = reply(client, STRANGER, "join")
+    settle()
+    assert inbound_outcome(sid).outcome != "triggered"
+    assert bodies_to(fake_twilio, STRANGER) == ["Hi there"]  # not a second time
+    assert db.session.scalars(select(Participation).where(Participation.run_id == listening_id)).all() == []
+
+
 def test_an_opted_out_contact_is_not_started(api, client, fake_twilio):
     journey = create_journey(trigger_journey("join"))
     publish(api, journey.id)

@@ -84,7 +84,7 @@ def start_run(
     if contact_ids is None:
         _enqueue("prepare_run", [(run.id,)], timeout=3600)
     else:
-        _prepare(run.id, contact_ids)
+        _prepare(run.id, journey.id, contact_ids)
     return run
 
 
@@ -102,13 +102,12 @@ def prepare_run(run_id: int) -> int:
         contact_ids = audiences.contact_ids(run.audience_id)
     else:
         contact_ids = list(run.scheduled_contact_ids or [])  # a scheduled run of inline contacts
-    return _prepare(run_id, contact_ids)
+    return _prepare(run_id, run.journey_id, contact_ids)
 
 
-def _prepare(run_id: int, contact_ids: list[int]) -> int:
+def _prepare(run_id: int, journey_id: int, contact_ids: list[int]) -> int:
     """Insert participations in chunks (one bulk INSERT and commit each), enqueue their first steps,
     then mark the run `active` with its real total and how many contacts it left out as already active."""
-    journey_id = db.session.scalar(select(Run.journey_id).where(Run.id == run_id))
     inserted, left_out, size = 0, 0, step_batch_size()
     for chunk in _chunks(contact_ids):
         ids, chunk_left_out = _insert_participations(run_id, journey_id, chunk)

@@ -89,8 +89,7 @@ def message_body(page, text: str) -> None:
 
 
 def sim_click(page, label: str) -> None:
-    wait_for_htmx(page)
-    page.click(f"#simulator button:text('{label}')")
+    press(page, f"#simulator button:text('{label}')")
 
 
 def sim_reply(page, text: str) -> None:

@@ -8,7 +8,7 @@ import tempfile
 from sqlalchemy import create_engine, text
 
 from app.config import PROJECT_ROOT
-from tests.databases import _can_connect, start_private_postgres
+from tests.databases import PrivatePostgres, _can_connect
 
 
 def test_no_script_touches_postgresql_authentication():
@@ -23,18 +23,18 @@ def test_the_web_process_binds_loopback_unless_host_says_otherwise():
 
 
 def test_a_private_postgresql_starts_and_is_removed_without_a_trace():
-    url, stop = start_private_postgres()
-    directory_count = len([name for name in os.listdir(tempfile.gettempdir()) if name.startswith("jd-test-pg-")])
+    """Checks its own directory, not a count of them: the other pytest worker starts and removes private
+    servers of its own (the restart tests) at the same time."""
+    server = PrivatePostgres()
+    server.start()
+    assert os.path.isdir(server.directory) and server.directory.startswith(tempfile.gettempdir())
     try:
-        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        engine = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             assert conn.execute(text("SHOW listen_addresses")).scalar() == "127.0.0.1"
             conn.execute(text('CREATE DATABASE "jd_private_check"'))
         engine.dispose()
     finally:
-        stop()
-    assert not _can_connect(url)
-    assert (
-        len([name for name in os.listdir(tempfile.gettempdir()) if name.startswith("jd-test-pg-")])
-        == directory_count - 1
-    )
+        server.stop_and_delete()
+    assert not _can_connect(server.admin_url)
+    assert not os.path.exists(server.directory)

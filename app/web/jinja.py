@@ -72,20 +72,8 @@ def plural(count: int | None, singular: str, plural_form: str | None = None) -> 
 
 
 def duration(seconds: float | None) -> str:
-    """A number of seconds as operators read it: "45 s", "12 min 30 s", "2 h 10 min", "3 d 4 h"."""
-    if seconds is None:
-        return ""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, rest = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
+    """A number of seconds as operators read it, rounded to the second: "45 s", "12 min 30 s", "2 h 10 min"."""
+    return "" if seconds is None else span_text(round(seconds))
 
 
 def register(app: Flask) -> None:

@@ -18,7 +18,7 @@ from app.journeys import store as journeys
 from app.models import Participation, Run, utcnow
 from app.queues import get_redis
 from app.runs import simulator
-from app.web.jinja import ago, plural, span_text, time_tag
+from app.web.jinja import ago, duration, plural, span_text, time_tag
 from tests.conftest import drain
 from tests.runs.test_run_pages import make_audience
 
@@ -44,6 +44,18 @@ def test_a_two_hour_timer_reads_in_1_h_59_min_not_in_1_h():
     assert ago(now - timedelta(minutes=5, seconds=12), now=now) == "5 min 12 s ago"
     assert ago(now + timedelta(days=3, hours=4, minutes=5), now=now) == "in 3 d 4 h"
     assert span_text(3600) == "1 h" and span_text(42) == "42 s"
+
+
+def test_an_estimate_reads_in_the_same_units_rounded_to_the_second():
+    assert [duration(s) for s in (None, 44.6, 90, 3600, 3660, 7799, 3 * 86400 + 4 * 3600)] == [
+        "",
+        "45 s",
+        "1 min 30 s",
+        "1 h",
+        "1 h 1 min",
+        "2 h 9 min",
+        "3 d 4 h",
+    ]
 
 
 def test_times_are_time_elements_in_utc_for_the_browser_to_localise(app):

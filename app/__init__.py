@@ -40,6 +40,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(overrides or {})
 
     from app.logging_setup import configure_logging
+    from app.models import bulk
     from app.web import security
     from app.web.status_lane import StatusCallbackLane
 
@@ -52,6 +53,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     _init_sqlite(app)
+    bulk.init_app(app)  # PostgreSQL: row arrays go to the server in binary
     app.extensions["redis"] = connect(app.config["REDIS_URL"])
 
     from htmx_flask import Htmx

@@ -6,6 +6,8 @@ import json
 import re
 from datetime import datetime
 
+from psycopg.adapt import PyFormat
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import JSON, event, insert, select, text, update
 
 from app.contacts import audiences
@@ -24,7 +26,7 @@ from app.models import (
     utcnow,
 )
 from app.models.contacts import Contact
-from app.runs import lifecycle
+from app.runs import lifecycle, runner
 from app.sending import messaging
 from tests.examples import EXAMPLES_DIR
 
@@ -34,7 +36,7 @@ AWKWARD_DETAIL = {
 }
 
 
-def _participation() -> Participation:
+def _participation(phone: str = "+15005550006") -> Participation:
     journey = Journey(name="bulk", draft={})
     db.session.add(journey)
     db.session.flush()
@@ -42,7 +44,7 @@ def _participation() -> Participation:
     db.session.add(version)
     db.session.flush()
     run = Run(journey_id=journey.id, version_id=version.id, status="active", total=1)
-    contact = Contact(phone="+15005550006", name="Ana", fields={})
+    contact = Contact(phone=phone, name="Ana", fields={})
     db.session.add_all([run, contact])
     db.session.flush()
     participation = Participation(run_id=run.id, contact_id=contact.id, state="active")
@@ -194,6 +196,61 @@ def test_per_row_updates_each_row_with_its_own_values_in_one_statement(app):
     db.session.commit()
     stored = db.session.execute(select(p.state, p.engine_state, p.lock_version).where(p.id == participation.id)).one()
     assert tuple(stored) == ("waiting", AWKWARD_DETAIL, 1)
+
+
+def test_per_row_arrays_go_to_postgresql_in_binary_and_come_back_exact(app):
+    """In the text format psycopg escapes every quote of a JSON element with a regex (7 ms of client CPU for
+    a 200-row participation update); `bulk.BinaryArray` binds the arrays as `BinaryList`s, sent in binary."""
+    participations = [_participation(f"+1500555000{index}") for index in range(3)]
+    p = participation_table.c
+    sent = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append((cursor, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        rows = [
+            {
+                "b_id": row.id,
+                "b_version": 0,
+                "b_state": state,
+                "b_node_id": node,
+                "b_engine_state": engine_state,
+                "b_wake_at": None,
+                "b_updated_at": utcnow(),
+                "b_error": error,
+            }
+            for row, state, node, engine_state, error in zip(
+                participations,
+                ["waiting", "failed", "active"],
+                ["ask", None, 'a "quoted", {braced} node'],
+                [AWKWARD_DETAIL, {}, {"visits": {"ask": 2}}],
+                [None, "NULL", None],
+                strict=True,
+            )
+        ]
+        assert runner._PARTICIPATION_UPDATES.execute(rows).rowcount == 3
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    db.session.commit()
+    cursor, parameters = sent[-1]
+    if db.engine.dialect.name == "postgresql":
+        arrays = [value for name, value in parameters.items() if name.startswith("b_")]
+        assert len(arrays) == 8 and all(isinstance(value, bulk.BinaryList) for value in arrays)
+        assert cursor.adapters.get_dumper(bulk.BinaryList, PyFormat.AUTO) is ListBinaryDumper
+    else:  # SQLite: one executemany of the three rows
+        assert len(parameters) == 3
+    stored = db.session.execute(
+        select(p.state, p.node_id, p.engine_state, p.error, p.lock_version)
+        .where(p.id.in_([r.id for r in participations]))
+        .order_by(p.id)
+    ).all()
+    assert [tuple(row) for row in stored] == [
+        ("waiting", "ask", AWKWARD_DETAIL, None, 1),
+        ("failed", None, {}, "NULL", 1),
+        ("active", 'a "quoted", {braced} node', {"visits": {"ask": 2}}, None, 1),
+    ]
 
 
 def test_insert_ignore_rows_keeps_what_is_there_and_adds_the_rest(app):

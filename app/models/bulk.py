@@ -4,13 +4,55 @@ import json
 from collections.abc import Callable
 from types import SimpleNamespace
 
-from sqlalchemy import JSON, bindparam, column, func, select
+from psycopg.types.array import ListBinaryDumper
+from sqlalchemy import JSON, TypeDecorator, bindparam, column, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 
 # After writing this many rows at once, PostgreSQL's statistics are refreshed at once (see refresh_statistics).
 REFRESH_STATISTICS_AFTER = 10_000
+
+
+class BinaryList(list):
+    """A list psycopg sends as an array in binary (registered per connection by `init_app`)."""
+
+
+class BinaryArray(TypeDecorator):
+    """`postgresql.ARRAY(item_type)` bound as a `BinaryList`, so psycopg sends it in binary.
+
+    In the text format psycopg checks every element for characters to quote
+    and escapes each quote of a JSON element with a regex callback: a 200-row
+    participation update took 7 ms of client CPU, nearly all of it that
+    (measured); the binary format has lengths instead of quoting. The
+    elements still go through the item type's own bind processing (JSON
+    serialisation), and the statement still casts to the array type.
+    """
+
+    impl = postgresql.ARRAY
+    cache_ok = True
+
+    def bind_processor(self, dialect):
+        item = self.impl_instance.item_type.dialect_impl(dialect).bind_processor(dialect)
+
+        def process(values):
+            if values is None:
+                return None
+            return BinaryList(values if item is None else [item(value) for value in values])
+
+        return process
+
+
+def init_app(app) -> None:
+    """On PostgreSQL, have every new connection send `BinaryList` parameters as binary arrays."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "postgresql" and not event.contains(engine, "connect", _send_binary_lists):
+        event.listen(engine, "connect", _send_binary_lists)
+
+
+def _send_binary_lists(dbapi_connection, _record) -> None:
+    dbapi_connection.adapters.register_dumper(BinaryList, ListBinaryDumper)
 
 
 def _on_postgresql() -> bool:
@@ -56,7 +98,7 @@ class PerRow:
 
     def unnested(self):
         """The columns of `unnest(:name, …)`, one array parameter per name."""
-        arrays = [bindparam(name, type_=postgresql.ARRAY(kind)) for name, kind in self.types.items()]
+        arrays = [bindparam(name, type_=BinaryArray(kind)) for name, kind in self.types.items()]
         names = [column(name, kind) for name, kind in self.types.items()]
         return func.unnest(*arrays).table_valued(*names).render_derived().c
 

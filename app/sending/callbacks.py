@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.extensions import db
 from app.models import message_table, status_callback_table, utcnow
-from app.models.bulk import InsertIgnoreRows, insert_ignore
+from app.models.bulk import BinaryList, InsertIgnoreRows, insert_ignore
 from app.models.vocabulary import CALLBACK_STATUSES, FAILED_STATUSES, STATUS_RANK
 from app.sending.channels import explain_error
 from app.sending.log import _insert_events
@@ -184,7 +184,8 @@ def _batch_writer(dialect):
     the count (one array per column expanded by `unnest`), compiled once to
     the driver's SQL and prepared on the server: psycopg and the server parse
     and plan it once (a VALUES list per count was parsed afresh each time: a
-    twentieth of a web process's busy time). SQLite gets a VALUES list of
+    twentieth of a web process's busy time); the arrays go in binary
+    (`bulk.BinaryList`). SQLite gets a VALUES list of
     that many rows: one statement, since in autocommit an executemany would
     commit every row.
     """
@@ -194,7 +195,7 @@ def _batch_writer(dialect):
         insert = str(unnest.compile(dialect=dialect))
 
         def unnested(cursor, rows):
-            arrays = {column: [row[column] for row in rows] for column in WRITTEN_COLUMNS}
+            arrays = {column: BinaryList(row[column] for row in rows) for column in WRITTEN_COLUMNS}
             cursor.execute(insert, arrays, prepare=True)
 
         return unnested

@@ -185,9 +185,8 @@ def _batch_writer(dialect):
     the driver's SQL and prepared on the server: psycopg and the server parse
     and plan it once (a VALUES list per count was parsed afresh each time: a
     twentieth of a web process's busy time); the arrays go in binary
-    (`bulk.BinaryList`). SQLite gets a VALUES list of
-    that many rows: one statement, since in autocommit an executemany would
-    commit every row.
+    (`bulk.BinaryList`). SQLite gets a VALUES list of that many rows: one
+    statement, since in autocommit an executemany would commit every row.
     """
     table, tail = status_callback_table, " ON CONFLICT (sid, status) DO NOTHING"
     if dialect.name == "postgresql":
